@@ -1,0 +1,99 @@
+// Package balancer holds the load-balancing algorithms and the immutable
+// snapshots they pick from. It knows nothing about HTTP: the data plane hands
+// it a key and a clock reading, and gets back an index.
+package balancer
+
+import (
+	"hash/fnv"
+	"math"
+	"strconv"
+	"sync/atomic"
+)
+
+// Backend is one upstream instance. A Backend is shared by every snapshot
+// that contains it: the control plane reuses it by identity (pool + address)
+// across rebuilds, so its counters survive reloads and health changes.
+type Backend struct {
+	// Pool and Addr identify the backend; they never change.
+	Pool string
+	Addr string
+	// ID is an opaque, stable name for the backend (used for sticky
+	// cookies, so clients never learn internal addresses).
+	ID string
+
+	inflight atomic.Int64
+	// ewmaNanos holds the peak-EWMA latency in nanoseconds as float64 bits;
+	// ewmaStamp is the unix-nano time of its last update.
+	ewmaNanos atomic.Uint64
+	ewmaStamp atomic.Int64
+}
+
+// NewBackend returns a backend with zeroed counters.
+func NewBackend(pool, addr string) *Backend {
+	return &Backend{Pool: pool, Addr: addr, ID: BackendID(pool, addr)}
+}
+
+// BackendID is the opaque id of pool+addr: deterministic across processes,
+// so a sticky cookie set by one sluice is understood by another.
+func BackendID(pool, addr string) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(pool))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(addr))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// Begin marks one request started on the backend.
+func (b *Backend) Begin() { b.inflight.Add(1) }
+
+// End marks one request finished on the backend.
+func (b *Backend) End() { b.inflight.Add(-1) }
+
+// InFlight is the number of requests in progress on the backend.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// EWMA returns the current peak-EWMA latency estimate in nanoseconds
+// (0 when nothing has been observed yet).
+func (b *Backend) EWMA() float64 { return math.Float64frombits(b.ewmaNanos.Load()) }
+
+// ObserveLatency folds one measured upstream latency into the peak-EWMA:
+// a sample above the estimate replaces it at once (peak), a lower one
+// is blended in with a weight that grows with the time since the last
+// sample, so the estimate decays over roughly one window.
+// Lock-free: concurrent observers may lose an update, never corrupt one.
+func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
+	rtt := float64(rttNanos)
+	if rtt < 0 {
+		rtt = 0
+	}
+	last := b.ewmaStamp.Swap(now)
+	old := b.EWMA()
+	var next float64
+	switch {
+	case last == 0 || old == 0 || rtt > old:
+		next = rtt
+	default:
+		elapsed := float64(now - last)
+		if elapsed < 0 {
+			elapsed = 0
+		}
+		w := math.Exp(-elapsed / float64(windowNanos))
+		next = old*w + rtt*(1-w)
+	}
+	b.ewmaNanos.Store(math.Float64bits(next))
+}
+
+// DecayedEWMA is the estimate as of now: with no fresh samples it decays
+// toward zero over the window, so a backend that was slow is tried again
+// after a while instead of being shunned forever.
+func (b *Backend) DecayedEWMA(now int64, windowNanos int64) float64 {
+	v := b.EWMA()
+	if v == 0 {
+		return 0
+	}
+	idle := now - b.ewmaStamp.Load()
+	if idle <= 0 || windowNanos <= 0 {
+		return v
+	}
+	return v * math.Exp(-float64(idle)/float64(windowNanos))
+}

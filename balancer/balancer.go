@@ -1,0 +1,70 @@
+package balancer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Target is one backend that may take traffic, with the weight it has in
+// this snapshot (the configured weight, or less while slow-starting).
+type Target struct {
+	Backend *Backend
+	Weight  uint32
+}
+
+// Picker chooses a target for one request. It is built once from an
+// immutable set of targets and then used by every request concurrently:
+// Pick never blocks, never locks and never allocates.
+type Picker interface {
+	// Pick returns an index into the targets the picker was built from,
+	// or -1 when there is none. key is the request's hash key for the hash
+	// algorithms and a random number for the others; now is the request's
+	// clock reading in unix nanoseconds (Pick never reads the clock).
+	Pick(key uint64, now int64) int
+}
+
+// Options tune the algorithms that need tuning.
+type Options struct {
+	// Seed is injected randomness for start offsets (round robin).
+	Seed uint64
+	// EWMAWindow is the decay window of the ewma algorithm.
+	EWMAWindow time.Duration
+	// MaglevTableSize is the maglev lookup table size (a prime).
+	MaglevTableSize int
+}
+
+// Builder builds a picker from targets; it runs on the control plane and
+// may take its time and allocate.
+type Builder func(targets []Target, opts Options) Picker
+
+// builders maps algorithm names to their builders. It is never written
+// after package initialisation.
+var builders = map[string]Builder{
+	"round_robin": newRoundRobin,
+}
+
+// Build returns the picker for the named algorithm.
+func Build(algorithm string, targets []Target, opts Options) (Picker, error) {
+	b, ok := builders[algorithm]
+	if !ok {
+		return nil, fmt.Errorf("balancer: unknown algorithm %q", algorithm)
+	}
+	if opts.EWMAWindow <= 0 {
+		opts.EWMAWindow = 10 * time.Second
+	}
+	if opts.MaglevTableSize <= 0 {
+		opts.MaglevTableSize = 65537
+	}
+	return b(targets, opts), nil
+}
+
+// Known reports whether the named algorithm exists.
+func Known(algorithm string) bool {
+	_, ok := builders[algorithm]
+	return ok
+}
+
+// none is the picker of an empty target set.
+type none struct{}
+
+func (none) Pick(uint64, int64) int { return -1 }

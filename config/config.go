@@ -1,0 +1,291 @@
+// Package config reads sluice's YAML file into plain structs, fills in
+// defaults and validates them. It starts no goroutines, keeps no globals and
+// does no I/O beyond reading the file it is given.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one complete, validated sluice configuration.
+type Config struct {
+	Listen          string           `yaml:"listen"`
+	ListenReusePort bool             `yaml:"listen_reuseport"`
+	Admin           Admin            `yaml:"admin"`
+	Routes          []Route          `yaml:"routes"`
+	Pools           map[string]*Pool `yaml:"pools"`
+	Timeouts        Timeouts         `yaml:"timeouts"`
+	Limits          Limits           `yaml:"limits"`
+	Retries         Retries          `yaml:"retries"`
+	PreserveHost    bool             `yaml:"preserve_host"`
+	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
+	ShutdownDelay   time.Duration    `yaml:"shutdown_delay"`
+	DrainTimeout    time.Duration    `yaml:"drain_timeout"`
+	Log             Log              `yaml:"log"`
+	AccessLog       AccessLog        `yaml:"access_log"`
+
+	// File is the path the config was read from (for messages).
+	File string `yaml:"-"`
+	// Source is the raw file content, kept to report the running config.
+	Source []byte `yaml:"-"`
+
+	lines map[string]int
+}
+
+// Admin is the control listener: health, readiness, metrics, runtime API.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Route sends matching requests to a pool.
+type Route struct {
+	Match Match  `yaml:"match"`
+	Pool  string `yaml:"pool"`
+}
+
+// Match selects requests by host and path prefix; both are optional.
+type Match struct {
+	// Host is an exact host name or a wildcard such as *.example.com.
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// Pool is a set of interchangeable backends and how to balance over them.
+type Pool struct {
+	Algorithm        string            `yaml:"algorithm"`
+	HashKey          string            `yaml:"hash_key"`
+	Sticky           *Sticky           `yaml:"sticky"`
+	Backends         []Backend         `yaml:"backends"`
+	PreserveHost     *bool             `yaml:"preserve_host"`
+	EWMAWindow       time.Duration     `yaml:"ewma_window"`
+	MaglevTableSize  int               `yaml:"maglev_table_size"`
+	HealthCheck      *HealthCheck      `yaml:"health_check"`
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
+	SlowStart        time.Duration     `yaml:"slow_start"`
+	PanicThreshold   Percent           `yaml:"panic_threshold"`
+	Discovery        *Discovery        `yaml:"discovery"`
+}
+
+// Backend is one statically configured upstream.
+type Backend struct {
+	Address string `yaml:"address"`
+	// Weight is the share of traffic; 0 keeps the backend in the pool
+	// without sending it new requests.
+	Weight int `yaml:"weight"`
+}
+
+// Sticky turns on cookie-based session affinity for a pool.
+type Sticky struct {
+	Cookie string `yaml:"cookie"`
+}
+
+// HealthCheck configures active probes for a pool.
+type HealthCheck struct {
+	Type               string        `yaml:"type"` // http or tcp
+	Path               string        `yaml:"path"`
+	Host               string        `yaml:"host"`
+	Interval           time.Duration `yaml:"interval"`
+	Timeout            time.Duration `yaml:"timeout"`
+	HealthyThreshold   int           `yaml:"healthy_threshold"`
+	UnhealthyThreshold int           `yaml:"unhealthy_threshold"`
+	ExpectStatus       []StatusRange `yaml:"expect_status"`
+}
+
+// OutlierDetection configures passive ejection from real traffic.
+type OutlierDetection struct {
+	ConsecutiveFailures int           `yaml:"consecutive_failures"`
+	BaseEjectionTime    time.Duration `yaml:"base_ejection_time"`
+	MaxEjectionTime     time.Duration `yaml:"max_ejection_time"`
+	MaxEjectionPercent  Percent       `yaml:"max_ejection_percent"`
+}
+
+// Discovery finds backends at run time.
+type Discovery struct {
+	DNS *DNSDiscovery `yaml:"dns"`
+}
+
+// DNSDiscovery re-resolves a name on an interval.
+type DNSDiscovery struct {
+	Name     string        `yaml:"name"`
+	Port     int           `yaml:"port"`
+	Type     string        `yaml:"type"` // A or SRV
+	Interval time.Duration `yaml:"interval"`
+	// Resolver is an optional DNS server address (host:port) to query
+	// instead of the system's.
+	Resolver string `yaml:"resolver"`
+}
+
+// Timeouts bound every blocking step of a request.
+type Timeouts struct {
+	Connect     time.Duration `yaml:"connect"`
+	Response    time.Duration `yaml:"response"`
+	ClientRead  time.Duration `yaml:"client_read"`
+	ClientWrite time.Duration `yaml:"client_write"`
+	Idle        time.Duration `yaml:"idle"`
+}
+
+// Limits bound what a client may send.
+type Limits struct {
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	MaxBodyBytes   int `yaml:"max_body_bytes"`
+	// MaxConnsPerBackend caps upstream connections to each backend.
+	MaxConnsPerBackend int `yaml:"max_conns_per_backend"`
+}
+
+// Retries is sluice's own retry policy (fasthttp's is turned off).
+type Retries struct {
+	// Attempts is the total tries per request, first included.
+	Attempts int `yaml:"attempts"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json, console or auto
+}
+
+// AccessLog configures the per-request log.
+type AccessLog struct {
+	Enabled bool    `yaml:"enabled"`
+	Path    string  `yaml:"path"`
+	Sample  float64 `yaml:"sample"`
+}
+
+// Defaults applied before the file is decoded over them.
+func (c *Config) setDefaults() {
+	c.Listen = "127.0.0.1:8080"
+	c.Admin.Listen = "127.0.0.1:9901"
+	c.Timeouts = Timeouts{
+		Connect:     2 * time.Second,
+		Response:    30 * time.Second,
+		ClientRead:  30 * time.Second,
+		ClientWrite: 30 * time.Second,
+		Idle:        90 * time.Second,
+	}
+	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxConnsPerBackend: 1024}
+	c.Retries.Attempts = 2
+	c.PreserveHost = true
+	c.ShutdownTimeout = 30 * time.Second
+	c.DrainTimeout = 30 * time.Second
+	c.Log = Log{Level: "info", Format: "auto"}
+	c.AccessLog = AccessLog{Path: "stdout", Sample: 1}
+}
+
+func (p *Pool) setDefaults() {
+	p.Algorithm = "p2c"
+	p.EWMAWindow = 10 * time.Second
+	p.MaglevTableSize = 65537
+}
+
+func (b *Backend) setDefaults() { b.Weight = 1 }
+
+func (s *Sticky) setDefaults() { s.Cookie = "sluice_affinity" }
+
+func (h *HealthCheck) setDefaults() {
+	h.Type = "http"
+	h.Path = "/healthz"
+	h.Interval = 2 * time.Second
+	h.Timeout = time.Second
+	h.HealthyThreshold = 2
+	h.UnhealthyThreshold = 3
+}
+
+func (o *OutlierDetection) setDefaults() {
+	o.ConsecutiveFailures = 5
+	o.BaseEjectionTime = 30 * time.Second
+	o.MaxEjectionTime = 300 * time.Second
+	o.MaxEjectionPercent = 50
+}
+
+func (d *DNSDiscovery) setDefaults() {
+	d.Type = "A"
+	d.Interval = 5 * time.Second
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data as if read from the named file. The
+// error, when not nil, is an Errors listing every problem found.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	c.setDefaults()
+	c.File = name
+	c.Source = data
+	d := &decoder{file: name, lines: map[string]int{}}
+
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: name, Msg: "empty config file"}}
+		}
+		return nil, Errors{syntaxError(name, err)}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	d.decode(root, reflect.ValueOf(c).Elem(), "", 0)
+	c.lines = d.lines
+	errs := append(d.errs, c.validate()...)
+	if len(errs) > 0 {
+		sortErrors(errs)
+		return nil, errs
+	}
+	return c, nil
+}
+
+// syntaxError turns yaml's "yaml: line 3: ..." into a FieldError.
+func syntaxError(name string, err error) FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, tail, ok := strings.Cut(rest, ": "); ok {
+			if _, scanErr := fmt.Sscanf(num, "%d", &line); scanErr == nil {
+				msg = tail
+			}
+		}
+	}
+	return FieldError{File: name, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// Line returns the line of the field at path, or of its nearest parent.
+func (c *Config) Line(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// PoolNames returns the pool names in sorted order.
+func (c *Config) PoolNames() []string {
+	names := make([]string, 0, len(c.Pools))
+	for n := range c.Pools {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return names
+}

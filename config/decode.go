@@ -1,0 +1,255 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxNodes bounds the work of decoding one document, so alias tricks
+// ("billion laughs") cannot make the decoder run away.
+const maxNodes = 200_000
+
+// defaulter is implemented by structs that fill in their defaults before
+// their YAML is decoded over them, so an explicit zero stays zero.
+type defaulter interface{ setDefaults() }
+
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
+
+// decoder walks the YAML node tree and the target value together. Doing the
+// walk ourselves, rather than yaml's Decode, lets us report every error at
+// once with its line and field path, and remember each field's line for
+// the validation that follows.
+type decoder struct {
+	file  string
+	errs  Errors
+	lines map[string]int
+	nodes int
+}
+
+func (d *decoder) fail(line int, path, format string, args ...any) {
+	d.errs = append(d.errs, FieldError{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) {
+	d.nodes++
+	if d.nodes > maxNodes || depth > 64 {
+		if d.nodes == maxNodes+1 || depth == 65 {
+			d.fail(n.Line, path, "document too large or too deeply nested")
+		}
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return
+		}
+		d.decode(n.Alias, v, path, depth+1)
+		return
+	}
+	if _, seen := d.lines[path]; !seen {
+		d.lines[path] = n.Line
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the default
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+			if dv, ok := v.Interface().(defaulter); ok {
+				dv.setDefaults()
+			}
+		}
+		d.decode(n, v.Elem(), path, depth+1)
+		return
+	}
+	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) || v.Type() == durationType {
+		d.scalar(n, v, path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.structure(n, v, path, depth)
+	case reflect.Map:
+		d.mapping(n, v, path, depth)
+	case reflect.Slice:
+		d.sequence(n, v, path, depth)
+	default:
+		d.scalar(n, v, path)
+	}
+}
+
+func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
+	isUnmarshaler := reflect.PointerTo(v.Type()).Implements(unmarshalerType)
+	if n.Kind != yaml.ScalarNode && !isUnmarshaler {
+		d.fail(n.Line, path, "want %s, got a %s", describe(v.Type()), kindName(n.Kind))
+		return
+	}
+	if v.Type() == durationType {
+		dur, err := time.ParseDuration(n.Value)
+		if err != nil {
+			d.fail(n.Line, path, "want a duration such as 2s or 150ms, got %q", n.Value)
+			return
+		}
+		v.SetInt(int64(dur))
+		return
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		if isUnmarshaler {
+			d.fail(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return
+		}
+		d.fail(n.Line, path, "want %s, got %q", describe(v.Type()), n.Value)
+	}
+}
+
+func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n.Line, path, "want a mapping, got a %s", kindName(n.Kind))
+		return
+	}
+	if dv, ok := v.Addr().Interface().(defaulter); ok && v.IsZero() {
+		dv.setDefaults()
+	}
+	fields := yamlFields(v.Type())
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		sub := join(path, k.Value)
+		if seen[k.Value] {
+			d.fail(k.Line, sub, "defined twice")
+			continue
+		}
+		seen[k.Value] = true
+		idx, ok := fields[k.Value]
+		if !ok {
+			d.fail(k.Line, sub, "unknown field (known: %s)", knownNames(fields))
+			continue
+		}
+		d.lines[sub] = k.Line
+		d.decode(val, v.Field(idx), sub, depth+1)
+	}
+}
+
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n.Line, path, "want a mapping, got a %s", kindName(n.Kind))
+		return
+	}
+	if v.Type().Key().Kind() != reflect.String {
+		d.fail(n.Line, path, "unsupported map key type")
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		sub := join(path, k.Value)
+		key := reflect.ValueOf(k.Value).Convert(v.Type().Key())
+		if v.MapIndex(key).IsValid() {
+			d.fail(k.Line, sub, "defined twice")
+			continue
+		}
+		d.lines[sub] = k.Line
+		elem := reflect.New(v.Type().Elem()).Elem()
+		if elem.Kind() != reflect.Pointer {
+			if dv, ok := elem.Addr().Interface().(defaulter); ok {
+				dv.setDefaults()
+			}
+		}
+		d.decode(val, elem, sub, depth+1)
+		v.SetMapIndex(key, elem)
+	}
+}
+
+func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n.Line, path, "want a list, got a %s", kindName(n.Kind))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		elem := s.Index(i)
+		if elem.Kind() != reflect.Pointer {
+			if dv, ok := elem.Addr().Interface().(defaulter); ok {
+				dv.setDefaults()
+			}
+		}
+		d.decode(item, elem, path+"["+strconv.Itoa(i)+"]", depth+1)
+	}
+	v.Set(s)
+}
+
+// yamlFields maps each YAML key of a struct type to its field index.
+func yamlFields(t reflect.Type) map[string]int {
+	m := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		m[name] = i
+	}
+	return m
+}
+
+func knownNames(fields map[string]int) string {
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "scalar"
+	default:
+		return "document"
+	}
+}
+
+func describe(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
+	case reflect.Slice:
+		return "a list"
+	default:
+		return t.String()
+	}
+}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Algorithms are the names accepted by a pool's algorithm field.
+var Algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
+
+// validate checks the decoded config as a whole and returns every problem.
+func (c *Config) validate() Errors {
+	v := &validator{c: c}
+	v.address("listen", c.Listen)
+	if c.Admin.Listen != "" {
+		v.address("admin.listen", c.Admin.Listen)
+	}
+	v.positive("timeouts.connect", int64(c.Timeouts.Connect))
+	v.positive("timeouts.response", int64(c.Timeouts.Response))
+	v.positive("timeouts.client_read", int64(c.Timeouts.ClientRead))
+	v.positive("timeouts.client_write", int64(c.Timeouts.ClientWrite))
+	v.positive("timeouts.idle", int64(c.Timeouts.Idle))
+	v.positive("shutdown_timeout", int64(c.ShutdownTimeout))
+	v.positive("drain_timeout", int64(c.DrainTimeout))
+	if c.ShutdownDelay < 0 {
+		v.fail("shutdown_delay", "must be >= 0")
+	}
+	if c.Limits.MaxHeaderBytes < 1024 {
+		v.fail("limits.max_header_bytes", "must be >= 1024")
+	}
+	v.positive("limits.max_body_bytes", int64(c.Limits.MaxBodyBytes))
+	v.positive("limits.max_conns_per_backend", int64(c.Limits.MaxConnsPerBackend))
+	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
+		v.fail("retries.attempts", "must be from 1 to 10")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", "must be debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "auto", "json", "console":
+	default:
+		v.fail("log.format", "must be auto, json or console")
+	}
+	if c.AccessLog.Sample < 0 || c.AccessLog.Sample > 1 {
+		v.fail("access_log.sample", "must be from 0 to 1")
+	}
+	if c.AccessLog.Path == "" {
+		v.fail("access_log.path", "must be stdout or a file path")
+	}
+
+	if len(c.Pools) == 0 {
+		v.fail("pools", "at least one pool is required")
+	}
+	for _, name := range c.PoolNames() {
+		v.pool("pools."+name, c.Pools[name])
+	}
+	if len(c.Routes) == 0 {
+		v.fail("routes", "at least one route is required")
+	}
+	seen := map[Match]int{}
+	for i := range c.Routes {
+		v.route(i, &c.Routes[i], seen)
+	}
+	return v.errs
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) fail(path, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{File: v.c.File, Line: v.c.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) positive(path string, n int64) {
+	if n <= 0 {
+		v.fail(path, "must be > 0")
+	}
+}
+
+func (v *validator) address(path, addr string) {
+	if err := CheckAddress(addr); err != nil {
+		v.fail(path, "%v", err)
+	}
+}
+
+// CheckAddress reports whether addr is a usable host:port.
+func CheckAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port must be 1-65535, got %q", port)
+	}
+	if host == "" {
+		return nil // all interfaces
+	}
+	if net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("bad host %q", host)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) pool(path string, p *Pool) {
+	if p == nil {
+		v.fail(path, "empty pool")
+		return
+	}
+	if !contains(Algorithms, p.Algorithm) {
+		v.fail(path+".algorithm", "unknown algorithm %q (want one of %s)", p.Algorithm, strings.Join(Algorithms, ", "))
+	}
+	if _, err := ParseHashKey(p.HashKey); err != nil {
+		v.fail(path+".hash_key", "%v", err)
+	}
+	if p.Sticky != nil && !validToken(p.Sticky.Cookie) {
+		v.fail(path+".sticky.cookie", "must be a cookie name")
+	}
+	if p.EWMAWindow <= 0 {
+		v.fail(path+".ewma_window", "must be > 0")
+	}
+	if p.MaglevTableSize < 7 || p.MaglevTableSize > 5_000_011 || !isPrime(p.MaglevTableSize) {
+		v.fail(path+".maglev_table_size", "must be a prime from 7 to 5000011")
+	}
+	if p.SlowStart < 0 {
+		v.fail(path+".slow_start", "must be >= 0")
+	}
+	if len(p.Backends) == 0 && p.Discovery == nil {
+		v.fail(path+".backends", "a pool needs backends or discovery")
+	}
+	addrs := map[string]int{}
+	for i, b := range p.Backends {
+		bp := fmt.Sprintf("%s.backends[%d]", path, i)
+		if b.Address == "" {
+			v.fail(bp+".address", "required")
+		} else if err := CheckAddress(b.Address); err != nil {
+			v.fail(bp+".address", "%v", err)
+		} else if first, dup := addrs[b.Address]; dup {
+			v.fail(bp+".address", "duplicate backend %s (also backends[%d])", b.Address, first)
+		} else {
+			addrs[b.Address] = i
+		}
+		if b.Weight < 0 {
+			v.fail(bp+".weight", "must be >= 0")
+		} else if b.Weight > 1_000_000 {
+			v.fail(bp+".weight", "must be <= 1000000")
+		}
+	}
+	if hc := p.HealthCheck; hc != nil {
+		hp := path + ".health_check"
+		if hc.Type != "http" && hc.Type != "tcp" {
+			v.fail(hp+".type", "must be http or tcp")
+		}
+		if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
+			v.fail(hp+".path", "must start with /")
+		}
+		v.positive(hp+".interval", int64(hc.Interval))
+		v.positive(hp+".timeout", int64(hc.Timeout))
+		if hc.HealthyThreshold < 1 {
+			v.fail(hp+".healthy_threshold", "must be >= 1")
+		}
+		if hc.UnhealthyThreshold < 1 {
+			v.fail(hp+".unhealthy_threshold", "must be >= 1")
+		}
+	}
+	if od := p.OutlierDetection; od != nil {
+		op := path + ".outlier_detection"
+		if od.ConsecutiveFailures < 1 {
+			v.fail(op+".consecutive_failures", "must be >= 1")
+		}
+		v.positive(op+".base_ejection_time", int64(od.BaseEjectionTime))
+		if od.MaxEjectionTime < od.BaseEjectionTime {
+			v.fail(op+".max_ejection_time", "must be >= base_ejection_time")
+		}
+	}
+	if d := p.Discovery; d != nil {
+		dp := path + ".discovery"
+		if d.DNS == nil {
+			v.fail(dp+".dns", "required")
+		} else {
+			if d.DNS.Name == "" || !validHostname(strings.TrimSuffix(d.DNS.Name, ".")) {
+				v.fail(dp+".dns.name", "want a DNS name, got %q", d.DNS.Name)
+			}
+			switch d.DNS.Type {
+			case "A":
+				if d.DNS.Port < 1 || d.DNS.Port > 65535 {
+					v.fail(dp+".dns.port", "must be 1-65535 for type A")
+				}
+			case "SRV":
+			default:
+				v.fail(dp+".dns.type", "must be A or SRV")
+			}
+			v.positive(dp+".dns.interval", int64(d.DNS.Interval))
+			if d.DNS.Resolver != "" {
+				v.address(dp+".dns.resolver", d.DNS.Resolver)
+			}
+		}
+	}
+}
+
+func (v *validator) route(i int, r *Route, seen map[Match]int) {
+	path := fmt.Sprintf("routes[%d]", i)
+	r.Match.Host = strings.ToLower(r.Match.Host)
+	if h := r.Match.Host; h != "" {
+		name := strings.TrimPrefix(h, "*.")
+		if strings.Contains(name, "*") || !validHostname(name) {
+			v.fail(path+".match.host", "want a host name or *.domain, got %q", h)
+		}
+	}
+	if p := r.Match.PathPrefix; p != "" && !strings.HasPrefix(p, "/") {
+		v.fail(path+".match.path_prefix", "must start with /")
+	}
+	if r.Pool == "" {
+		v.fail(path+".pool", "required")
+	} else if _, ok := v.c.Pools[r.Pool]; !ok {
+		v.fail(path+".pool", "unknown pool %q", r.Pool)
+	}
+	key := Match{Host: r.Match.Host, PathPrefix: r.Match.PathPrefix}
+	if key.PathPrefix == "" {
+		key.PathPrefix = "/"
+	}
+	if first, dup := seen[key]; dup {
+		v.fail(path+".match", "same match as routes[%d]", first)
+	} else {
+		seen[key] = i
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// sortErrors orders errors by line, keeping discovery order within a line.
+func sortErrors(es Errors) {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+}
