@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"sluice/config"
+)
+
+//go:embed demo.yaml
+var demoConfig string
+
+// runDemo starts three demo upstreams on loopback and serves the embedded
+// demo config in front of them: a working proxy with nothing to install.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "proxy listen address")
+	admin := fs.String("admin", "127.0.0.1:9901", "admin listen address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var wg sync.WaitGroup
+	var servers []*fasthttp.Server
+	defer func() {
+		for _, s := range servers {
+			_ = s.Shutdown()
+		}
+		wg.Wait()
+	}()
+	vars := map[string]string{"${LISTEN}": *listen, "${ADMIN}": *admin}
+	for i := 1; i <= 3; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 1
+		}
+		name := fmt.Sprintf("demo-%d", i)
+		s := &fasthttp.Server{Handler: demoUpstream(name, ln.Addr().String()), NoDefaultServerHeader: true}
+		servers = append(servers, s)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.Serve(ln) }()
+		vars[fmt.Sprintf("${UP%d}", i)] = ln.Addr().String()
+	}
+	text := demoConfig
+	for k, v := range vars {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	cfg, err := config.Parse("demo.yaml (embedded)", []byte(text))
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, `sluice demo: proxy on http://%[1]s over 3 demo upstreams (%[2]s, %[3]s, %[4]s)
+try:
+  curl -s http://%[1]s/              # round robin over demo-1..3
+  curl -s http://%[1]s/api/hello     # weighted 3:1 over demo-1 and demo-2
+  curl -s http://%[5]s/healthz       # admin
+Ctrl-C stops everything.
+`, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"], *admin)
+	return serve(ctx, cfg, options{stderr: stderr})
+}
+
+// demoUpstream answers every request with who it is and what it received.
+func demoUpstream(name, addr string) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/healthz" {
+			ctx.SetBodyString("ok\n")
+			return
+		}
+		ctx.Response.Header.Set("X-Backend", name)
+		ctx.SetContentType("text/plain; charset=utf-8")
+		fmt.Fprintf(ctx, "hello from %s (%s)\n%s %s\nhost: %s\nx-forwarded-for: %s\nx-request-id: %s\n",
+			name, addr, ctx.Method(), ctx.RequestURI(), ctx.Host(),
+			ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("X-Request-Id"))
+	}
+}

@@ -1,0 +1,67 @@
+// Command sluice is an L7 load-balancing reverse proxy. This file wires the
+// packages together and owns the process: flags, signals, listeners.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"sluice/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole program behind main, with its inputs and outputs passed
+// in so tests can drive it in-process. ctx ends on SIGTERM/SIGINT.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "demo" {
+		return runDemo(ctx, args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "sluice.yaml", "path of the YAML config file")
+	check := fs.Bool("check", false, "validate the config file and exit (0 valid, 1 invalid)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (for profiling; off by default)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: sluice [-config FILE] [-check] [-version] [-pprof ADDR]\n       sluice demo [-listen ADDR]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "sluice %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		if *check {
+			fmt.Fprintf(stderr, "%s: configuration is invalid\n", *configPath)
+		}
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration is valid (%d routes, %d pools)\n", *configPath, len(cfg.Routes), len(cfg.Pools))
+		return 0
+	}
+	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr})
+}

@@ -1,0 +1,281 @@
+// Package proxy is sluice's data plane: the fasthttp handler that routes
+// each request, picks a backend from the published snapshot and forwards
+// the request over a kept-alive upstream connection. The request path takes
+// no lock and, in steady state, allocates nothing.
+package proxy
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"sluice/balancer"
+	"sluice/config"
+)
+
+// Proxy serves requests from whatever snapshot was published last.
+type Proxy struct {
+	snap atomic.Pointer[Snapshot]
+	// scratch holds reusable byte buffers for building header values.
+	scratch sync.Pool
+}
+
+// New returns a proxy with no snapshot: it answers 503 until one is
+// published.
+func New() *Proxy {
+	p := &Proxy{}
+	p.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
+	return p
+}
+
+// Publish makes s the snapshot for every request that starts from now on.
+func (p *Proxy) Publish(s *Snapshot) { p.snap.Store(s) }
+
+// Current returns the published snapshot (nil before the first).
+func (p *Proxy) Current() *Snapshot { return p.snap.Load() }
+
+// Handle is the fasthttp request handler.
+func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
+	s := p.snap.Load()
+	if s == nil {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no configuration loaded\n")
+		return
+	}
+	now := time.Now()
+	var hostBuf [256]byte
+	rawHost := ctx.Request.Header.Host()
+	host := normalizeHost(rawHost, hostBuf[:])
+	r := s.routes.match(host, ctx.Path())
+	if r == nil {
+		writeError(ctx, fasthttp.StatusNotFound, "404 no route for this host and path\n")
+		return
+	}
+	pl := r.pool
+	if len(pl.targets) == 0 {
+		noBackend(ctx)
+		return
+	}
+
+	bufp := p.scratch.Get().(*[]byte)
+	defer p.scratch.Put(bufp)
+	req := &ctx.Request
+	clientClose := req.Header.ConnectionClose()
+	http11 := req.Header.IsHTTP11()
+	*bufp = prepareRequest(ctx, rawHost, pl, s, *bufp)
+
+	key := pl.requestKey(ctx, host)
+	stuck := -1
+	if pl.sticky != nil {
+		if v := req.Header.CookieBytes(pl.sticky); len(v) > 0 {
+			if i, ok := pl.stickyIndex[string(v)]; ok {
+				stuck = i
+			}
+		}
+	}
+
+	var err error
+	idx, last := -1, -1
+	for attempt := 1; ; attempt++ {
+		idx = stuck
+		if idx < 0 || attempt > 1 {
+			idx = pl.pick(key, now.UnixNano())
+		}
+		if idx < 0 {
+			break
+		}
+		if idx == last && len(pl.targets) > 1 {
+			idx = (idx + 1) % len(pl.targets)
+		}
+		up := pl.targets[idx]
+		if !pl.preserveHost {
+			req.Header.SetHost(up.backend.Addr)
+		}
+		up.backend.Begin()
+		err = up.client.Do(req, &ctx.Response)
+		up.backend.End()
+		if err == nil || attempt >= s.attempts || !retryable(err, req) {
+			break
+		}
+		last = idx
+		key = rand.Uint64()
+	}
+
+	// Put back what the client's connection needs; the upstream request
+	// was sent as keep-alive HTTP/1.1 whatever the client spoke.
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	if !http11 {
+		req.Header.SetProtocolBytes(strHTTP10)
+	}
+	if idx < 0 {
+		noBackend(ctx)
+		return
+	}
+	if err != nil {
+		code, msg := classify(err)
+		writeError(ctx, code, msg)
+		return
+	}
+	resp := &ctx.Response
+	// The upstream's wish to close its connection was honoured by the
+	// client already; it says nothing about the downstream connection.
+	resp.Header.ResetConnectionClose()
+	*bufp = stripHopByHop(&resp.Header, *bufp)
+	if pl.sticky != nil && stuck != idx {
+		resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
+	}
+}
+
+var strHTTP10 = []byte("HTTP/1.0")
+
+// prepareRequest rewrites the request in place for the upstream: strips
+// hop-by-hop headers, appends the client to X-Forwarded-For, sets the
+// X-Forwarded-* pair and a request id, and picks the Host to send.
+func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, pl *pool, s *Snapshot, buf []byte) []byte {
+	req := &ctx.Request
+	h := &req.Header
+	buf = stripHopByHop(h, buf)
+	h.ResetConnectionClose()
+	h.SetProtocolBytes(strHTTP11)
+
+	buf = append(buf[:0], h.PeekBytes(hdrXForwardedFor)...)
+	if len(buf) > 0 {
+		buf = append(buf, ", "...)
+	}
+	buf = appendIP(buf, ctx.RemoteIP())
+	h.SetBytesKV(hdrXForwardedFor, buf)
+	h.SetBytesKV(hdrXForwardedProto, valueHTTP)
+	if len(rawHost) > 0 {
+		h.SetBytesKV(hdrXForwardedHost, rawHost)
+	}
+	if len(h.PeekBytes(hdrXRequestID)) == 0 {
+		buf = appendRequestID(buf[:0])
+		h.SetBytesKV(hdrXRequestID, buf)
+	}
+	// Forward the request-target exactly as received (routing used the
+	// normalised path), and keep the Host header rather than the URI's.
+	req.URI().DisablePathNormalizing = true
+	req.UseHostHeader = true
+	return buf
+}
+
+var strHTTP11 = []byte("HTTP/1.1")
+
+// requestKey is the hash of the pool's hash_key for this request, or a
+// random number when the pool does not hash or the request lacks the key.
+func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
+	var v []byte
+	switch p.hashKey.Kind {
+	case config.HashNone:
+		return rand.Uint64()
+	case config.HashSourceIP:
+		ip := ctx.RemoteIP()
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		v = ip
+	case config.HashHeader:
+		v = ctx.Request.Header.PeekBytes(p.hashName)
+	case config.HashCookie:
+		v = ctx.Request.Header.CookieBytes(p.hashName)
+	case config.HashQuery:
+		v = queryValue(ctx.URI().QueryString(), p.hashName)
+	case config.HashPath:
+		v = ctx.Path()
+	case config.HashHost:
+		v = host
+	}
+	if len(v) == 0 {
+		return rand.Uint64()
+	}
+	return balancer.HashKey(v)
+}
+
+// retryable says whether a failed attempt may be tried again on another
+// backend: always when the request never left (connect failed, no free
+// connection), and for idempotent methods when the connection broke.
+// Timeouts are not retried: the backend may still be working on it.
+func retryable(err error, req *fasthttp.Request) bool {
+	switch errorKind(err) {
+	case kindConnect, kindNoConn:
+		return true
+	case kindReset:
+		return isIdempotent(req.Header.Method())
+	default:
+		return false
+	}
+}
+
+func isIdempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+func noBackend(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no healthy backend\n")
+	ctx.Response.Header.SetBytesKV(hdrRetryAfter, valueOne)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, code int, msg string) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(code)
+	resp.Header.SetContentType("text/plain; charset=utf-8")
+	resp.SetBodyString(msg)
+}
+
+// errKind sorts upstream failures for status codes, retries and metrics.
+type errKind uint8
+
+const (
+	kindOther errKind = iota
+	kindConnect
+	kindConnectTimeout
+	kindTimeout
+	kindReset
+	kindNoConn
+)
+
+func errorKind(err error) errKind {
+	switch {
+	case errors.Is(err, fasthttp.ErrDialTimeout):
+		return kindConnectTimeout
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return kindTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return kindNoConn
+	case errors.Is(err, fasthttp.ErrConnectionClosed):
+		return kindReset
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		if isDial(err) {
+			return kindConnectTimeout
+		}
+		return kindTimeout
+	}
+	if isDial(err) {
+		return kindConnect
+	}
+	return kindReset
+}
+
+// classify maps an upstream failure to the status and body the client gets.
+func classify(err error) (int, string) {
+	switch errorKind(err) {
+	case kindConnectTimeout, kindTimeout:
+		return fasthttp.StatusGatewayTimeout, "504 upstream timed out\n"
+	case kindNoConn:
+		return fasthttp.StatusServiceUnavailable, "503 upstream connection limit reached\n"
+	default:
+		return fasthttp.StatusBadGateway, "502 upstream unavailable\n"
+	}
+}

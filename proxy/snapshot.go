@@ -1,0 +1,49 @@
+package proxy
+
+import (
+	"time"
+
+	"sluice/balancer"
+	"sluice/config"
+)
+
+// Snapshot is everything a request needs, immutable once published: the
+// route table, each pool's ready upstreams and picker, and the settings of
+// the config generation it was built from. Requests load it once from an
+// atomic.Pointer and keep it until they finish, so a reload never changes
+// the rules under a request in flight.
+type Snapshot struct {
+	Generation uint64
+	routes     routeTable
+	pools      map[string]*pool
+
+	preserveHost    bool
+	responseTimeout time.Duration
+	attempts        int
+}
+
+// pool is one pool's data-plane view.
+type pool struct {
+	name string
+	// targets are the upstreams that may take new requests, in the order
+	// the picker was built from: Pick returns an index into it.
+	targets []*upstream
+	picker  balancer.Picker
+	hashKey config.HashKey
+	// hashName is the header/cookie/query name of hashKey, as bytes.
+	hashName []byte
+
+	// sticky is the affinity cookie name; empty when affinity is off.
+	sticky []byte
+	// stickyIndex maps a backend's opaque id to its index in targets.
+	stickyIndex map[string]int
+	// stickyCookies are the ready-made Set-Cookie values, one per target.
+	stickyCookies [][]byte
+
+	preserveHost bool
+}
+
+// pick chooses a target index for key at now, or -1.
+func (p *pool) pick(key uint64, now int64) int {
+	return p.picker.Pick(key, now)
+}

@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"sluice/balancer"
+	"sluice/config"
+)
+
+// upstream is one backend as the data plane sees it: the balancer's view
+// (identity, atomic counters) plus the HTTP client with its keep-alive
+// connections. It is shared by every snapshot that lists the backend, so a
+// rebuild never drops its connections.
+type upstream struct {
+	backend *balancer.Backend
+	client  *fasthttp.HostClient
+}
+
+// clientSettings are the parts of the config an upstream client is built
+// from; a change to them means a new client.
+type clientSettings struct {
+	connect, response, idle time.Duration
+	maxConns                int
+	maxResponseBody         int
+}
+
+func settingsOf(c *config.Config) clientSettings {
+	return clientSettings{
+		connect:         c.Timeouts.Connect,
+		response:        c.Timeouts.Response,
+		idle:            c.Timeouts.Idle,
+		maxConns:        c.Limits.MaxConnsPerBackend,
+		maxResponseBody: 0, // unlimited: responses are the backend's business
+	}
+}
+
+func newUpstream(pool, addr string, s clientSettings) *upstream {
+	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
+	return &upstream{
+		backend: balancer.NewBackend(pool, addr),
+		client: &fasthttp.HostClient{
+			Addr: addr,
+			Dial: func(addr string) (net.Conn, error) {
+				return dialer.Dial("tcp", addr)
+			},
+			// Retries are sluice's own policy (see handler); fasthttp's hidden
+			// idempotent retries would double-count and hide failures.
+			MaxIdemponentCallAttempts: 1,
+			MaxConns:                  s.maxConns,
+			MaxIdleConnDuration:       s.idle,
+			ReadTimeout:               s.response,
+			WriteTimeout:              s.response,
+			MaxResponseBodySize:       s.maxResponseBody,
+			NoDefaultUserAgentHeader:  true,
+			DisablePathNormalizing:    true,
+			ReadBufferSize:            16 << 10,
+			WriteBufferSize:           16 << 10,
+		},
+	}
+}
