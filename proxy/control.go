@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"time"
 
@@ -24,6 +25,9 @@ type Controller struct {
 	cmds  chan func()
 	// tick is how often timed work (drain completion) is checked.
 	tick time.Duration
+	// Dial, when set before Run, replaces TCP dialing to upstreams
+	// (benchmarks over in-memory listeners).
+	Dial func(addr string) (net.Conn, error)
 
 	// Owned by the Run goroutine.
 	cfg      *config.Config
@@ -121,12 +125,12 @@ func (c *Controller) apply(cfg *config.Config) error {
 				// New timeouts or limits need a new client; the old one
 				// finishes what it has in flight, like a leaving backend.
 				c.drain(m.up, cfg.DrainTimeout)
-				fresh := newUpstream(name, b.Address, settings)
+				fresh := newUpstream(name, b.Address, settings, c.Dial)
 				fresh.backend = m.up.backend // counters carry over
 				m.up, m.settings = fresh, settings
 			}
 			if !ok {
-				m = &member{up: newUpstream(name, b.Address, settings), settings: settings}
+				m = &member{up: newUpstream(name, b.Address, settings, c.Dial), settings: settings}
 				c.members[k] = m
 				c.log.Info().Str("pool", name).Str("backend", b.Address).Msg("backend added")
 			}

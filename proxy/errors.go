@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -29,4 +30,14 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		ctx.Error("400 bad request\n", fasthttp.StatusBadRequest)
 	}
+}
+
+// Logger adapts zerolog to fasthttp's logger. fasthttp reports malformed
+// client requests through it; they are the client's problem, so they go
+// out at debug level.
+type Logger struct{ Log zerolog.Logger }
+
+// Printf implements fasthttp.Logger.
+func (l Logger) Printf(format string, args ...any) {
+	l.Log.Debug().Msgf(format, args...)
 }

@@ -20,15 +20,22 @@ import (
 // Proxy serves requests from whatever snapshot was published last.
 type Proxy struct {
 	snap atomic.Pointer[Snapshot]
-	// scratch holds reusable byte buffers for building header values.
+	// scratch holds reusable *scratch buffers, one per request in flight.
 	scratch sync.Pool
+}
+
+// scratch is per-request working memory, pooled so that building header
+// values and lower-casing the host never allocate.
+type scratch struct {
+	buf  []byte
+	host [256]byte
 }
 
 // New returns a proxy with no snapshot: it answers 503 until one is
 // published.
 func New() *Proxy {
 	p := &Proxy{}
-	p.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
+	p.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
 	return p
 }
 
@@ -45,10 +52,18 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no configuration loaded\n")
 		return
 	}
+	if smuggled(ctx.Request.Header.RawHeaders()) {
+		// Content-Length beside chunked framing: the two ends of a proxy
+		// may disagree on where this message ends (request smuggling).
+		writeError(ctx, fasthttp.StatusBadRequest, "400 both Content-Length and Transfer-Encoding\n")
+		ctx.SetConnectionClose()
+		return
+	}
 	now := time.Now()
-	var hostBuf [256]byte
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
 	rawHost := ctx.Request.Header.Host()
-	host := normalizeHost(rawHost, hostBuf[:])
+	host := normalizeHost(rawHost, sc.host[:])
 	r := s.routes.match(host, ctx.Path())
 	if r == nil {
 		writeError(ctx, fasthttp.StatusNotFound, "404 no route for this host and path\n")
@@ -60,12 +75,10 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	bufp := p.scratch.Get().(*[]byte)
-	defer p.scratch.Put(bufp)
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	http11 := req.Header.IsHTTP11()
-	*bufp = prepareRequest(ctx, rawHost, pl, s, *bufp)
+	sc.buf = prepareRequest(ctx, rawHost, sc.buf)
 
 	key := pl.requestKey(ctx, host)
 	stuck := -1
@@ -125,7 +138,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	// The upstream's wish to close its connection was honoured by the
 	// client already; it says nothing about the downstream connection.
 	resp.Header.ResetConnectionClose()
-	*bufp = stripHopByHop(&resp.Header, *bufp)
+	sc.buf = stripHopByHop(&resp.Header, sc.buf)
 	if pl.sticky != nil && stuck != idx {
 		resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 	}
@@ -136,7 +149,7 @@ var strHTTP10 = []byte("HTTP/1.0")
 // prepareRequest rewrites the request in place for the upstream: strips
 // hop-by-hop headers, appends the client to X-Forwarded-For, sets the
 // X-Forwarded-* pair and a request id, and picks the Host to send.
-func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, pl *pool, s *Snapshot, buf []byte) []byte {
+func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, buf []byte) []byte {
 	req := &ctx.Request
 	h := &req.Header
 	buf = stripHopByHop(h, buf)

@@ -106,3 +106,25 @@ func queryValue(query, name []byte) []byte {
 	}
 	return nil
 }
+
+// smuggled reports whether raw request headers carry both Content-Length
+// and Transfer-Encoding. fasthttp lets chunked framing win, as RFC 9112
+// allows, but an upstream or another hop may not: refuse the message.
+func smuggled(raw []byte) bool {
+	var cl, te bool
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		switch {
+		case len(line) >= 15 && (line[0]|0x20) == 'c' && bytes.EqualFold(line[:15], []byte("content-length:")):
+			cl = true
+		case len(line) >= 18 && (line[0]|0x20) == 't' && bytes.EqualFold(line[:18], []byte("transfer-encoding:")):
+			te = true
+		}
+	}
+	return cl && te
+}

@@ -37,15 +37,18 @@ func settingsOf(c *config.Config) clientSettings {
 	}
 }
 
-func newUpstream(pool, addr string, s clientSettings) *upstream {
+// newUpstream builds the client for one backend; dial, when not nil,
+// replaces TCP dialing (in-memory benchmarks).
+func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error)) *upstream {
 	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
+	}
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),
 		client: &fasthttp.HostClient{
 			Addr: addr,
-			Dial: func(addr string) (net.Conn, error) {
-				return dialer.Dial("tcp", addr)
-			},
+			Dial: dial,
 			// Retries are sluice's own policy (see handler); fasthttp's hidden
 			// idempotent retries would double-count and hide failures.
 			MaxIdemponentCallAttempts: 1,

@@ -88,7 +88,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		a.log.Error().Err(err).Str("listen", cfg.Listen).Msg("cannot listen")
 		return 1
 	}
-	a.front = newFrontServer(cfg, a.proxy.Handle)
+	a.front = newFrontServer(cfg, a.proxy.Handle, a.log)
 	var adminLn net.Listener
 	if cfg.Admin.Listen != "" {
 		adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
@@ -192,9 +192,10 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	return nil
 }
 
-func newFrontServer(cfg *config.Config, h fasthttp.RequestHandler) *fasthttp.Server {
+func newFrontServer(cfg *config.Config, h fasthttp.RequestHandler, log zerolog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:               h,
+		Logger:                proxy.Logger{Log: log},
 		ErrorHandler:          proxy.ServerErrorHandler,
 		Name:                  "",
 		NoDefaultServerHeader: true,

@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"sluice/config"
+)
+
+// inMemoryRig is the whole request path — client, sluice's front server and
+// handler, upstream client, upstream server — over in-memory listeners, so
+// benchmarks measure sluice's code rather than the kernel's.
+type inMemoryRig struct {
+	client *fasthttp.HostClient
+	stop   func()
+}
+
+func newInMemoryRig(tb testing.TB, backends int) *inMemoryRig {
+	tb.Helper()
+	upLn := fasthttputil.NewInmemoryListener()
+	body := make([]byte, 1024)
+	upstream := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetBytesKV([]byte("X-Backend"), []byte("up"))
+		ctx.SetBody(body)
+	}}
+	go func() { _ = upstream.Serve(upLn) }()
+
+	yml := "routes:\n  - match: { path_prefix: / }\n    pool: p\npools:\n  p:\n    algorithm: round_robin\n    backends:\n"
+	for i := range backends {
+		// Distinct addresses, all dialled to the same in-memory upstream.
+		yml += fmt.Sprintf("      - { address: 10.0.0.%d:80 }\n", i+1)
+	}
+	cfg, err := config.Parse("bench.yaml", []byte(yml))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := New()
+	ctrl := NewController(p, zerolog.Nop())
+	ctrl.Dial = func(string) (net.Conn, error) { return upLn.Dial() }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ctrl.Run(ctx) }()
+	if err := ctrl.Apply(ctx, cfg); err != nil {
+		tb.Fatal(err)
+	}
+	frontLn := fasthttputil.NewInmemoryListener()
+	front := &fasthttp.Server{Handler: p.Handle, NoDefaultServerHeader: true, NoDefaultContentType: true}
+	go func() { _ = front.Serve(frontLn) }()
+	client := &fasthttp.HostClient{
+		Addr:                      "sluice",
+		Dial:                      func(string) (net.Conn, error) { return frontLn.Dial() },
+		MaxIdemponentCallAttempts: 1,
+		MaxConns:                  1024,
+	}
+	return &inMemoryRig{client: client, stop: func() {
+		client.CloseIdleConnections()
+		_ = front.Shutdown()
+		cancel()
+		<-done
+		_ = upstream.Shutdown()
+	}}
+}
+
+// BenchmarkProxy drives plain GETs through the full handler.
+func BenchmarkProxy(b *testing.B) {
+	rig := newInMemoryRig(b, 2)
+	defer rig.stop()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://sluice/index.html?x=1")
+		req.Header.Set("X-Forwarded-For", "198.51.100.7")
+		for pb.Next() {
+			if err := rig.client.DoTimeout(req, resp, 5*time.Second); err != nil {
+				b.Fatal(err)
+			}
+			if resp.StatusCode() != 200 {
+				b.Fatalf("status %d", resp.StatusCode())
+			}
+		}
+	})
+}

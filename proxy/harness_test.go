@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"sluice/config"
+)
+
+// testBackend is a real HTTP server on 127.0.0.1 that counts what reaches it.
+type testBackend struct {
+	name  string
+	srv   *httptest.Server
+	hits  atomic.Int64
+	conns atomic.Int64 // connections accepted
+	mu    sync.Mutex
+	last  *http.Request // the last request's headers (body already read)
+	body  []byte
+}
+
+func (b *testBackend) addr() string { return b.srv.Listener.Addr().String() }
+
+func (b *testBackend) lastRequest() (*http.Request, []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last, b.body
+}
+
+// startBackend serves handler (nil: 200 with the backend's name) and
+// records each request.
+func startBackend(t testing.TB, name string, handler http.HandlerFunc) *testBackend {
+	t.Helper()
+	b := &testBackend{name: name}
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		b.hits.Add(1)
+		b.mu.Lock()
+		b.last, b.body = r, body
+		b.mu.Unlock()
+		w.Header().Set("X-Backend", name)
+		if handler != nil {
+			handler(w, r)
+			return
+		}
+		fmt.Fprintf(w, "hello from %s\n", name)
+	}))
+	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
+	b.srv.Start()
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// testProxy is sluice's data plane and control plane on a real listener.
+type testProxy struct {
+	addr  string
+	proxy *Proxy
+	ctrl  *Controller
+}
+
+// startProxy parses yamlText (with %s placeholders already filled) and
+// serves it on 127.0.0.1 with a random port.
+func startProxy(t testing.TB, yamlText string) *testProxy {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yamlText))
+	if err != nil {
+		t.Fatalf("config.Parse() error: %v", err)
+	}
+	p := New()
+	ctrl := NewController(p, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ctrl.Run(ctx) }()
+	if err := ctrl.Apply(ctx, cfg); err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{
+		Handler:               p.Handle,
+		ErrorHandler:          ServerErrorHandler,
+		Logger:                Logger{Log: zerolog.Nop()},
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
+		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
+		ReadTimeout:           cfg.Timeouts.ClientRead,
+		WriteTimeout:          cfg.Timeouts.ClientWrite,
+		IdleTimeout:           cfg.Timeouts.Idle,
+		CloseOnShutdown:       true,
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = srv.ShutdownWithContext(sctx)
+		<-served
+		cancel()
+		<-done
+	})
+	return &testProxy{addr: ln.Addr().String(), proxy: p, ctrl: ctrl}
+}
+
+// client returns an HTTP client that keeps connections to the proxy alive.
+func testClient(t testing.TB) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// get sends one request and returns status, the X-Backend header and body.
+func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if strings.EqualFold(k, "host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Backend"), string(body)
+}

@@ -1,0 +1,391 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRouting(t *testing.T) {
+	backends := map[string]*testBackend{}
+	for _, n := range []string{"api", "apiv2", "wild", "deepwild", "web", "static"} {
+		backends[n] = startBackend(t, n, nil)
+	}
+	// Routes listed least specific first: the order must not matter.
+	yml := `
+routes:
+  - match: { path_prefix: / }
+    pool: web
+  - match: { path_prefix: /static/ }
+    pool: static
+  - match: { host: "*.example.com" }
+    pool: wild
+  - match: { host: "*.eu.example.com" }
+    pool: deepwild
+  - match: { host: api.example.com }
+    pool: api
+  - match: { host: api.example.com, path_prefix: /v2/ }
+    pool: apiv2
+pools:
+`
+	for _, n := range []string{"api", "apiv2", "wild", "deepwild", "web", "static"} {
+		yml += fmt.Sprintf("  %s:\n    algorithm: round_robin\n    backends: [{ address: %s }]\n", n, backends[n].addr())
+	}
+	px := startProxy(t, yml)
+	c := testClient(t)
+	tests := []struct {
+		name, host, path, want string
+	}{
+		{"exact host", "api.example.com", "/v1/x", "api"},
+		{"exact host longer prefix", "api.example.com", "/v2/x", "apiv2"},
+		{"exact host with port and case", "API.Example.com:8080", "/v2/", "apiv2"},
+		{"wildcard", "shop.example.com", "/", "wild"},
+		{"longer wildcard wins", "shop.eu.example.com", "/", "deepwild"},
+		{"wildcard needs a label", "example.com", "/", "web"},
+		{"no host", "other.org", "/x", "web"},
+		{"no host longer prefix", "other.org", "/static/app.js", "static"},
+		{"path is normalised before matching", "other.org", "/x/../static/a", "static"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, got, _ := get(t, c, "http://"+px.addr+tt.path, map[string]string{"Host": tt.host})
+			if code != 200 || got != tt.want {
+				t.Errorf("GET %s%s = %d from %q, want 200 from %q", tt.host, tt.path, code, got, tt.want)
+			}
+		})
+	}
+}
+
+func poolYAML(algorithm string, backends []*testBackend, weights []int) string {
+	y := "routes:\n  - pool: p\npools:\n  p:\n    algorithm: " + algorithm + "\n    backends:\n"
+	for i, b := range backends {
+		w := 1
+		if weights != nil {
+			w = weights[i]
+		}
+		y += fmt.Sprintf("      - { address: %s, weight: %d }\n", b.addr(), w)
+	}
+	return y
+}
+
+func TestRoundRobinSpread(t *testing.T) {
+	tests := []struct {
+		name    string
+		weights []int
+		total   int
+		want    []int64
+	}{
+		{"equal", []int{1, 1, 1}, 300, []int64{100, 100, 100}},
+		{"3 to 1", []int{3, 1}, 400, []int64{300, 100}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var bs []*testBackend
+			for i := range tt.weights {
+				bs = append(bs, startBackend(t, fmt.Sprintf("b%d", i), nil))
+			}
+			px := startProxy(t, poolYAML("round_robin", bs, tt.weights))
+			c := testClient(t)
+			for range tt.total {
+				if code, _, _ := get(t, c, "http://"+px.addr+"/", nil); code != 200 {
+					t.Fatalf("status %d, want 200", code)
+				}
+			}
+			for i, b := range bs {
+				if got := b.hits.Load(); got != tt.want[i] {
+					t.Errorf("backend %d hits = %d, want %d", i, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		// Hop-by-hop headers the proxy must not pass back to the client.
+		w.Header().Set("Connection", "X-Internal")
+		w.Header().Set("X-Internal", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("X-Kept", "yes")
+	})
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+
+	// A raw request, so the exact headers sent are under the test's control.
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET /path?q=1&b=%20x HTTP/1.1\r\nHost: shop.test\r\n"+
+		"X-Forwarded-For: 203.0.113.9\r\n"+
+		"X-Forwarded-Proto: https\r\n"+
+		"Connection: keep-alive, X-Drop-Me\r\n"+
+		"X-Drop-Me: 1\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"+
+		"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nUpgrade: websocket\r\n"+
+		"X-Request-Id: req-42\r\nX-Custom: kept\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	r, _ := b.lastRequest()
+	if r == nil {
+		t.Fatal("backend got no request")
+	}
+	checks := []struct{ header, want string }{
+		{"X-Forwarded-For", "203.0.113.9, 127.0.0.1"},
+		{"X-Forwarded-Proto", "http"},
+		{"X-Forwarded-Host", "shop.test"},
+		{"X-Request-Id", "req-42"},
+		{"X-Custom", "kept"},
+		{"X-Drop-Me", ""},
+		{"Keep-Alive", ""},
+		{"Proxy-Connection", ""},
+		{"Te", ""},
+		{"Proxy-Authorization", ""},
+		{"Upgrade", ""},
+	}
+	for _, c := range checks {
+		if got := r.Header.Get(c.header); got != c.want {
+			t.Errorf("upstream %s = %q, want %q", c.header, got, c.want)
+		}
+	}
+	if r.Host != "shop.test" {
+		t.Errorf("upstream Host = %q, want shop.test", r.Host)
+	}
+	if r.RequestURI != "/path?q=1&b=%20x" {
+		t.Errorf("upstream RequestURI = %q, want it unchanged", r.RequestURI)
+	}
+	for _, h := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate"} {
+		if got := resp.Header.Get(h); got != "" {
+			t.Errorf("client got %s = %q, want it stripped", h, got)
+		}
+	}
+	if resp.Header.Get("X-Kept") != "yes" {
+		t.Errorf("client X-Kept = %q, want yes", resp.Header.Get("X-Kept"))
+	}
+}
+
+func TestRequestIDGenerated(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	c := testClient(t)
+	seen := map[string]bool{}
+	for range 20 {
+		get(t, c, "http://"+px.addr+"/", nil)
+		r, _ := b.lastRequest()
+		id := r.Header.Get("X-Request-Id")
+		if len(id) != 32 || seen[id] {
+			t.Fatalf("X-Request-Id = %q, want a fresh 32-hex id", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestPreserveHostOff(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"preserve_host: false\n")
+	get(t, testClient(t), "http://"+px.addr+"/", map[string]string{"Host": "public.example"})
+	r, _ := b.lastRequest()
+	if r.Host != b.addr() {
+		t.Errorf("upstream Host = %q, want backend address %q", r.Host, b.addr())
+	}
+	if got := r.Header.Get("X-Forwarded-Host"); got != "public.example" {
+		t.Errorf("X-Forwarded-Host = %q, want public.example", got)
+	}
+}
+
+func TestLargeBody(t *testing.T) {
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {})
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	body := make([]byte, 1<<20)
+	_, _ = rand.Read(body)
+	resp, err := testClient(t).Post("http://"+px.addr+"/upload", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	_, got := b.lastRequest()
+	if sha256.Sum256(got) != sha256.Sum256(body) {
+		t.Errorf("upstream body: %d bytes, differs from the %d sent", len(got), len(body))
+	}
+}
+
+func TestChunkedRequestBody(t *testing.T) {
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {})
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, got := b.lastRequest(); string(got) != "hello world" {
+		t.Errorf("upstream body = %q, want %q", got, "hello world")
+	}
+}
+
+func TestUpstreamKeepAlive(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	c := testClient(t)
+	for range 300 {
+		get(t, c, "http://"+px.addr+"/", nil)
+	}
+	if got := b.conns.Load(); got > 3 {
+		t.Errorf("upstream connections = %d for 300 sequential requests, want reuse (<= 3)", got)
+	}
+}
+
+func TestErrorStatuses(t *testing.T) {
+	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Second) })
+	ok := startBackend(t, "ok", nil)
+	refused := freeAddr(t)
+	yml := fmt.Sprintf(`
+routes:
+  - match: { path_prefix: /slow/ }
+    pool: slow
+  - match: { path_prefix: /refused/ }
+    pool: refused
+  - match: { path_prefix: /empty/ }
+    pool: empty
+  - match: { host: only.example }
+    pool: ok
+pools:
+  slow: { algorithm: round_robin, backends: [{ address: %s }] }
+  refused: { algorithm: round_robin, backends: [{ address: %s }] }
+  empty: { algorithm: round_robin, backends: [{ address: %s, weight: 0 }] }
+  ok: { algorithm: round_robin, backends: [{ address: %s }] }
+timeouts: { response: 300ms }
+`, slow.addr(), refused, ok.addr(), ok.addr())
+	px := startProxy(t, yml)
+	c := testClient(t)
+	tests := []struct {
+		name, path string
+		want       int
+	}{
+		{"no route", "/nothing", 404},
+		{"no usable backend", "/empty/", 503},
+		{"connection refused", "/refused/", 502},
+		{"upstream timeout", "/slow/", 504},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			code, _, body := get(t, c, "http://"+px.addr+tt.path, nil)
+			if code != tt.want {
+				t.Errorf("GET %s = %d %q, want %d", tt.path, code, body, tt.want)
+			}
+			if !strings.HasPrefix(body, fmt.Sprint(tt.want)) {
+				t.Errorf("body = %q, want a short plain-text message starting with %d", body, tt.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v, want a prompt answer", d)
+			}
+		})
+	}
+	if ok.hits.Load() != 0 {
+		t.Errorf("weight-0 backend got %d requests, want 0", ok.hits.Load())
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestRetryOnRefused(t *testing.T) {
+	good := startBackend(t, "good", nil)
+	yml := fmt.Sprintf(`
+routes: [{ pool: p }]
+pools:
+  p: { algorithm: round_robin, backends: [{ address: %s }, { address: %s }] }
+retries: { attempts: 2 }
+`, freeAddr(t), good.addr())
+	px := startProxy(t, yml)
+	c := testClient(t)
+	for range 20 {
+		if code, from, _ := get(t, c, "http://"+px.addr+"/", nil); code != 200 || from != "good" {
+			t.Fatalf("GET = %d from %q, want 200 from good (retried past the refused backend)", code, from)
+		}
+	}
+}
+
+func TestHostileRequests(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"limits: { max_header_bytes: 4096, max_body_bytes: 1024 }\n")
+	tests := []struct {
+		name, raw string
+		want      int
+	}{
+		{"garbage request line", "NOT A REQUEST\r\n\r\n", 400},
+		{"bad header line", "GET / HTTP/1.1\r\nHost: x\r\nNo-Colon-Here\r\n\r\n", 400},
+		{"content-length and chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"two content-lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+		{"headers too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n", 431},
+		{"body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("a", 5000), 413},
+		{"control char in uri", "GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := b.hits.Load()
+			code := rawStatus(t, px.addr, tt.raw)
+			if code != tt.want {
+				t.Errorf("status = %d, want %d", code, tt.want)
+			}
+			if got := b.hits.Load() - before; got != 0 {
+				t.Errorf("backend saw %d requests, want 0", got)
+			}
+		})
+	}
+}
+
+// rawStatus writes raw bytes to addr and returns the status code answered.
+func rawStatus(t *testing.T, addr, raw string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+var _ = math.Abs
