@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is sluice built once for the tests that run it as a process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sluice")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sluice:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCheckAndVersion(t *testing.T) {
+	valid := writeConfig(t, "routes: [{pool: p}]\npools: {p: {backends: [{address: 127.0.0.1:9001}]}}\n")
+	invalid := writeConfig(t, "routes: [{pool: q}]\npools:\n  p:\n    backends:\n      - {address: 127.0.0.1:9001, weight: -2}\n")
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+	}{
+		{"valid", []string{"-check", "-config", valid}, 0, []string{"configuration is valid"}},
+		{"invalid lists every error", []string{"-check", "-config", invalid}, 1,
+			[]string{invalid + ":1: routes[0].pool: unknown pool \"q\"", invalid + ":5: pools.p.backends[0].weight: must be >= 0", "configuration is invalid"}},
+		{"missing file", []string{"-check", "-config", "/nonexistent/sluice.yaml"}, 1, []string{"no such file"}},
+		{"version", []string{"-version"}, 0, []string{"sluice dev go1."}},
+		{"bad flag", []string{"-nope"}, 2, []string{"flag provided but not defined"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(context.Background(), tt.args, &out, &out)
+			if code != tt.wantCode {
+				t.Errorf("run(%v) = %d, want %d\n%s", tt.args, code, tt.wantCode, out.String())
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output %q does not contain %q", out.String(), w)
+				}
+			}
+		})
+	}
+}
+
+// TestSIGTERMFinishesInFlight runs sluice as a process, starts a slow
+// request, sends SIGTERM, and expects the request to finish with 200 and
+// the process to exit 0.
+func TestSIGTERMFinishesInFlight(t *testing.T) {
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+		io.WriteString(w, "slow done")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go slow.Serve(ln)
+	defer slow.Close()
+
+	listen, admin := freePort(t), freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nroutes: [{pool: p}]\npools: {p: {backends: [{address: %s}]}}\nshutdown_timeout: 10s\nlog: {level: warn}\n",
+		listen, admin, ln.Addr()))
+	cmd := exec.Command(binary, "-config", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitReady(t, "http://"+admin+"/readyz")
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + listen + "/")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	time.Sleep(300 * time.Millisecond) // the request is now at the backend
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "slow done" {
+		t.Errorf("in-flight request = %d %q %v, want 200 \"slow done\"", r.code, r.body, r.err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("sluice exit: %v, want status 0\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sluice did not exit after SIGTERM")
+	}
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	c := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never became ready", url)
+}
+
+// TestDemo runs `sluice demo` in-process: three upstreams behind the
+// proxy, all reached, and a clean stop when the context ends.
+func TestDemo(t *testing.T) {
+	listen, admin := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"demo", "-listen", listen, "-admin", admin}, &out, io.Discard) }()
+	waitReady(t, "http://"+admin+"/readyz")
+	seen := map[string]int{}
+	for range 30 {
+		resp, err := http.Get("http://" + listen + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		seen[resp.Header.Get("X-Backend")]++
+	}
+	if len(seen) != 3 || seen["demo-1"] != 10 {
+		t.Errorf("demo spread = %v, want 10 each over demo-1..3", seen)
+	}
+	cancel()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("demo exit = %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+	if !strings.Contains(out.String(), "curl -s http://"+listen) {
+		t.Errorf("demo banner %q does not say what to curl", out.String())
+	}
+}

@@ -1,0 +1,44 @@
+package health
+
+import "sync/atomic"
+
+// Outlier counts consecutive failures of one backend on real traffic. It is
+// made for the data plane: Record is lock-free and does not allocate, and
+// any number of goroutines may call it at once. The zero Outlier never trips.
+type Outlier struct {
+	threshold int64
+	streak    atomic.Int64
+}
+
+// NewOutlier returns an Outlier that trips after threshold consecutive
+// failures; a threshold <= 0 never trips.
+func NewOutlier(threshold int) *Outlier {
+	return &Outlier{threshold: int64(threshold)}
+}
+
+// Record counts the result of one request and reports whether this failure
+// completed a streak of threshold consecutive failures. It returns true
+// exactly once per streak, to exactly one caller, who should send one
+// passive Event (without blocking: see Inbox). A success ends the streak.
+//
+// Failures after the trip are counted but never trip again until a success
+// or Reset: the owner calls Reset when the ejection ends, and also when it
+// refuses the ejection (max ejection percent), so that a further streak of
+// threshold failures trips again.
+func (o *Outlier) Record(failed bool) (trip bool) {
+	if !failed {
+		// Load first: the common all-good path then only reads the
+		// cache line, and does not bounce it between cores.
+		if o.streak.Load() != 0 {
+			o.streak.Store(0)
+		}
+		return false
+	}
+	return o.streak.Add(1) == o.threshold && o.threshold > 0
+}
+
+// Reset starts a new streak.
+func (o *Outlier) Reset() { o.streak.Store(0) }
+
+// Streak is the current number of consecutive failures.
+func (o *Outlier) Streak() int64 { return o.streak.Load() }

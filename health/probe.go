@@ -1,0 +1,177 @@
+package health
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"sluice/config"
+)
+
+// prober sends the probes of one target. It belongs to that target's probe
+// goroutine, which reuses its request bytes and read buffer.
+type prober struct {
+	addr    string
+	tcp     bool
+	timeout time.Duration
+	expect  []config.StatusRange
+	req     []byte // the whole HTTP request; nil for tcp
+	bad     string // non-empty when the check cannot be sent
+	br      *bufio.Reader
+	dialer  net.Dialer
+}
+
+// defaultExpect is the success range when a check lists none.
+var defaultExpect = []config.StatusRange{{Lo: 200, Hi: 399}}
+
+func newProber(t Target) *prober {
+	hc := t.Check
+	p := &prober{addr: t.Addr, tcp: hc.Type == "tcp", timeout: hc.Timeout, expect: hc.ExpectStatus}
+	if p.timeout <= 0 {
+		p.timeout = defaultTimeout
+	}
+	if len(p.expect) == 0 {
+		p.expect = defaultExpect
+	}
+	if p.tcp {
+		return p
+	}
+	path, host := hc.Path, hc.Host
+	if path == "" {
+		path = "/"
+	}
+	if host == "" {
+		host = t.Addr
+	}
+	if strings.ContainsAny(path, " \r\n") || strings.ContainsAny(host, " \r\n") {
+		p.bad = "invalid check: space or line break in path or host"
+		return p
+	}
+	p.req = []byte("GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUser-Agent: sluice-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+	p.br = bufio.NewReaderSize(nil, 1024)
+	return p
+}
+
+// probe sends one probe, bounded by the check's timeout and by ctx, and
+// returns whether it succeeded and a short reason either way. The
+// connection is always closed before it returns.
+func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
+	if p.bad != "" {
+		return false, p.bad
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	conn, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return false, connectReason(err)
+	}
+	defer conn.Close()
+	if p.tcp {
+		return true, "connected"
+	}
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return false, "connect: " + err.Error()
+	}
+	// Unblock the write or read at once when the probe is stopped.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if _, err := conn.Write(p.req); err != nil {
+		return false, ioReason("write", err)
+	}
+	p.br.Reset(conn)
+	defer p.br.Reset(nil)
+	line, err := p.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return false, "bad response: status line too long"
+		}
+		return false, ioReason("read", err)
+	}
+	code, ok := parseStatusLine(line)
+	if !ok {
+		return false, "bad response: malformed status line"
+	}
+	for _, r := range p.expect {
+		if r.Contains(code) {
+			return true, "status " + strconv.Itoa(code)
+		}
+	}
+	return false, "status " + strconv.Itoa(code)
+}
+
+// parseStatusLine returns the code of an HTTP/1.x status line such as
+// "HTTP/1.1 200 OK\r\n".
+func parseStatusLine(line []byte) (code int, ok bool) {
+	rest, found := strings.CutPrefix(string(line), "HTTP/1.")
+	if !found || len(rest) < 5 || rest[0] < '0' || rest[0] > '9' || rest[1] != ' ' {
+		return 0, false
+	}
+	digits := rest[2:5]
+	for i := 0; i < 3; i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	if len(rest) > 5 && rest[5] != ' ' && rest[5] != '\r' && rest[5] != '\n' {
+		return 0, false
+	}
+	code = int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0')
+	if code < 100 {
+		return 0, false
+	}
+	return code, true
+}
+
+// connectReason names a dial failure: "connect: connection refused",
+// "connect: timeout", ...
+func connectReason(err error) string {
+	if isTimeout(err) {
+		return "connect: timeout"
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return "connect: " + se.Err.Error()
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return "connect: " + de.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return "connect: " + oe.Err.Error()
+	}
+	return "connect: " + err.Error()
+}
+
+// ioReason names a failure after connecting: "timeout", "read: connection
+// closed", "read: connection reset by peer", ...
+func ioReason(op string, err error) string {
+	if isTimeout(err) {
+		return "timeout"
+	}
+	if errors.Is(err, io.EOF) {
+		return op + ": connection closed"
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return op + ": " + se.Err.Error()
+	}
+	return op + ": " + err.Error()
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
