@@ -6,15 +6,21 @@ import "sync/atomic"
 // made for the data plane: Record is lock-free and does not allocate, and
 // any number of goroutines may call it at once. The zero Outlier never trips.
 type Outlier struct {
-	threshold int64
+	threshold atomic.Int64
 	streak    atomic.Int64
 }
 
 // NewOutlier returns an Outlier that trips after threshold consecutive
 // failures; a threshold <= 0 never trips.
 func NewOutlier(threshold int) *Outlier {
-	return &Outlier{threshold: int64(threshold)}
+	o := &Outlier{}
+	o.threshold.Store(int64(threshold))
+	return o
 }
+
+// SetThreshold changes the threshold (a reload changed the pool's
+// outlier_detection); <= 0 turns tripping off.
+func (o *Outlier) SetThreshold(threshold int) { o.threshold.Store(int64(threshold)) }
 
 // Record counts the result of one request and reports whether this failure
 // completed a streak of threshold consecutive failures. It returns true
@@ -34,7 +40,8 @@ func (o *Outlier) Record(failed bool) (trip bool) {
 		}
 		return false
 	}
-	return o.streak.Add(1) == o.threshold && o.threshold > 0
+	t := o.threshold.Load()
+	return t > 0 && o.streak.Add(1) == t
 }
 
 // Reset starts a new streak.

@@ -13,37 +13,84 @@ import (
 
 	"sluice/balancer"
 	"sluice/config"
+	"sluice/health"
 )
 
 // Controller is the control plane. One goroutine (Run) owns every piece of
-// mutable pool state — the running config, the upstreams by identity, the
-// ones draining — and is the only writer of the proxy's snapshot. Other
-// goroutines ask it to change things by sending it a function to run.
+// mutable pool state — the running config, the upstreams by identity, their
+// health, ejections, drains and runtime overrides — and is the only writer
+// of the proxy's snapshot. Other goroutines ask it to change things by
+// sending it a function to run, or (health) by dropping events in its inbox.
 type Controller struct {
 	proxy *Proxy
 	log   zerolog.Logger
 	cmds  chan func()
-	// tick is how often timed work (drain completion) is checked.
+	inbox *health.Inbox
+	// tick is how often timed work (drains, slow start, ejections) is done.
 	tick time.Duration
 	// Dial, when set before Run, replaces TCP dialing to upstreams
 	// (benchmarks over in-memory listeners).
 	Dial func(addr string) (net.Conn, error)
+	// Hooks, when set before Run, are told about control-plane changes
+	// (metrics); they run on the control goroutine.
+	Hooks Hooks
 
 	// Owned by the Run goroutine.
+	checker  *health.Checker
 	cfg      *config.Config
 	gen      uint64
 	members  map[memberKey]*member
+	pools    map[string]*poolState
 	draining []*draining
+	ramping  bool
+	events   []health.Event
+}
+
+// Hooks observe the control plane; every field may be nil.
+type Hooks struct {
+	// Published is called with each new snapshot.
+	Published func(*Snapshot)
+	// Removed is called when a backend is freed after draining.
+	Removed func(pool, addr string)
+	// Ejected is called when outlier detection ejects a backend.
+	Ejected func(pool, addr string)
+	// HealthCheck is called after every active probe (any goroutine).
+	HealthCheck func(pool, addr string, ok bool)
 }
 
 type memberKey struct{ pool, addr string }
 
-// member is one backend of one pool and the control-plane state about it.
+// member is one backend of one pool and what the control plane knows of it.
 type member struct {
 	up       *upstream
 	settings clientSettings
-	weight   uint32
-	order    int
+	// weight is the configured (or discovered) weight.
+	weight uint32
+	order  int
+	static bool // listed in the config file (else discovered)
+
+	healthy      bool      // active checks' view; new backends start healthy
+	healthReason string    // why it last changed
+	since        time.Time // when it last became able to take traffic (slow start)
+	ejectedUntil time.Time // passive ejection end; zero when not ejected
+
+	adminDrain  bool    // drained through the admin API
+	adminWeight *uint32 // weight set through the admin API
+	effWeight   uint32  // weight in the last snapshot (after slow start)
+}
+
+// poolState is the control plane's per-pool state.
+type poolState struct {
+	ejector    *health.Ejector
+	outlierCfg config.OutlierDetection
+	discovered []DiscoveredBackend
+	hasDNS     bool
+}
+
+// DiscoveredBackend is one address found by service discovery.
+type DiscoveredBackend struct {
+	Address string
+	Weight  int
 }
 
 // draining is an upstream that left: it takes no new requests and is
@@ -56,20 +103,33 @@ type draining struct {
 // ErrStopped is returned by calls made after the controller stopped.
 var ErrStopped = errors.New("proxy: controller stopped")
 
+// ErrNotFound is returned by admin calls naming an unknown pool or backend.
+var ErrNotFound = errors.New("not found")
+
 // NewController returns a controller publishing to p. Call Run.
 func NewController(p *Proxy, log zerolog.Logger) *Controller {
-	return &Controller{
+	c := &Controller{
 		proxy:   p,
 		log:     log,
 		cmds:    make(chan func()),
+		inbox:   health.NewInbox(),
 		tick:    100 * time.Millisecond,
 		members: map[memberKey]*member{},
+		pools:   map[string]*poolState{},
 	}
+	p.trips = c.inbox
+	return c
 }
 
-// Run owns the control state until ctx is done, then closes every
-// upstream's idle connections and returns.
+// Run owns the control state until ctx is done, then stops the health
+// checks, closes every upstream's idle connections and returns.
 func (c *Controller) Run(ctx context.Context) {
+	c.checker = health.NewChecker(health.CheckerOptions{
+		Logger:   c.log,
+		OnChange: c.inbox.Put,
+		OnResult: c.Hooks.HealthCheck,
+	})
+	defer c.checker.Close()
 	t := time.NewTicker(c.tick)
 	defer t.Stop()
 	for {
@@ -84,8 +144,10 @@ func (c *Controller) Run(ctx context.Context) {
 			return
 		case f := <-c.cmds:
 			f()
+		case <-c.inbox.Ready():
+			c.handleEvents(time.Now())
 		case now := <-t.C:
-			c.finishDrains(now)
+			c.onTick(now)
 		}
 	}
 }
@@ -107,52 +169,228 @@ func (c *Controller) do(ctx context.Context, f func() error) error {
 }
 
 // Apply makes cfg the running config: backends that stay keep their
-// counters and connections, new ones are added, vanished ones drain.
+// counters, health and connections; new ones are added (healthy, slow
+// starting); vanished ones drain.
 func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
-	return c.do(ctx, func() error { return c.apply(cfg) })
+	return c.do(ctx, func() error {
+		c.cfg = cfg
+		for name, pc := range cfg.Pools {
+			ps := c.pools[name]
+			if ps == nil {
+				ps = &poolState{}
+				c.pools[name] = ps
+			}
+			ps.hasDNS = pc.Discovery != nil && pc.Discovery.DNS != nil
+			if !ps.hasDNS {
+				ps.discovered = nil
+			}
+			od := config.OutlierDetection{}
+			if pc.OutlierDetection != nil {
+				od = *pc.OutlierDetection
+			}
+			if ps.ejector == nil || od != ps.outlierCfg {
+				ps.ejector, ps.outlierCfg = nil, od
+				if pc.OutlierDetection != nil {
+					ps.ejector = health.NewEjector(od)
+				}
+			}
+		}
+		for name := range c.pools {
+			if _, ok := cfg.Pools[name]; !ok {
+				delete(c.pools, name)
+			}
+		}
+		return c.reconcile(time.Now())
+	})
 }
 
-func (c *Controller) apply(cfg *config.Config) error {
+// SetDiscovered replaces the discovered backends of a pool (DNS results).
+func (c *Controller) SetDiscovered(ctx context.Context, pool string, backends []DiscoveredBackend) error {
+	return c.do(ctx, func() error {
+		ps, ok := c.pools[pool]
+		if !ok || !ps.hasDNS {
+			return fmt.Errorf("pool %q: %w", pool, ErrNotFound)
+		}
+		ps.discovered = slices.Clone(backends)
+		return c.reconcile(time.Now())
+	})
+}
+
+// reconcile brings the members in line with the config and the discovered
+// sets, then publishes.
+func (c *Controller) reconcile(now time.Time) error {
+	cfg := c.cfg
 	settings := settingsOf(cfg)
 	seen := make(map[memberKey]bool)
+	add := func(pool, addr string, weight uint32, order int, static bool) {
+		k := memberKey{pool, addr}
+		if seen[k] {
+			return // listed statically and discovered: the file wins
+		}
+		seen[k] = true
+		m, ok := c.members[k]
+		if ok && m.settings != settings {
+			// New timeouts or limits need a new client; the old one
+			// finishes what it has in flight, like a leaving backend.
+			c.drain(m.up, cfg.DrainTimeout, now)
+			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool))
+			fresh.backend = m.up.backend // counters carry over
+			m.up, m.settings = fresh, settings
+		}
+		if !ok {
+			m = &member{
+				up:       newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool)),
+				settings: settings,
+				healthy:  true,
+				since:    now,
+			}
+			c.members[k] = m
+			c.log.Info().Str("pool", pool).Str("backend", addr).Bool("static", static).Msg("backend added")
+		}
+		if ok && m.weight != weight && m.adminWeight != nil {
+			// The file (or discovery) changed this backend's weight on
+			// purpose: that beats an earlier runtime override.
+			m.adminWeight = nil
+		}
+		m.weight, m.order, m.static = weight, order, static
+		m.up.outlier.SetThreshold(c.outlierThreshold(pool))
+	}
 	for _, name := range cfg.PoolNames() {
 		pc := cfg.Pools[name]
 		for i, b := range pc.Backends {
-			k := memberKey{name, b.Address}
-			seen[k] = true
-			m, ok := c.members[k]
-			if ok && m.settings != settings {
-				// New timeouts or limits need a new client; the old one
-				// finishes what it has in flight, like a leaving backend.
-				c.drain(m.up, cfg.DrainTimeout)
-				fresh := newUpstream(name, b.Address, settings, c.Dial)
-				fresh.backend = m.up.backend // counters carry over
-				m.up, m.settings = fresh, settings
-			}
-			if !ok {
-				m = &member{up: newUpstream(name, b.Address, settings, c.Dial), settings: settings}
-				c.members[k] = m
-				c.log.Info().Str("pool", name).Str("backend", b.Address).Msg("backend added")
-			}
-			m.weight = uint32(b.Weight)
-			m.order = i
+			add(name, b.Address, uint32(b.Weight), i, true)
+		}
+		for i, d := range c.pools[name].discovered {
+			add(name, d.Address, uint32(max(d.Weight, 0)), len(pc.Backends)+i, false)
 		}
 	}
 	for k, m := range c.members {
 		if !seen[k] {
 			delete(c.members, k)
-			c.drain(m.up, cfg.DrainTimeout)
-			c.log.Info().Str("pool", k.pool).Str("backend", k.addr).Msg("backend removed, draining")
+			if ps := c.pools[k.pool]; ps != nil && ps.ejector != nil {
+				ps.ejector.Forget(k.addr)
+			}
+			c.drain(m.up, cfg.DrainTimeout, now)
+			c.log.Info().Str("pool", k.pool).Str("backend", k.addr).Int64("in_flight", m.up.backend.InFlight()).
+				Msg("backend removed, draining")
 		}
 	}
-	c.cfg = cfg
-	return c.publish()
+	c.updateChecks()
+	return c.publish(now)
+}
+
+func (c *Controller) outlierThreshold(pool string) int {
+	if pc := c.cfg.Pools[pool]; pc != nil && pc.OutlierDetection != nil {
+		return pc.OutlierDetection.ConsecutiveFailures
+	}
+	return 0
+}
+
+// updateChecks tells the health checker which backends to probe.
+func (c *Controller) updateChecks() {
+	if c.checker == nil {
+		return
+	}
+	var targets []health.Target
+	for k := range c.members {
+		if pc := c.cfg.Pools[k.pool]; pc != nil && pc.HealthCheck != nil {
+			targets = append(targets, health.Target{Pool: k.pool, Addr: k.addr, Check: *pc.HealthCheck})
+		}
+	}
+	c.checker.Update(targets)
+}
+
+// handleEvents folds health transitions into the members and republishes.
+func (c *Controller) handleEvents(now time.Time) {
+	c.events = c.inbox.Take(c.events[:0])
+	changed := false
+	for _, e := range c.events {
+		m, ok := c.members[memberKey{e.Pool, e.Addr}]
+		if !ok {
+			continue // left meanwhile
+		}
+		switch e.Source {
+		case health.SourceActive:
+			if m.healthy != e.Healthy {
+				m.healthy, m.healthReason, changed = e.Healthy, e.Reason, true
+				if e.Healthy {
+					m.since = now
+				}
+			}
+		case health.SourcePassive:
+			if c.eject(m, e.Pool, e.Addr, now) {
+				changed = true
+			}
+		}
+	}
+	clear(c.events)
+	if changed {
+		c.publishOrLog(now)
+	}
+}
+
+// eject applies a passive trip: eject for the pool's ejection time unless
+// that would break max_ejection_percent.
+func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
+	ps := c.pools[pool]
+	if ps == nil || ps.ejector == nil || !m.ejectedUntil.IsZero() {
+		m.up.outlier.Reset()
+		return false
+	}
+	size := 0
+	for k := range c.members {
+		if k.pool == pool {
+			size++
+		}
+	}
+	until, ok := ps.ejector.Eject(addr, now, size)
+	if !ok {
+		m.up.outlier.Reset()
+		c.log.Warn().Str("pool", pool).Str("backend", addr).Msg("outlier not ejected: max_ejection_percent reached")
+		return false
+	}
+	m.ejectedUntil = until
+	c.log.Warn().Str("pool", pool).Str("backend", addr).Time("until", until).
+		Int64("consecutive_failures", m.up.outlier.Streak()).Msg("backend ejected")
+	if c.Hooks.Ejected != nil {
+		c.Hooks.Ejected(pool, addr)
+	}
+	return true
+}
+
+// onTick does the timed work: ended ejections, slow-start ramps, drains.
+func (c *Controller) onTick(now time.Time) {
+	changed := c.ramping
+	for name, ps := range c.pools {
+		if ps.ejector == nil {
+			continue
+		}
+		for _, addr := range ps.ejector.Expire(now) {
+			if m, ok := c.members[memberKey{name, addr}]; ok {
+				m.ejectedUntil = time.Time{}
+				m.since = now
+				m.up.outlier.Reset()
+				changed = true
+				c.log.Info().Str("pool", name).Str("backend", addr).Msg("backend ejection ended")
+			}
+		}
+	}
+	if changed && c.cfg != nil {
+		c.publishOrLog(now)
+	}
+	c.finishDrains(now)
+}
+
+func (c *Controller) publishOrLog(now time.Time) {
+	if err := c.publish(now); err != nil {
+		c.log.Error().Err(err).Msg("snapshot rebuild failed")
+	}
 }
 
 // drain takes up out of service: it is already absent from the next
 // snapshot; its connections are closed once idle.
-func (c *Controller) drain(up *upstream, timeout time.Duration) {
-	c.draining = append(c.draining, &draining{up: up, deadline: time.Now().Add(timeout)})
+func (c *Controller) drain(up *upstream, timeout time.Duration, now time.Time) {
+	c.draining = append(c.draining, &draining{up: up, deadline: now.Add(timeout)})
 }
 
 func (c *Controller) finishDrains(now time.Time) {
@@ -163,28 +401,35 @@ func (c *Controller) finishDrains(now time.Time) {
 			continue
 		}
 		d.up.client.CloseIdleConnections()
-		c.log.Info().Str("pool", d.up.backend.Pool).Str("backend", d.up.backend.Addr).
-			Int64("in_flight", d.up.backend.InFlight()).Msg("backend drained")
+		b := d.up.backend
+		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", b.InFlight()).Msg("backend drained")
+		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && c.Hooks.Removed != nil {
+			c.Hooks.Removed(b.Pool, b.Addr)
+		}
 	}
 	clear(c.draining[len(kept):])
 	c.draining = kept
 }
 
 // publish builds a snapshot from the control state and swaps it in.
-func (c *Controller) publish() error {
-	s, err := c.build()
+func (c *Controller) publish(now time.Time) error {
+	s, err := c.build(now)
 	if err != nil {
 		return err
 	}
 	c.proxy.Publish(s)
+	if c.Hooks.Published != nil {
+		c.Hooks.Published(s)
+	}
 	return nil
 }
 
-func (c *Controller) build() (*Snapshot, error) {
+func (c *Controller) build(now time.Time) (*Snapshot, error) {
 	cfg := c.cfg
 	c.gen++
 	s := &Snapshot{
 		Generation:      c.gen,
+		Config:          cfg,
 		pools:           make(map[string]*pool, len(cfg.Pools)),
 		preserveHost:    cfg.PreserveHost,
 		responseTimeout: cfg.Timeouts.Response,
@@ -194,8 +439,9 @@ func (c *Controller) build() (*Snapshot, error) {
 	for k, m := range c.members {
 		byPool[k.pool] = append(byPool[k.pool], m)
 	}
+	c.ramping = false
 	for _, name := range cfg.PoolNames() {
-		pl, err := c.buildPool(name, cfg.Pools[name], byPool[name], cfg)
+		pl, err := c.buildPool(name, cfg.Pools[name], byPool[name], cfg, now)
 		if err != nil {
 			return nil, err
 		}
@@ -204,14 +450,17 @@ func (c *Controller) build() (*Snapshot, error) {
 	routes := make([]*route, len(cfg.Routes))
 	hosts := make([]string, len(cfg.Routes))
 	for i, rc := range cfg.Routes {
-		routes[i] = &route{name: routeName(rc), prefix: []byte(rc.Match.PathPrefix), pool: s.pools[rc.Pool]}
+		routes[i] = &route{name: RouteName(rc), prefix: []byte(rc.Match.PathPrefix), pool: s.pools[rc.Pool]}
 		hosts[i] = rc.Match.Host
 	}
 	s.routes = newRouteTable(routes, hosts)
+	s.routeList = routes
 	return s, nil
 }
 
-func routeName(rc config.Route) string {
+// RouteName is the name a route has in metrics and logs: its host and
+// path prefix, such as "api.example.com/v1/" or "/".
+func RouteName(rc config.Route) string {
 	p := rc.Match.PathPrefix
 	if p == "" {
 		p = "/"
@@ -219,23 +468,44 @@ func routeName(rc config.Route) string {
 	return rc.Match.Host + p
 }
 
-func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, cfg *config.Config) (*pool, error) {
-	sortMembers(members)
+func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, cfg *config.Config, now time.Time) (*pool, error) {
+	slices.SortFunc(members, func(a, b *member) int { return a.order - b.order })
 	hk, err := config.ParseHashKey(pc.HashKey)
 	if err != nil {
 		return nil, err
 	}
-	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost}
+	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost, members: len(members)}
 	if pc.PreserveHost != nil {
 		pl.preserveHost = *pc.PreserveHost
 	}
-	targets := make([]balancer.Target, 0, len(members))
+	// Candidates may take traffic by configuration; ready ones also by
+	// health. Weight 0 and admin-drained backends are members that take no
+	// new requests.
+	var candidates, ready []*member
 	for _, m := range members {
-		if m.weight == 0 {
-			continue // weight 0: stays a member, takes no new requests
+		m.effWeight = 0
+		if m.configWeight() == 0 || m.adminDrain {
+			continue
 		}
+		candidates = append(candidates, m)
+		if m.healthy && m.ejectedUntil.IsZero() {
+			ready = append(ready, m)
+		}
+	}
+	use := ready
+	if health.Panic(len(ready), len(candidates), pc.PanicThreshold) {
+		// Too few healthy backends: spread over all rather than crush
+		// the survivors (Envoy's panic mode).
+		use = candidates
+		pl.panic = true
+	}
+	targets := make([]balancer.Target, 0, len(use))
+	for _, m := range use {
+		w, ramping := health.SlowStartWeight(m.configWeight(), m.since, now, pc.SlowStart)
+		c.ramping = c.ramping || ramping
+		m.effWeight = w
 		pl.targets = append(pl.targets, m.up)
-		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: m.weight})
+		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
 	}
 	algorithm := pc.Algorithm
 	cookie := ""
@@ -256,6 +526,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	if err != nil {
 		return nil, err
 	}
+	if algorithm == "ewma" {
+		pl.ewmaWindow = int64(pc.EWMAWindow)
+	}
 	if cookie != "" {
 		pl.sticky = []byte(cookie)
 		pl.stickyIndex = make(map[string]int, len(pl.targets))
@@ -268,8 +541,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	return pl, nil
 }
 
-// sortMembers puts a pool's members in config order, so a rebuild from the
-// same config yields the same picker.
-func sortMembers(ms []*member) {
-	slices.SortFunc(ms, func(a, b *member) int { return a.order - b.order })
+func (m *member) configWeight() uint32 {
+	if m.adminWeight != nil {
+		return *m.adminWeight
+	}
+	return m.weight
 }

@@ -15,6 +15,7 @@ import (
 
 	"sluice/balancer"
 	"sluice/config"
+	"sluice/health"
 )
 
 // Proxy serves requests from whatever snapshot was published last.
@@ -22,6 +23,9 @@ type Proxy struct {
 	snap atomic.Pointer[Snapshot]
 	// scratch holds reusable *scratch buffers, one per request in flight.
 	scratch sync.Pool
+	// trips receives passive-health trips for the controller; set once
+	// by NewController before serving starts.
+	trips *health.Inbox
 }
 
 // scratch is per-request working memory, pooled so that building header
@@ -107,9 +111,20 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		if !pl.preserveHost {
 			req.Header.SetHost(up.backend.Addr)
 		}
+		start := now
+		if attempt > 1 && pl.ewmaWindow > 0 {
+			start = time.Now()
+		}
 		up.backend.Begin()
 		err = up.client.Do(req, &ctx.Response)
 		up.backend.End()
+		if pl.ewmaWindow > 0 && err == nil {
+			end := time.Now().UnixNano()
+			up.backend.ObserveLatency(end, end-start.UnixNano(), pl.ewmaWindow)
+		}
+		if up.outlier.Record(err != nil || ctx.Response.StatusCode() >= 500) && p.trips != nil {
+			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
+		}
 		if err == nil || attempt >= s.attempts || !retryable(err, req) {
 			break
 		}

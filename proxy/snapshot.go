@@ -14,8 +14,11 @@ import (
 // the rules under a request in flight.
 type Snapshot struct {
 	Generation uint64
-	routes     routeTable
-	pools      map[string]*pool
+	// Config is the configuration the snapshot was built from.
+	Config    *config.Config
+	routes    routeTable
+	routeList []*route
+	pools     map[string]*pool
 
 	preserveHost    bool
 	responseTimeout time.Duration
@@ -41,6 +44,13 @@ type pool struct {
 	stickyCookies [][]byte
 
 	preserveHost bool
+	// ewmaWindow is the decay window (ns) when the picker is ewma, which
+	// needs each response's latency; 0 otherwise.
+	ewmaWindow int64
+	// members counts every backend of the pool, ready or not.
+	members int
+	// panic is set when the pool balances over unhealthy backends too.
+	panic bool
 }
 
 // pick chooses a target index for key at now, or -1.

@@ -8,6 +8,7 @@ import (
 
 	"sluice/balancer"
 	"sluice/config"
+	"sluice/health"
 )
 
 // upstream is one backend as the data plane sees it: the balancer's view
@@ -17,6 +18,9 @@ import (
 type upstream struct {
 	backend *balancer.Backend
 	client  *fasthttp.HostClient
+	// outlier counts consecutive failures on real traffic (passive
+	// health); it trips once per streak.
+	outlier *health.Outlier
 }
 
 // clientSettings are the parts of the config an upstream client is built
@@ -39,13 +43,14 @@ func settingsOf(c *config.Config) clientSettings {
 
 // newUpstream builds the client for one backend; dial, when not nil,
 // replaces TCP dialing (in-memory benchmarks).
-func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error)) *upstream {
+func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int) *upstream {
 	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),
+		outlier: health.NewOutlier(outlierThreshold),
 		client: &fasthttp.HostClient{
 			Addr: addr,
 			Dial: dial,

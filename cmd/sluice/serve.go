@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"sluice/admin"
 	"sluice/config"
 	"sluice/proxy"
 )
@@ -40,6 +41,13 @@ type app struct {
 
 	// cfg is the config currently served; only the reload path writes it.
 	cfg atomic.Pointer[config.Config]
+	// reloadMu serialises reloads (SIGHUP, admin API, file watcher) and
+	// guards the reload history below.
+	reloadMu    sync.Mutex
+	generation  uint64
+	loadedAt    time.Time
+	lastErr     string
+	lastErrTime time.Time
 	// ready turns false the moment shutdown starts (readiness probe).
 	ready atomic.Bool
 }
@@ -68,6 +76,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New()}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.cfg.Store(cfg)
+	a.generation, a.loadedAt = 1, time.Now()
 
 	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -97,7 +106,12 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 			a.log.Error().Err(err).Str("listen", cfg.Admin.Listen).Msg("cannot listen on admin address")
 			return 1
 		}
-		a.admin = &fasthttp.Server{Handler: a.handleAdmin, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, CloseOnShutdown: true}
+		a.admin = &fasthttp.Server{Handler: admin.Handler(admin.Options{
+			Controller: a.ctrl,
+			Ready:      a.ready.Load,
+			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
+			Config:     a.configInfo,
+		}), Logger: proxy.Logger{Log: a.log}, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, CloseOnShutdown: true}
 	}
 	var pprofSrv *http.Server
 	if opts.pprofAddr != "" {
@@ -170,26 +184,37 @@ func (a *app) shutdown() {
 }
 
 // reload re-reads the config file; a bad file leaves the running config
-// untouched.
+// untouched and is remembered for /admin/config.
 func (a *app) reload(ctx context.Context, trigger string) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	cfg, err := config.Load(a.opts.configPath)
+	if err == nil {
+		old := a.cfg.Load()
+		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
+			a.log.Warn().Str("listen", cfg.Listen).Msg("listen address changes need a restart; keeping the old listeners")
+		}
+		applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = a.ctrl.Apply(applyCtx, cfg)
+		cancel()
+	}
 	if err != nil {
+		a.lastErr, a.lastErrTime = err.Error(), time.Now()
 		a.log.Error().Str("trigger", trigger).Err(err).Msg("config reload rejected, keeping the running config")
 		return err
 	}
-	old := a.cfg.Load()
-	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
-		a.log.Warn().Str("listen", cfg.Listen).Msg("listen address changes need a restart; keeping the old listeners")
-	}
-	applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := a.ctrl.Apply(applyCtx, cfg); err != nil {
-		a.log.Error().Str("trigger", trigger).Err(err).Msg("config reload failed")
-		return err
-	}
 	a.cfg.Store(cfg)
-	a.log.Info().Str("trigger", trigger).Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("config reloaded")
+	a.generation++
+	a.loadedAt, a.lastErr = time.Now(), ""
+	a.log.Info().Str("trigger", trigger).Uint64("generation", a.generation).Int("routes", len(cfg.Routes)).
+		Int("pools", len(cfg.Pools)).Msg("config reloaded")
 	return nil
+}
+
+func (a *app) configInfo() admin.ConfigInfo {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return admin.ConfigInfo{Config: a.cfg.Load(), Generation: a.generation, LoadedAt: a.loadedAt, LastError: a.lastErr, LastErrorAt: a.lastErrTime}
 }
 
 func newFrontServer(cfg *config.Config, h fasthttp.RequestHandler, log zerolog.Logger) *fasthttp.Server {
@@ -208,24 +233,6 @@ func newFrontServer(cfg *config.Config, h fasthttp.RequestHandler, log zerolog.L
 		CloseOnShutdown:       true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,
-	}
-}
-
-func (a *app) handleAdmin(ctx *fasthttp.RequestCtx) {
-	switch string(ctx.Path()) {
-	case "/healthz":
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString("ok\n")
-	case "/readyz":
-		ctx.SetContentType("text/plain; charset=utf-8")
-		if a.ready.Load() {
-			ctx.SetBodyString("ready\n")
-		} else {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("not ready\n")
-		}
-	default:
-		ctx.Error("404 not found\n", fasthttp.StatusNotFound)
 	}
 }
 

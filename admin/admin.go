@@ -1,0 +1,261 @@
+// Package admin serves sluice's control endpoints on the admin listener:
+// liveness, readiness, metrics, the running config, pool state and the
+// runtime API (drain, undrain, weight, reload). Nothing here is on the
+// request path of proxied traffic.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"gopkg.in/yaml.v3"
+
+	"sluice/config"
+	"sluice/proxy"
+)
+
+// ConfigInfo describes the running config and the last reload attempt.
+type ConfigInfo struct {
+	Config     *config.Config
+	Generation uint64
+	LoadedAt   time.Time
+	// LastError is the last failed reload's error (empty when the last
+	// attempt succeeded), at LastErrorAt.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Options are what the admin endpoints need from the rest of sluice.
+type Options struct {
+	Controller *proxy.Controller
+	// Ready reports readiness (config loaded, listeners up, not stopping).
+	Ready func() bool
+	// Reload re-reads the config file (POST /admin/reload).
+	Reload func(ctx context.Context) error
+	// Config returns the running config and reload history.
+	Config func() ConfigInfo
+	// Metrics serves /metrics; nil answers 404.
+	Metrics http.Handler
+}
+
+// Handler returns the admin request handler.
+func Handler(o Options) fasthttp.RequestHandler {
+	var metrics fasthttp.RequestHandler
+	if o.Metrics != nil {
+		metrics = fasthttpadaptor.NewFastHTTPHandler(o.Metrics)
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		path := string(ctx.Path())
+		method := string(ctx.Method())
+		switch {
+		case path == "/healthz":
+			text(ctx, 200, "ok\n")
+		case path == "/readyz":
+			if o.Ready != nil && o.Ready() {
+				text(ctx, 200, "ready\n")
+			} else {
+				text(ctx, 503, "not ready\n")
+			}
+		case path == "/metrics" && metrics != nil:
+			metrics(ctx)
+		case path == "/admin/config":
+			if !allow(ctx, method, "GET") {
+				return
+			}
+			serveConfig(ctx, o)
+		case path == "/admin/reload":
+			if !allow(ctx, method, "POST") {
+				return
+			}
+			if o.Reload == nil {
+				fail(ctx, 404, "reload is not available")
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := o.Reload(rctx); err != nil {
+				fail(ctx, 400, "reload rejected, running config kept: "+err.Error())
+				return
+			}
+			writeJSON(ctx, 200, map[string]any{"result": "reloaded", "generation": o.Config().Generation})
+		case path == "/admin/pools" || path == "/admin/pools/":
+			if !allow(ctx, method, "GET") {
+				return
+			}
+			servePools(ctx, o)
+		case strings.HasPrefix(path, "/admin/pools/"):
+			serveBackendOp(ctx, o, method, strings.TrimPrefix(path, "/admin/pools/"))
+		default:
+			fail(ctx, 404, "no such endpoint")
+		}
+	}
+}
+
+func servePools(ctx *fasthttp.RequestCtx, o Options) {
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pools, err := o.Controller.Status(cctx)
+	if err != nil {
+		fail(ctx, 503, err.Error())
+		return
+	}
+	if pools == nil {
+		pools = []proxy.PoolStatus{}
+	}
+	writeJSON(ctx, 200, map[string]any{"pools": pools})
+}
+
+// serveBackendOp handles {pool}/backends/{address}/drain|undrain|weight.
+func serveBackendOp(ctx *fasthttp.RequestCtx, o Options, method, rest string) {
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || parts[1] != "backends" || parts[0] == "" || parts[2] == "" {
+		fail(ctx, 404, "want /admin/pools/{pool}/backends/{address}/{drain|undrain|weight}")
+		return
+	}
+	pool, addr, op := parts[0], parts[2], parts[3]
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	switch op {
+	case "drain", "undrain":
+		if !allow(ctx, method, "POST") {
+			return
+		}
+		err = o.Controller.SetDrain(cctx, pool, addr, op == "drain")
+	case "weight":
+		if !allow(ctx, method, "PUT") {
+			return
+		}
+		w, perr := parseWeight(ctx.PostBody())
+		if perr != nil {
+			fail(ctx, 400, perr.Error())
+			return
+		}
+		err = o.Controller.SetWeight(cctx, pool, addr, w)
+	default:
+		fail(ctx, 404, "unknown operation "+strconv.Quote(op)+" (want drain, undrain or weight)")
+		return
+	}
+	switch {
+	case errors.Is(err, proxy.ErrNotFound):
+		fail(ctx, 404, err.Error())
+	case err != nil:
+		fail(ctx, 503, err.Error())
+	default:
+		writeJSON(ctx, 200, map[string]any{"result": "ok", "pool": pool, "backend": addr, "operation": op})
+	}
+}
+
+// parseWeight accepts {"weight": N} or a bare number.
+func parseWeight(body []byte) (uint32, error) {
+	s := strings.TrimSpace(string(body))
+	var n int64
+	if strings.HasPrefix(s, "{") {
+		var v struct {
+			Weight *int64 `json:"weight"`
+		}
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil || v.Weight == nil {
+			return 0, errors.New(`want a body {"weight": N} or a number`)
+		}
+		n = *v.Weight
+	} else {
+		var err error
+		if n, err = strconv.ParseInt(s, 10, 64); err != nil {
+			return 0, errors.New(`want a body {"weight": N} or a number`)
+		}
+	}
+	if n < 0 || n > 1_000_000 {
+		return 0, errors.New("weight must be from 0 to 1000000")
+	}
+	return uint32(n), nil
+}
+
+func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
+	info := o.Config()
+	out, err := yaml.Marshal(info.Config)
+	if err != nil {
+		fail(ctx, 500, err.Error())
+		return
+	}
+	var tree any
+	if err := yaml.Unmarshal(out, &tree); err != nil {
+		fail(ctx, 500, err.Error())
+		return
+	}
+	redact(tree)
+	if string(ctx.QueryArgs().Peek("format")) == "yaml" {
+		y, _ := yaml.Marshal(tree)
+		ctx.SetContentType("application/yaml")
+		ctx.SetBody(y)
+		return
+	}
+	resp := map[string]any{
+		"file":       info.Config.File,
+		"generation": info.Generation,
+		"loaded_at":  info.LoadedAt,
+		"config":     tree,
+	}
+	if info.LastError != "" {
+		resp["last_reload_error"] = map[string]any{"error": info.LastError, "at": info.LastErrorAt}
+	}
+	writeJSON(ctx, 200, resp)
+}
+
+// redact blanks values whose key names a secret. sluice has no secret
+// settings today; this keeps /admin/config safe when some are added.
+func redact(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, val := range t {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") ||
+				strings.HasSuffix(lk, "key") && lk != "hash_key" {
+				t[k] = "REDACTED"
+				continue
+			}
+			redact(val)
+		}
+	case []any:
+		for _, e := range t {
+			redact(e)
+		}
+	}
+}
+
+func allow(ctx *fasthttp.RequestCtx, method, want string) bool {
+	if method == want || (want == "GET" && method == "HEAD") {
+		return true
+	}
+	ctx.Response.Header.Set("Allow", want)
+	fail(ctx, 405, "method "+method+" not allowed, use "+want)
+	return false
+}
+
+func text(ctx *fasthttp.RequestCtx, code int, body string) {
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(body)
+}
+
+func fail(ctx *fasthttp.RequestCtx, code int, msg string) {
+	writeJSON(ctx, code, map[string]string{"error": msg})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code, b = 500, []byte(`{"error":"encoding failed"}`)
+	}
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}

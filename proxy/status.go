@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Backend states as reported by the admin API and metrics.
+const (
+	StateHealthy   = "healthy"
+	StateUnhealthy = "unhealthy"
+	StateDraining  = "draining"
+	StateEjected   = "ejected"
+)
+
+// PoolStatus is one pool as the admin API reports it.
+type PoolStatus struct {
+	Name      string          `json:"name"`
+	Algorithm string          `json:"algorithm"`
+	Panic     bool            `json:"panic_mode"`
+	Backends  []BackendStatus `json:"backends"`
+}
+
+// BackendStatus is one backend as the admin API reports it.
+type BackendStatus struct {
+	Address         string     `json:"address"`
+	ID              string     `json:"id"`
+	State           string     `json:"state"`
+	Healthy         bool       `json:"healthy"`
+	HealthReason    string     `json:"health_reason,omitempty"`
+	Ejected         bool       `json:"ejected"`
+	EjectedUntil    *time.Time `json:"ejected_until,omitempty"`
+	Draining        bool       `json:"draining"`
+	AdminDrained    bool       `json:"admin_drained"`
+	Weight          uint32     `json:"weight"`
+	AdminWeight     *uint32    `json:"admin_weight,omitempty"`
+	EffectiveWeight uint32     `json:"effective_weight"`
+	InFlight        int64      `json:"in_flight"`
+	Source          string     `json:"source"`
+}
+
+// Status reports every pool and backend, sorted by name and address;
+// backends still draining after they left are listed too.
+func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
+	var out []PoolStatus
+	err := c.do(ctx, func() error {
+		if c.cfg == nil {
+			return nil
+		}
+		snap := c.proxy.Current()
+		for _, name := range c.cfg.PoolNames() {
+			ps := PoolStatus{Name: name, Algorithm: c.cfg.Pools[name].Algorithm}
+			if snap != nil && snap.pools[name] != nil {
+				ps.Panic = snap.pools[name].panic
+			}
+			for k, m := range c.members {
+				if k.pool == name {
+					ps.Backends = append(ps.Backends, m.status(k.addr))
+				}
+			}
+			for _, d := range c.draining {
+				if d.up.backend.Pool == name {
+					ps.Backends = append(ps.Backends, BackendStatus{
+						Address: d.up.backend.Addr, ID: d.up.backend.ID, State: StateDraining,
+						Draining: true, InFlight: d.up.backend.InFlight(), Source: "leaving",
+					})
+				}
+			}
+			slices.SortStableFunc(ps.Backends, func(a, b BackendStatus) int {
+				switch {
+				case a.Address < b.Address:
+					return -1
+				case a.Address > b.Address:
+					return 1
+				}
+				return 0
+			})
+			out = append(out, ps)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (m *member) status(addr string) BackendStatus {
+	b := BackendStatus{
+		Address:         addr,
+		ID:              m.up.backend.ID,
+		State:           m.state(),
+		Healthy:         m.healthy,
+		HealthReason:    m.healthReason,
+		Ejected:         !m.ejectedUntil.IsZero(),
+		Draining:        m.adminDrain,
+		AdminDrained:    m.adminDrain,
+		Weight:          m.weight,
+		AdminWeight:     m.adminWeight,
+		EffectiveWeight: m.effWeight,
+		InFlight:        m.up.backend.InFlight(),
+		Source:          "static",
+	}
+	if !m.static {
+		b.Source = "dns"
+	}
+	if b.Ejected {
+		t := m.ejectedUntil
+		b.EjectedUntil = &t
+	}
+	return b
+}
+
+// state is the one word for the member: draining beats ejected beats
+// unhealthy.
+func (m *member) state() string {
+	switch {
+	case m.adminDrain:
+		return StateDraining
+	case !m.ejectedUntil.IsZero():
+		return StateEjected
+	case !m.healthy:
+		return StateUnhealthy
+	default:
+		return StateHealthy
+	}
+}
+
+// SetDrain drains (true) or undrains a backend through the admin API: a
+// drained backend takes no new requests; its in-flight ones finish.
+func (c *Controller) SetDrain(ctx context.Context, pool, addr string, drain bool) error {
+	return c.do(ctx, func() error {
+		m, err := c.member(pool, addr)
+		if err != nil {
+			return err
+		}
+		if m.adminDrain == drain {
+			return nil
+		}
+		m.adminDrain = drain
+		if !drain {
+			m.since = time.Now() // slow start again
+		}
+		c.log.Info().Str("pool", pool).Str("backend", addr).Bool("drain", drain).Msg("admin drain changed")
+		return c.publish(time.Now())
+	})
+}
+
+// SetWeight overrides a backend's weight through the admin API.
+func (c *Controller) SetWeight(ctx context.Context, pool, addr string, weight uint32) error {
+	return c.do(ctx, func() error {
+		m, err := c.member(pool, addr)
+		if err != nil {
+			return err
+		}
+		m.adminWeight = &weight
+		c.log.Info().Str("pool", pool).Str("backend", addr).Uint32("weight", weight).Msg("admin weight set")
+		return c.publish(time.Now())
+	})
+}
+
+func (c *Controller) member(pool, addr string) (*member, error) {
+	if c.cfg == nil || c.cfg.Pools[pool] == nil {
+		return nil, fmt.Errorf("pool %q: %w", pool, ErrNotFound)
+	}
+	m, ok := c.members[memberKey{pool, addr}]
+	if !ok {
+		return nil, fmt.Errorf("backend %q in pool %q: %w", addr, pool, ErrNotFound)
+	}
+	return m, nil
+}
