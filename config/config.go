@@ -30,6 +30,7 @@ type Config struct {
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	ShutdownDelay   time.Duration    `yaml:"shutdown_delay"`
 	DrainTimeout    time.Duration    `yaml:"drain_timeout"`
+	WatchConfig     bool             `yaml:"watch_config"`
 	Log             Log              `yaml:"log"`
 	AccessLog       AccessLog        `yaml:"access_log"`
 
@@ -174,6 +175,7 @@ func (c *Config) setDefaults() {
 	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxConnsPerBackend: 1024}
 	c.Retries.Attempts = 2
 	c.PreserveHost = true
+	c.WatchConfig = true
 	c.ShutdownTimeout = 30 * time.Second
 	c.DrainTimeout = 30 * time.Second
 	c.Log = Log{Level: "info", Format: "auto"}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,8 +37,14 @@ type app struct {
 	log   zerolog.Logger
 	proxy *proxy.Proxy
 	ctrl  *proxy.Controller
-	front *fasthttp.Server
-	admin *fasthttp.Server
+	disc  *discoverers
+	// front and admin are the current servers; reloadMu guards them.
+	front *server
+	admin *server
+	// retiring counts replaced servers still finishing their requests.
+	retiring sync.WaitGroup
+	// stopping is set (under reloadMu) once shutdown starts.
+	stopping bool
 
 	// cfg is the config currently served; only the reload path writes it.
 	cfg atomic.Pointer[config.Config]
@@ -75,6 +82,7 @@ func newLogger(w io.Writer, c config.Log) zerolog.Logger {
 func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New()}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
+	a.disc = &discoverers{log: a.log, ctrl: a.ctrl}
 	a.cfg.Store(cfg)
 	a.generation, a.loadedAt = 1, time.Now()
 
@@ -91,81 +99,104 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		a.log.Error().Err(err).Msg("config apply failed")
 		return 1
 	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		a.log.Error().Err(err).Str("listen", cfg.Listen).Msg("cannot listen")
+	if err := a.startListeners(ctx, cfg); err != nil {
+		a.log.Error().Err(err).Msg("cannot listen")
 		return 1
 	}
-	a.front = newFrontServer(cfg, a.proxy.Handle, a.log)
-	var adminLn net.Listener
-	if cfg.Admin.Listen != "" {
-		adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			ln.Close()
-			a.log.Error().Err(err).Str("listen", cfg.Admin.Listen).Msg("cannot listen on admin address")
-			return 1
-		}
-		a.admin = &fasthttp.Server{Handler: admin.Handler(admin.Options{
-			Controller: a.ctrl,
-			Ready:      a.ready.Load,
-			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
-			Config:     a.configInfo,
-		}), Logger: proxy.Logger{Log: a.log}, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, CloseOnShutdown: true}
-	}
-	var pprofSrv *http.Server
+	a.disc.update(cfg)
+	defer a.disc.stop()
 	if opts.pprofAddr != "" {
-		pprofSrv, err = startPprof(opts.pprofAddr, &wg, a.log)
+		pprofSrv, err := startPprof(opts.pprofAddr, &wg, a.log)
 		if err != nil {
 			a.log.Error().Err(err).Msg("cannot start pprof")
+		} else {
+			defer pprofSrv.Close()
 		}
 	}
-
-	errc := make(chan error, 2)
-	wg.Add(1)
-	go func() { defer wg.Done(); errc <- a.front.Serve(ln) }()
-	if a.admin != nil {
+	if opts.configPath != "" && cfg.WatchConfig {
+		watchCtx, stopWatch := context.WithCancel(ctx)
 		wg.Add(1)
-		go func() { defer wg.Done(); errc <- a.admin.Serve(adminLn) }()
+		go func() {
+			defer wg.Done()
+			watchConfig(watchCtx, opts.configPath, 250*time.Millisecond,
+				func() []byte { return a.cfg.Load().Source },
+				func() { _ = a.reload(watchCtx, "file_change") }, a.log)
+		}()
+		defer stopWatch()
 	}
+
 	a.ready.Store(true)
-	a.log.Info().Str("listen", ln.Addr().String()).Str("admin", cfg.Admin.Listen).Str("version", version).
+	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
 		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
 	if opts.ready != nil {
-		opts.ready <- ln.Addr().String()
+		opts.ready <- a.front.addr
 	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	code := 0
-loop:
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			a.shutdown()
+			return 0
 		case <-hup:
-			a.reload(ctx, "sighup")
-		case err := <-errc:
-			if err != nil {
-				a.log.Error().Err(err).Msg("listener failed")
-				code = 1
-			}
-			break loop
+			_ = a.reload(ctx, "sighup")
 		}
 	}
-	a.shutdown()
-	if pprofSrv != nil {
-		_ = pprofSrv.Close()
+}
+
+// startListeners opens the proxy and admin listeners of cfg.
+func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
+	ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
+	if err != nil {
+		return err
 	}
-	return code
+	a.front = startServer(newFrontServer(cfg, a.proxy.Handle, a.log), ln, a.log, "proxy")
+	if cfg.Admin.Listen == "" {
+		return nil
+	}
+	aln, err := listen(ctx, cfg.Admin.Listen, false)
+	if err != nil {
+		return err
+	}
+	a.warnPublicAdmin(cfg.Admin.Listen)
+	a.admin = startServer(a.newAdminServer(), aln, a.log, "admin")
+	return nil
+}
+
+// warnPublicAdmin logs when the admin API is reachable beyond loopback:
+// it can drain backends and reload the config.
+func (a *app) warnPublicAdmin(addr string) {
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		a.log.Warn().Str("admin", addr).Msg("admin listener is not on loopback: anyone who reaches it can drain backends and reload the config")
+	}
+}
+
+func (a *app) newAdminServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler: admin.Handler(admin.Options{
+			Controller: a.ctrl,
+			Ready:      a.ready.Load,
+			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
+			Config:     a.configInfo,
+		}),
+		Logger:          proxy.Logger{Log: a.log},
+		ReadTimeout:     10 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		IdleTimeout:     time.Minute,
+		CloseOnShutdown: true,
+	}
 }
 
 // shutdown: readiness off, keep serving for shutdown_delay so outer load
 // balancers notice, then stop accepting and let in-flight requests finish
 // within shutdown_timeout.
 func (a *app) shutdown() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.stopping = true
 	cfg := a.cfg.Load()
 	a.ready.Store(false)
 	a.log.Info().Dur("delay", cfg.ShutdownDelay).Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
@@ -174,13 +205,66 @@ func (a *app) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := a.front.ShutdownWithContext(ctx); err != nil {
+	if err := a.front.stop(ctx); err != nil {
 		a.log.Warn().Err(err).Msg("shutdown timed out with requests in flight")
 	}
 	if a.admin != nil {
-		_ = a.admin.ShutdownWithContext(ctx)
+		_ = a.admin.stop(ctx)
 	}
+	a.retiring.Wait()
 	a.log.Info().Msg("stopped")
+}
+
+// moveListeners opens cfg's listeners where they changed, before closing
+// the old ones, so that no connection attempt finds nothing listening.
+// The old proxy server finishes its in-flight requests in the background.
+func (a *app) moveListeners(ctx context.Context, old, cfg *config.Config) error {
+	if cfg.Listen != old.Listen || cfg.ListenReusePort != old.ListenReusePort {
+		ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		prev := a.front
+		a.front = startServer(newFrontServer(cfg, a.proxy.Handle, a.log), ln, a.log, "proxy")
+		a.retire(prev, cfg.ShutdownTimeout)
+		a.log.Info().Str("listen", cfg.Listen).Str("previous", old.Listen).Msg("proxy listener moved")
+	} else if serverSettingsChanged(old, cfg) {
+		a.log.Warn().Msg("client timeouts and limits apply to new listeners only: change listen or restart to apply them")
+	}
+	if cfg.Admin.Listen != old.Admin.Listen {
+		var next *server
+		if cfg.Admin.Listen != "" {
+			ln, err := listen(ctx, cfg.Admin.Listen, false)
+			if err != nil {
+				return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+			}
+			a.warnPublicAdmin(cfg.Admin.Listen)
+			next = startServer(a.newAdminServer(), ln, a.log, "admin")
+		}
+		if a.admin != nil {
+			a.retire(a.admin, 10*time.Second)
+		}
+		a.admin = next
+	}
+	return nil
+}
+
+// retire shuts a replaced server down in the background; serve waits for
+// it through the app's wait group before returning.
+func (a *app) retire(s *server, timeout time.Duration) {
+	a.retiring.Add(1)
+	go func() {
+		defer a.retiring.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_ = s.stop(ctx)
+	}()
+}
+
+func serverSettingsChanged(a, b *config.Config) bool {
+	return a.Timeouts.ClientRead != b.Timeouts.ClientRead || a.Timeouts.ClientWrite != b.Timeouts.ClientWrite ||
+		a.Timeouts.Idle != b.Timeouts.Idle || a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes ||
+		a.Limits.MaxBodyBytes != b.Limits.MaxBodyBytes
 }
 
 // reload re-reads the config file; a bad file leaves the running config
@@ -188,12 +272,14 @@ func (a *app) shutdown() {
 func (a *app) reload(ctx context.Context, trigger string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	if a.stopping {
+		return errors.New("shutting down")
+	}
 	cfg, err := config.Load(a.opts.configPath)
 	if err == nil {
-		old := a.cfg.Load()
-		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
-			a.log.Warn().Str("listen", cfg.Listen).Msg("listen address changes need a restart; keeping the old listeners")
-		}
+		err = a.moveListeners(ctx, a.cfg.Load(), cfg)
+	}
+	if err == nil {
 		applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = a.ctrl.Apply(applyCtx, cfg)
 		cancel()
@@ -204,6 +290,7 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		return err
 	}
 	a.cfg.Store(cfg)
+	a.disc.update(cfg)
 	a.generation++
 	a.loadedAt, a.lastErr = time.Now(), ""
 	a.log.Info().Str("trigger", trigger).Uint64("generation", a.generation).Int("routes", len(cfg.Routes)).

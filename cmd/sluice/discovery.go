@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rs/zerolog"
+
+	"sluice/config"
+	"sluice/discovery"
+	"sluice/proxy"
+)
+
+// discoverers runs one DNS watcher per pool that has discovery, feeding the
+// controller; reloads start, stop and restart them. The app's reload lock
+// serialises every call.
+type discoverers struct {
+	log      zerolog.Logger
+	ctrl     *proxy.Controller
+	onError  func(pool string, err error)
+	watchers map[string]*runningWatcher
+}
+
+type runningWatcher struct {
+	cfg    config.DNSDiscovery
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// update makes the running watchers match cfg.
+func (d *discoverers) update(cfg *config.Config) {
+	if d.watchers == nil {
+		d.watchers = map[string]*runningWatcher{}
+	}
+	for pool, w := range d.watchers {
+		pc := cfg.Pools[pool]
+		if pc == nil || pc.Discovery == nil || pc.Discovery.DNS == nil || *pc.Discovery.DNS != w.cfg {
+			w.cancel()
+			<-w.done
+			delete(d.watchers, pool)
+		}
+	}
+	for _, pool := range cfg.PoolNames() {
+		pc := cfg.Pools[pool]
+		if pc.Discovery == nil || pc.Discovery.DNS == nil || d.watchers[pool] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		rw := &runningWatcher{cfg: *pc.Discovery.DNS, cancel: cancel, done: make(chan struct{})}
+		w := discovery.NewWatcher(pool, rw.cfg, discovery.WatcherOptions{
+			Logger: d.log,
+			OnUpdate: func(u discovery.Update) {
+				backends := make([]proxy.DiscoveredBackend, len(u.Backends))
+				for i, b := range u.Backends {
+					backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
+				}
+				// Waits for the controller, never for this watcher's owner;
+				// ends early when the watcher is stopped.
+				if err := d.ctrl.SetDiscovered(ctx, u.Pool, backends); err != nil && !errors.Is(err, proxy.ErrStopped) {
+					d.log.Error().Err(err).Str("pool", u.Pool).Msg("discovered backends not applied")
+				}
+			},
+			OnError: d.onError,
+		})
+		d.watchers[pool] = rw
+		go func() { defer close(rw.done); w.Run(ctx) }()
+	}
+}
+
+// stop ends every watcher and waits for them.
+func (d *discoverers) stop() {
+	for pool, w := range d.watchers {
+		w.cancel()
+		<-w.done
+		delete(d.watchers, pool)
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+)
+
+// listen opens a TCP listener, with SO_REUSEPORT when asked, so that a new
+// sluice process can bind the same port while the old one drains.
+func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: 3 * time.Minute}
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// server is one fasthttp server on one listener, served by a goroutine the
+// app owns.
+type server struct {
+	srv  *fasthttp.Server
+	ln   net.Listener
+	addr string
+	done chan struct{}
+}
+
+func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name string) *server {
+	s := &server{srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		if err := srv.Serve(ln); err != nil {
+			log.Error().Err(err).Str("listener", name).Str("listen", s.addr).Msg("listener stopped")
+		}
+	}()
+	return s
+}
+
+// stop stops accepting, lets in-flight requests finish until ctx ends,
+// and waits for the serving goroutine.
+func (s *server) stop(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	<-s.done
+	return err
+}
