@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Zero-downtime upgrade of sluice between the blue and green instances of
+# examples/sluice@.service. Install the new binary first, then run this.
+# Both configs must set listen_reuseport: true and differ in admin.listen.
+set -euo pipefail
+
+admin_of() { sed -n 's/^ *listen: *\(127\.0\.0\.1:[0-9]*\).*/\1/p' "/etc/sluice/$1.yaml" | tail -1; }
+
+if systemctl is-active --quiet sluice@blue; then old=blue new=green; else old=green new=blue; fi
+sluice -check -config "/etc/sluice/$new.yaml"
+systemctl start "sluice@$new"
+for _ in $(seq 1 100); do
+  curl -fsS "http://$(admin_of "$new")/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://$(admin_of "$new")/readyz" >/dev/null
+# The old instance now serves for shutdown_delay, then finishes in-flight
+# requests and exits; the new one takes every new connection.
+systemctl stop "sluice@$old"
+echo "sluice: $old -> $new"
