@@ -132,6 +132,23 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		key = rand.Uint64()
 	}
 
+	switch {
+	case idx < 0:
+		noBackend(ctx)
+	case err != nil:
+		code, msg := classify(err)
+		writeError(ctx, code, msg)
+	default:
+		resp := &ctx.Response
+		// The upstream's wish to close its connection was honoured by
+		// the upstream client already; it says nothing about the
+		// downstream connection.
+		resp.Header.ResetConnectionClose()
+		sc.buf = stripHopByHop(&resp.Header, sc.buf)
+		if pl.sticky != nil && stuck != idx {
+			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
+		}
+	}
 	// Put back what the client's connection needs; the upstream request
 	// was sent as keep-alive HTTP/1.1 whatever the client spoke.
 	if clientClose {
@@ -139,23 +156,6 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	if !http11 {
 		req.Header.SetProtocolBytes(strHTTP10)
-	}
-	if idx < 0 {
-		noBackend(ctx)
-		return
-	}
-	if err != nil {
-		code, msg := classify(err)
-		writeError(ctx, code, msg)
-		return
-	}
-	resp := &ctx.Response
-	// The upstream's wish to close its connection was honoured by the
-	// client already; it says nothing about the downstream connection.
-	resp.Header.ResetConnectionClose()
-	sc.buf = stripHopByHop(&resp.Header, sc.buf)
-	if pl.sticky != nil && stuck != idx {
-		resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 	}
 }
 

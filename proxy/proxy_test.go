@@ -389,3 +389,47 @@ func rawStatus(t *testing.T, addr, raw string) int {
 }
 
 var _ = math.Abs
+
+func TestClientConnectionClose(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	tests := []struct {
+		name, raw string
+		wantClose bool
+	}{
+		{"keep-alive", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"client asks close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true},
+		{"http/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", px.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(conn, tt.raw)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			// A closed connection reads EOF at once; an open one times out.
+			_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			_, err = br.ReadByte()
+			closed := err == io.EOF
+			if closed != tt.wantClose {
+				t.Errorf("connection closed = %v (read error %v), want %v", closed, err, tt.wantClose)
+			}
+		})
+	}
+	if b.conns.Load() != 1 {
+		t.Errorf("upstream connections = %d, want 1 (client close must not close the upstream connection)", b.conns.Load())
+	}
+}
