@@ -7,13 +7,24 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"sluice/metrics"
 )
 
 // TestProxyZeroAllocs guards the steady-state hot path: once buffers and
 // connections are warm, a proxied GET allocates nothing (client and
 // servers of the rig included).
 func TestProxyZeroAllocs(t *testing.T) {
-	rig := newInMemoryRig(t, 2)
+	for _, tt := range []struct {
+		name string
+		m    *metrics.Metrics
+	}{{"metrics off", nil}, {"metrics on", metrics.New("test")}} {
+		t.Run(tt.name, func(t *testing.T) { testProxyZeroAllocs(t, tt.m) })
+	}
+}
+
+func testProxyZeroAllocs(t *testing.T, m *metrics.Metrics) {
+	rig := newInMemoryRig(t, 2, m)
 	defer rig.stop()
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()

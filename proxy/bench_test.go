@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"sluice/config"
+	"sluice/metrics"
 )
 
 // inMemoryRig is the whole request path — client, sluice's front server and
@@ -22,7 +23,7 @@ type inMemoryRig struct {
 	stop   func()
 }
 
-func newInMemoryRig(tb testing.TB, backends int) *inMemoryRig {
+func newInMemoryRig(tb testing.TB, backends int, m *metrics.Metrics) *inMemoryRig {
 	tb.Helper()
 	upLn := fasthttputil.NewInmemoryListener()
 	body := make([]byte, 1024)
@@ -44,6 +45,7 @@ func newInMemoryRig(tb testing.TB, backends int) *inMemoryRig {
 	p := New()
 	ctrl := NewController(p, zerolog.Nop())
 	ctrl.Dial = func(string) (net.Conn, error) { return upLn.Dial() }
+	ctrl.Metrics = m
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ctrl.Run(ctx) }()
@@ -68,9 +70,15 @@ func newInMemoryRig(tb testing.TB, backends int) *inMemoryRig {
 	}}
 }
 
-// BenchmarkProxy drives plain GETs through the full handler.
+// BenchmarkProxy drives plain GETs through the full handler, with metrics
+// off and on (the hot-path cost of metrics is the difference).
 func BenchmarkProxy(b *testing.B) {
-	rig := newInMemoryRig(b, 2)
+	b.Run("metrics=off", func(b *testing.B) { benchmarkProxy(b, nil) })
+	b.Run("metrics=on", func(b *testing.B) { benchmarkProxy(b, metrics.New("bench")) })
+}
+
+func benchmarkProxy(b *testing.B, m *metrics.Metrics) {
+	rig := newInMemoryRig(b, 2, m)
 	defer rig.stop()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

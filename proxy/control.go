@@ -14,6 +14,7 @@ import (
 	"sluice/balancer"
 	"sluice/config"
 	"sluice/health"
+	"sluice/metrics"
 )
 
 // Controller is the control plane. One goroutine (Run) owns every piece of
@@ -31,9 +32,9 @@ type Controller struct {
 	// Dial, when set before Run, replaces TCP dialing to upstreams
 	// (benchmarks over in-memory listeners).
 	Dial func(addr string) (net.Conn, error)
-	// Hooks, when set before Run, are told about control-plane changes
-	// (metrics); they run on the control goroutine.
-	Hooks Hooks
+	// Metrics, when set before Run, gets every series the snapshots use;
+	// nil turns metrics off.
+	Metrics *metrics.Metrics
 
 	// Owned by the Run goroutine.
 	checker  *health.Checker
@@ -44,18 +45,9 @@ type Controller struct {
 	draining []*draining
 	ramping  bool
 	events   []health.Event
-}
-
-// Hooks observe the control plane; every field may be nil.
-type Hooks struct {
-	// Published is called with each new snapshot.
-	Published func(*Snapshot)
-	// Removed is called when a backend is freed after draining.
-	Removed func(pool, addr string)
-	// Ejected is called when outlier detection ejects a backend.
-	Ejected func(pool, addr string)
-	// HealthCheck is called after every active probe (any goroutine).
-	HealthCheck func(pool, addr string, ok bool)
+	// routeNames and poolNames are those of the last snapshot (metrics).
+	routeNames map[string]bool
+	poolNames  map[string]bool
 }
 
 type memberKey struct{ pool, addr string }
@@ -127,7 +119,7 @@ func (c *Controller) Run(ctx context.Context) {
 	c.checker = health.NewChecker(health.CheckerOptions{
 		Logger:   c.log,
 		OnChange: c.inbox.Put,
-		OnResult: c.Hooks.HealthCheck,
+		OnResult: c.healthResult,
 	})
 	defer c.checker.Close()
 	t := time.NewTicker(c.tick)
@@ -235,6 +227,8 @@ func (c *Controller) reconcile(now time.Time) error {
 			c.drain(m.up, cfg.DrainTimeout, now)
 			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool))
 			fresh.backend = m.up.backend // counters carry over
+			fresh.series = m.up.series
+			fresh.series.SetConnsFunc(fresh.client.ConnsCount)
 			m.up, m.settings = fresh, settings
 		}
 		if !ok {
@@ -243,6 +237,10 @@ func (c *Controller) reconcile(now time.Time) error {
 				settings: settings,
 				healthy:  true,
 				since:    now,
+			}
+			if c.Metrics != nil {
+				m.up.series = c.Metrics.Backend(pool, addr)
+				m.up.series.SetConnsFunc(m.up.client.ConnsCount)
 			}
 			c.members[k] = m
 			c.log.Info().Str("pool", pool).Str("backend", addr).Bool("static", static).Msg("backend added")
@@ -352,9 +350,7 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 	m.ejectedUntil = until
 	c.log.Warn().Str("pool", pool).Str("backend", addr).Time("until", until).
 		Int64("consecutive_failures", m.up.outlier.Streak()).Msg("backend ejected")
-	if c.Hooks.Ejected != nil {
-		c.Hooks.Ejected(pool, addr)
-	}
+	m.up.series.Ejected()
 	return true
 }
 
@@ -403,8 +399,8 @@ func (c *Controller) finishDrains(now time.Time) {
 		d.up.client.CloseIdleConnections()
 		b := d.up.backend
 		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", b.InFlight()).Msg("backend drained")
-		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && c.Hooks.Removed != nil {
-			c.Hooks.Removed(b.Pool, b.Addr)
+		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && c.Metrics != nil {
+			c.Metrics.ForgetBackend(b.Pool, b.Addr)
 		}
 	}
 	clear(c.draining[len(kept):])
@@ -418,9 +414,6 @@ func (c *Controller) publish(now time.Time) error {
 		return err
 	}
 	c.proxy.Publish(s)
-	if c.Hooks.Published != nil {
-		c.Hooks.Published(s)
-	}
 	return nil
 }
 
@@ -434,6 +427,8 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 		preserveHost:    cfg.PreserveHost,
 		responseTimeout: cfg.Timeouts.Response,
 		attempts:        cfg.Retries.Attempts,
+		metrics:         c.Metrics,
+		noRoute:         c.Metrics.Requests("", "", ""),
 	}
 	byPool := map[string][]*member{}
 	for k, m := range c.members {
@@ -449,12 +444,22 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 	}
 	routes := make([]*route, len(cfg.Routes))
 	hosts := make([]string, len(cfg.Routes))
+	names := make(map[string]bool, len(cfg.Routes))
 	for i, rc := range cfg.Routes {
-		routes[i] = &route{name: RouteName(rc), prefix: []byte(rc.Match.PathPrefix), pool: s.pools[rc.Pool]}
+		r := &route{name: RouteName(rc), prefix: []byte(rc.Match.PathPrefix), pool: s.pools[rc.Pool]}
+		r.series = c.Metrics.Route(r.name)
+		r.noBackend = c.Metrics.Requests(r.name, rc.Pool, "")
+		r.requests = make([]*metrics.RequestCounters, len(r.pool.targets))
+		for j, up := range r.pool.targets {
+			r.requests[j] = c.Metrics.Requests(r.name, rc.Pool, up.backend.Addr)
+		}
+		routes[i] = r
 		hosts[i] = rc.Match.Host
+		names[r.name] = true
 	}
 	s.routes = newRouteTable(routes, hosts)
 	s.routeList = routes
+	c.forgetSeries(names)
 	return s, nil
 }
 
@@ -474,7 +479,11 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	if err != nil {
 		return nil, err
 	}
-	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost, members: len(members)}
+	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost, members: len(members),
+		series: c.Metrics.Pool(name)}
+	for _, m := range members {
+		m.up.series.SetWeight(0) // set again below for those in use
+	}
 	if pc.PreserveHost != nil {
 		pl.preserveHost = *pc.PreserveHost
 	}
@@ -492,6 +501,10 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 			ready = append(ready, m)
 		}
 	}
+	for _, m := range members {
+		m.up.series.SetUp(m.healthy && m.ejectedUntil.IsZero())
+		m.up.series.SetState(metricState(m.state()))
+	}
 	use := ready
 	if health.Panic(len(ready), len(candidates), pc.PanicThreshold) {
 		// Too few healthy backends: spread over all rather than crush
@@ -504,6 +517,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		w, ramping := health.SlowStartWeight(m.configWeight(), m.since, now, pc.SlowStart)
 		c.ramping = c.ramping || ramping
 		m.effWeight = w
+		m.up.series.SetWeight(float64(w))
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
 	}
@@ -539,6 +553,49 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		}
 	}
 	return pl, nil
+}
+
+// forgetSeries drops the metric series of routes and pools that are no
+// longer configured, so that scrapes show no stale rows.
+func (c *Controller) forgetSeries(routes map[string]bool) {
+	if c.Metrics == nil {
+		return
+	}
+	for name := range c.routeNames {
+		if !routes[name] {
+			c.Metrics.ForgetRoute(name)
+		}
+	}
+	c.routeNames = routes
+	for name := range c.poolNames {
+		if _, ok := c.cfg.Pools[name]; !ok {
+			c.Metrics.ForgetPool(name)
+		}
+	}
+	c.poolNames = make(map[string]bool, len(c.cfg.Pools))
+	for name := range c.cfg.Pools {
+		c.poolNames[name] = true
+	}
+}
+
+// healthResult counts one probe result (probe goroutines call it).
+func (c *Controller) healthResult(pool, addr string, ok bool) {
+	if c.Metrics != nil {
+		c.Metrics.Backend(pool, addr).HealthCheck(ok)
+	}
+}
+
+func metricState(s string) metrics.State {
+	switch s {
+	case StateUnhealthy:
+		return metrics.StateUnhealthy
+	case StateDraining:
+		return metrics.StateDraining
+	case StateEjected:
+		return metrics.StateEjected
+	default:
+		return metrics.StateHealthy
+	}
 }
 
 func (m *member) configWeight() uint32 {

@@ -7,15 +7,18 @@ package proxy
 import (
 	"errors"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"sluice/accesslog"
 	"sluice/balancer"
 	"sluice/config"
 	"sluice/health"
+	"sluice/metrics"
 )
 
 // Proxy serves requests from whatever snapshot was published last.
@@ -26,7 +29,13 @@ type Proxy struct {
 	// trips receives passive-health trips for the controller; set once
 	// by NewController before serving starts.
 	trips *health.Inbox
+	// access is the access log, nil when off.
+	access atomic.Pointer[accesslog.Logger]
 }
+
+// SetAccessLog makes l the access log of requests that finish from now on
+// (nil turns it off).
+func (p *Proxy) SetAccessLog(l *accesslog.Logger) { p.access.Store(l) }
 
 // scratch is per-request working memory, pooled so that building header
 // values and lower-casing the host never allocate.
@@ -56,27 +65,68 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no configuration loaded\n")
 		return
 	}
+	now := time.Now()
+	m := s.metrics
+	m.InFlightAdd(1)
+	sc := p.scratch.Get().(*scratch)
+	out := p.forward(ctx, s, sc, now)
+	p.scratch.Put(sc)
+	m.InFlightAdd(-1)
+
+	end := time.Now()
+	status := ctx.Response.StatusCode()
+	r := out.route
+	switch {
+	case r == nil:
+		s.noRoute.Inc(status)
+	case out.target >= 0:
+		r.requests[out.target].Inc(status)
+	default:
+		r.noBackend.Inc(status)
+	}
+	if r != nil {
+		r.series.ObserveDuration(end.Sub(now))
+	}
+	m.Bytes(len(ctx.Request.Body()), len(ctx.Response.Body()))
+	if al := p.access.Load(); al != nil && al.Sampled(rand.Uint64()) {
+		logAccess(al, ctx, now, end, out)
+	}
+}
+
+// outcome is what forward did, for metrics and the access log.
+type outcome struct {
+	route *route
+	// target is the index in route.pool.targets of the backend that
+	// answered (or failed last); -1 when none was tried.
+	target   int
+	upstream *upstream
+	upTime   time.Duration
+}
+
+// forward routes the request, picks a backend and proxies to it, retrying
+// where that is safe; the response (or error) is left in ctx.Response.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
+	out := outcome{target: -1}
 	if smuggled(ctx.Request.Header.RawHeaders()) {
 		// Content-Length beside chunked framing: the two ends of a proxy
 		// may disagree on where this message ends (request smuggling).
 		writeError(ctx, fasthttp.StatusBadRequest, "400 both Content-Length and Transfer-Encoding\n")
 		ctx.SetConnectionClose()
-		return
+		return out
 	}
-	now := time.Now()
-	sc := p.scratch.Get().(*scratch)
-	defer p.scratch.Put(sc)
 	rawHost := ctx.Request.Header.Host()
 	host := normalizeHost(rawHost, sc.host[:])
 	r := s.routes.match(host, ctx.Path())
 	if r == nil {
 		writeError(ctx, fasthttp.StatusNotFound, "404 no route for this host and path\n")
-		return
+		return out
 	}
+	out.route = r
 	pl := r.pool
 	if len(pl.targets) == 0 {
+		pl.series.NoBackend()
 		noBackend(ctx)
-		return
+		return out
 	}
 
 	req := &ctx.Request
@@ -107,20 +157,29 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		if idx == last && len(pl.targets) > 1 {
 			idx = (idx + 1) % len(pl.targets)
 		}
+		if attempt > 1 {
+			pl.series.Retry()
+		}
 		up := pl.targets[idx]
 		if !pl.preserveHost {
 			req.Header.SetHost(up.backend.Addr)
 		}
 		start := now
-		if attempt > 1 && pl.ewmaWindow > 0 {
+		if attempt > 1 {
 			start = time.Now()
 		}
 		up.backend.Begin()
 		err = up.client.Do(req, &ctx.Response)
 		up.backend.End()
-		if pl.ewmaWindow > 0 && err == nil {
-			end := time.Now().UnixNano()
-			up.backend.ObserveLatency(end, end-start.UnixNano(), pl.ewmaWindow)
+		done := time.Now()
+		out.target, out.upstream, out.upTime = idx, up, done.Sub(start)
+		if err == nil {
+			up.series.ObserveUpstream(out.upTime)
+			if pl.ewmaWindow > 0 {
+				up.backend.ObserveLatency(done.UnixNano(), int64(out.upTime), pl.ewmaWindow)
+			}
+		} else {
+			up.series.UpstreamError(metricKind(errorKind(err)))
 		}
 		if up.outlier.Record(err != nil || ctx.Response.StatusCode() >= 500) && p.trips != nil {
 			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
@@ -134,6 +193,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 
 	switch {
 	case idx < 0:
+		out.target = -1
+		pl.series.NoBackend()
 		noBackend(ctx)
 	case err != nil:
 		code, msg := classify(err)
@@ -156,6 +217,44 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	if !http11 {
 		req.Header.SetProtocolBytes(strHTTP10)
+	}
+	return out
+}
+
+// logAccess fills and queues one access log entry; it never blocks.
+func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.Time, out outcome) {
+	e := al.Acquire()
+	e.Time = start
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		e.Remote = a.AddrPort()
+	}
+	e.Method = append(e.Method, ctx.Method()...)
+	e.Host = append(e.Host, ctx.Request.Header.Host()...)
+	e.Path = append(e.Path, ctx.Path()...)
+	e.Status = ctx.Response.StatusCode()
+	e.BytesIn = len(ctx.Request.Body())
+	e.BytesOut = len(ctx.Response.Body())
+	e.Duration = end.Sub(start)
+	e.RequestID = append(e.RequestID, ctx.Request.Header.PeekBytes(hdrXRequestID)...)
+	if out.route != nil {
+		e.Route, e.Pool = out.route.name, out.route.pool.name
+	}
+	if out.upstream != nil {
+		e.UpstreamAddr, e.UpstreamDuration = out.upstream.backend.Addr, out.upTime
+	}
+	al.Submit(e)
+}
+
+func metricKind(k errKind) metrics.ErrorKind {
+	switch k {
+	case kindConnect, kindConnectTimeout:
+		return metrics.KindConnect
+	case kindTimeout:
+		return metrics.KindTimeout
+	case kindReset:
+		return metrics.KindReset
+	default:
+		return metrics.KindOther
 	}
 }
 

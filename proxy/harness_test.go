@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"sluice/config"
+	"sluice/metrics"
 )
 
 // testBackend is a real HTTP server on 127.0.0.1 that counts what reaches it.
@@ -77,12 +78,19 @@ type testProxy struct {
 // serves it on 127.0.0.1 with a random port.
 func startProxy(t testing.TB, yamlText string) *testProxy {
 	t.Helper()
+	return startProxyWith(t, yamlText, nil)
+}
+
+// startProxyWith is startProxy with metrics (m may be nil).
+func startProxyWith(t testing.TB, yamlText string, m *metrics.Metrics) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config.Parse() error: %v", err)
 	}
 	p := New()
 	ctrl := NewController(p, zerolog.Nop())
+	ctrl.Metrics = m
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ctrl.Run(ctx) }()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"sort"
 	"strings"
+
+	"sluice/metrics"
 )
 
 // route is one compiled routes[] entry.
@@ -11,6 +13,11 @@ type route struct {
 	name   string
 	prefix []byte
 	pool   *pool
+	// Metric handles, resolved when the snapshot is built: requests is
+	// parallel to pool.targets; noBackend counts requests no backend took.
+	series    *metrics.RouteSeries
+	requests  []*metrics.RequestCounters
+	noBackend *metrics.RequestCounters
 }
 
 // routeList holds the routes of one host group, longest prefix first.

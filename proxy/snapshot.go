@@ -5,6 +5,7 @@ import (
 
 	"sluice/balancer"
 	"sluice/config"
+	"sluice/metrics"
 )
 
 // Snapshot is everything a request needs, immutable once published: the
@@ -23,6 +24,11 @@ type Snapshot struct {
 	preserveHost    bool
 	responseTimeout time.Duration
 	attempts        int
+
+	// metrics is nil when metrics are off; every handle is nil-safe.
+	metrics *metrics.Metrics
+	// noRoute counts requests that matched no route.
+	noRoute *metrics.RequestCounters
 }
 
 // pool is one pool's data-plane view.
@@ -50,7 +56,8 @@ type pool struct {
 	// members counts every backend of the pool, ready or not.
 	members int
 	// panic is set when the pool balances over unhealthy backends too.
-	panic bool
+	panic  bool
+	series *metrics.PoolSeries
 }
 
 // pick chooses a target index for key at now, or -1.

@@ -9,6 +9,7 @@ import (
 	"sluice/balancer"
 	"sluice/config"
 	"sluice/health"
+	"sluice/metrics"
 )
 
 // upstream is one backend as the data plane sees it: the balancer's view
@@ -21,6 +22,8 @@ type upstream struct {
 	// outlier counts consecutive failures on real traffic (passive
 	// health); it trips once per streak.
 	outlier *health.Outlier
+	// series are the backend's metrics (nil when metrics are off).
+	series *metrics.BackendSeries
 }
 
 // clientSettings are the parts of the config an upstream client is built

@@ -18,8 +18,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"sluice/accesslog"
 	"sluice/admin"
 	"sluice/config"
+	"sluice/metrics"
 	"sluice/proxy"
 )
 
@@ -37,7 +39,11 @@ type app struct {
 	log   zerolog.Logger
 	proxy *proxy.Proxy
 	ctrl  *proxy.Controller
-	disc  *discoverers
+	// metrics is the process's own Prometheus registry and series.
+	metrics *metrics.Metrics
+	// access is the running access log (nil when off); reloadMu guards it.
+	access *accesslog.Logger
+	disc   *discoverers
 	// front and admin are the current servers; reloadMu guards them.
 	front *server
 	admin *server
@@ -80,9 +86,10 @@ func newLogger(w io.Writer, c config.Log) zerolog.Logger {
 
 // serve runs sluice with cfg until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, cfg *config.Config, opts options) int {
-	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New()}
+	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version)}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
-	a.disc = &discoverers{log: a.log, ctrl: a.ctrl}
+	a.ctrl.Metrics = a.metrics
+	a.disc = &discoverers{log: a.log, ctrl: a.ctrl, onError: func(pool string, _ error) { a.metrics.DiscoveryError(pool) }}
 	a.cfg.Store(cfg)
 	a.generation, a.loadedAt = 1, time.Now()
 
@@ -99,6 +106,12 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		a.log.Error().Err(err).Msg("config apply failed")
 		return 1
 	}
+	if err := a.setAccessLog(cfg.AccessLog); err != nil {
+		a.log.Error().Err(err).Msg("cannot open the access log")
+		return 1
+	}
+	defer a.closeAccessLog()
+	a.metrics.Reload(true, a.generation, a.loadedAt)
 	if err := a.startListeners(ctx, cfg); err != nil {
 		a.log.Error().Err(err).Msg("cannot listen")
 		return 1
@@ -135,6 +148,9 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,6 +158,8 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 			return 0
 		case <-hup:
 			_ = a.reload(ctx, "sighup")
+		case <-usr1:
+			a.reopenLogs()
 		}
 	}
 }
@@ -152,7 +170,7 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	a.front = startServer(newFrontServer(cfg, a.proxy.Handle, a.log), ln, a.log, "proxy")
+	a.front = startServer(a.newFrontServer(cfg), ln, a.log, "proxy")
 	if cfg.Admin.Listen == "" {
 		return nil
 	}
@@ -181,6 +199,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 			Ready:      a.ready.Load,
 			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
 			Config:     a.configInfo,
+			Metrics:    a.metrics.Handler(),
 		}),
 		Logger:          proxy.Logger{Log: a.log},
 		ReadTimeout:     10 * time.Second,
@@ -225,7 +244,7 @@ func (a *app) moveListeners(ctx context.Context, old, cfg *config.Config) error 
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 		prev := a.front
-		a.front = startServer(newFrontServer(cfg, a.proxy.Handle, a.log), ln, a.log, "proxy")
+		a.front = startServer(a.newFrontServer(cfg), ln, a.log, "proxy")
 		a.retire(prev, cfg.ShutdownTimeout)
 		a.log.Info().Str("listen", cfg.Listen).Str("previous", old.Listen).Msg("proxy listener moved")
 	} else if serverSettingsChanged(old, cfg) {
@@ -284,8 +303,12 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		err = a.ctrl.Apply(applyCtx, cfg)
 		cancel()
 	}
+	if err == nil && cfg.AccessLog != a.cfg.Load().AccessLog {
+		err = a.setAccessLog(cfg.AccessLog)
+	}
 	if err != nil {
 		a.lastErr, a.lastErrTime = err.Error(), time.Now()
+		a.metrics.Reload(false, a.generation, a.lastErrTime)
 		a.log.Error().Str("trigger", trigger).Err(err).Msg("config reload rejected, keeping the running config")
 		return err
 	}
@@ -293,9 +316,56 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	a.disc.update(cfg)
 	a.generation++
 	a.loadedAt, a.lastErr = time.Now(), ""
+	a.metrics.Reload(true, a.generation, a.loadedAt)
 	a.log.Info().Str("trigger", trigger).Uint64("generation", a.generation).Int("routes", len(cfg.Routes)).
 		Int("pools", len(cfg.Pools)).Msg("config reloaded")
 	return nil
+}
+
+// setAccessLog opens the access log of c and swaps it in; the previous one
+// is closed after the swap (requests still finishing drop their line).
+func (a *app) setAccessLog(c config.AccessLog) error {
+	var next *accesslog.Logger
+	if c.Enabled {
+		l, err := accesslog.New(c, os.Stdout, a.metrics.AccessLogDropped)
+		if err != nil {
+			return fmt.Errorf("access_log: %w", err)
+		}
+		next = l
+	}
+	prev := a.access
+	a.access = next
+	a.proxy.SetAccessLog(next)
+	if prev != nil {
+		if err := prev.Close(); err != nil {
+			a.log.Warn().Err(err).Msg("closing the previous access log")
+		}
+	}
+	return nil
+}
+
+func (a *app) closeAccessLog() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.proxy.SetAccessLog(nil)
+	if a.access != nil {
+		_ = a.access.Close()
+		a.access = nil
+	}
+}
+
+// reopenLogs reopens the access log file (SIGUSR1, after logrotate moved it).
+func (a *app) reopenLogs() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if a.access == nil {
+		return
+	}
+	if err := a.access.Reopen(); err != nil {
+		a.log.Error().Err(err).Msg("access log reopen failed")
+		return
+	}
+	a.log.Info().Msg("access log reopened")
 }
 
 func (a *app) configInfo() admin.ConfigInfo {
@@ -304,10 +374,18 @@ func (a *app) configInfo() admin.ConfigInfo {
 	return admin.ConfigInfo{Config: a.cfg.Load(), Generation: a.generation, LoadedAt: a.loadedAt, LastError: a.lastErr, LastErrorAt: a.lastErrTime}
 }
 
-func newFrontServer(cfg *config.Config, h fasthttp.RequestHandler, log zerolog.Logger) *fasthttp.Server {
+func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:               h,
-		Logger:                proxy.Logger{Log: log},
+		Handler: a.proxy.Handle,
+		Logger:  proxy.Logger{Log: a.log},
+		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+			switch st {
+			case fasthttp.StateNew:
+				a.metrics.ConnOpened()
+			case fasthttp.StateClosed, fasthttp.StateHijacked:
+				a.metrics.ConnClosed()
+			}
+		},
 		ErrorHandler:          proxy.ServerErrorHandler,
 		Name:                  "",
 		NoDefaultServerHeader: true,

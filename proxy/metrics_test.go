@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"sluice/accesslog"
+	"sluice/config"
+	"sluice/metrics"
+)
+
+// TestMetricsExactCounts scrapes the registry after a known set of
+// requests and checks every count per backend and status class.
+func TestMetricsExactCounts(t *testing.T) {
+	ok := []*testBackend{startBackend(t, "a", nil), startBackend(t, "b", nil)}
+	m := metrics.New("test")
+	yml := fmt.Sprintf(`routes:
+  - { match: { path_prefix: /api/ }, pool: p }
+  - { match: { host: only.example }, pool: dead }
+pools:
+  p: { algorithm: round_robin, backends: [{ address: %s }, { address: %s }] }
+  dead: { algorithm: round_robin, backends: [{ address: %s }] }
+retries: { attempts: 1 }
+`, ok[0].addr(), ok[1].addr(), freeAddr(t))
+	px := startProxyWith(t, yml, m)
+	c := testClient(t)
+	for range 20 {
+		get(t, c, "http://"+px.addr+"/api/x", nil)
+	}
+	for range 3 {
+		get(t, c, "http://"+px.addr+"/nothing", nil) // 404, no route
+	}
+	for range 2 {
+		get(t, c, "http://"+px.addr+"/", map[string]string{"Host": "only.example"}) // 502, refused
+	}
+
+	got := gatherCounts(t, m, "sluice_requests_total")
+	checks := map[string]float64{
+		`route="",pool="",backend="",code="4xx"`:                           3,
+		`route="/api/",pool="p",backend="` + ok[0].addr() + `",code="2xx"`: 10,
+		`route="/api/",pool="p",backend="` + ok[1].addr() + `",code="2xx"`: 10,
+	}
+	for k, v := range checks {
+		if got[k] != v {
+			t.Errorf("sluice_requests_total{%s} = %v, want %v", k, got[k], v)
+		}
+	}
+	dead := 0.0
+	for k, v := range got {
+		if strings.Contains(k, `pool="dead"`) && strings.HasSuffix(k, `code="5xx"`) {
+			dead += v
+		}
+	}
+	if dead != 2 {
+		t.Errorf("5xx on the dead pool = %v, want 2", dead)
+	}
+	errs := gatherCounts(t, m, "sluice_upstream_errors_total")
+	connect := 0.0
+	for k, v := range errs {
+		if strings.Contains(k, `kind="connect"`) {
+			connect += v
+		}
+	}
+	if connect != 2 {
+		t.Errorf("connect errors = %v, want 2", connect)
+	}
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// gatherCounts returns the values of one metric family keyed by
+// `label="value",...` in route, pool, backend, code/kind order.
+func gatherCounts(t *testing.T, m *metrics.Metrics, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	order := []string{"route", "pool", "backend", "code", "kind"}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			var parts []string
+			for _, k := range order {
+				if v, ok := labels[k]; ok {
+					parts = append(parts, fmt.Sprintf("%s=%q", k, v))
+				}
+			}
+			v := metric.GetCounter().GetValue()
+			if metric.GetGauge() != nil {
+				v = metric.GetGauge().GetValue()
+			}
+			out[strings.Join(parts, ",")] = v
+		}
+	}
+	return out
+}
+
+// TestMetricsForgetRemovedBackend: a backend removed by a reload leaves no
+// series behind once it has drained.
+func TestMetricsForgetRemovedBackend(t *testing.T) {
+	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+	m := metrics.New("test")
+	px := startProxyWith(t, poolYAML("round_robin", []*testBackend{a, b}, nil), m)
+	c := testClient(t)
+	for range 4 {
+		get(t, c, "http://"+px.addr+"/", nil)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(poolYAML("round_robin", []*testBackend{a}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := px.ctrl.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "series of the removed backend gone", 2*time.Second, func() bool {
+		mfs, _ := m.Registry().Gather()
+		for _, mf := range mfs {
+			for _, metric := range mf.GetMetric() {
+				for _, l := range metric.GetLabel() {
+					if l.GetName() == "backend" && l.GetValue() == b.addr() {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+}
+
+// TestAccessLogLines: one JSON line per request with the documented fields.
+func TestAccessLogLines(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	path := filepath.Join(t.TempDir(), "access.log")
+	al, err := accesslog.New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.proxy.SetAccessLog(al)
+	c := testClient(t)
+	for range 5 {
+		get(t, c, "http://"+px.addr+"/hello?q=1", map[string]string{"X-Request-Id": "rid-1"})
+	}
+	px.proxy.SetAccessLog(nil)
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		n++
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", n, err, sc.Text())
+		}
+		for _, k := range []string{"time", "remote_addr", "method", "host", "path", "status", "bytes_in", "bytes_out", "duration", "upstream_addr", "upstream_duration", "route", "pool", "request_id"} {
+			if _, ok := line[k]; !ok {
+				t.Errorf("line %d lacks %q: %s", n, k, sc.Text())
+			}
+		}
+		if line["path"] != "/hello" || line["status"] != float64(200) || line["request_id"] != "rid-1" || line["upstream_addr"] != b.addr() || line["pool"] != "p" {
+			t.Errorf("line %d = %s, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, sc.Text(), b.addr())
+		}
+	}
+	if n != 5 {
+		t.Errorf("access log lines = %d, want 5", n)
+	}
+}
