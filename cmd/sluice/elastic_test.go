@@ -27,7 +27,6 @@ type elasticBackend struct {
 	hits  atomic.Int64
 	open  atomic.Int64 // connections currently open
 	srv   *http.Server
-	ready chan struct{}
 }
 
 func startElasticBackend(t *testing.T, addr string) *elasticBackend {
