@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Profiles sluice under bench/run.sh's load (scenario a by default): starts the
+# two nginx upstreams and sluice -pprof, drives wrk at it, and fetches a CPU
+# profile and an allocation profile taken over the same window into bench/work/.
+#
+#   bench/profile.sh [--seconds 10] [--scenario a|b|c|d]
+#   go tool pprof -http 127.0.0.1:8000 bench/work/sluice bench/work/cpu.prof
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SECS=10
+SCEN=a
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seconds) SECS=$2; shift ;;
+    --seconds=*) SECS=${1#*=} ;;
+    --scenario) SCEN=$2; shift ;;
+    --scenario=*) SCEN=${1#*=} ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1" ;;
+  esac
+  shift
+done
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer"
+case $SCEN in
+  a) CONNS=64 URLPATH=/1k POST=0 ;;
+  b) CONNS=256 URLPATH=/1k POST=0 ;;
+  c) CONNS=64 URLPATH=/64k POST=0 ;;
+  d) CONNS=64 URLPATH=/post POST=16384 ;;
+  *) die "unknown scenario '$SCEN' (a, b, c or d)" ;;
+esac
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ensure_packages
+command -v wrk >/dev/null || die "wrk is required"
+command -v nginx >/dev/null || die "nginx is required for the upstreams"
+build_sluice || die "go build ./cmd/sluice failed: $(tail -n 5 "$WORK_DIR/sluice-build.log")"
+
+D="$WORK_DIR/profile"
+rm -rf "$D"
+mkdir -p "$D"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+check_ports_free "$PROXY_PORT" "$UP1_PORT" "$UP2_PORT" "$ADMIN_PORT" "$PPROF_PORT"
+start_upstreams "$D"
+
+write_sluice_conf "$D/sluice.yaml"
+GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK_DIR/sluice" -config "$D/sluice.yaml" \
+  -pprof "127.0.0.1:$PPROF_PORT" >"$D/sluice.log" 2>&1 &
+SPID=$!
+STARTED_PIDS+=("$SPID")
+wait_http "http://127.0.0.1:$PROXY_PORT/1k" 15 || die "sluice did not start: $(tail -n 5 "$D/sluice.log")"
+wait_http "http://127.0.0.1:$PPROF_PORT/debug/pprof/" 5 ||
+  die "sluice does not serve pprof on 127.0.0.1:$PPROF_PORT (is -pprof implemented?)"
+
+PP="http://127.0.0.1:$PPROF_PORT/debug/pprof"
+log "load: scenario $SCEN ($CONNS conns, $URLPATH) for $((SECS + 4)) s; profiling ${SECS} s after a 2 s warmup"
+BENCH_POST_BYTES=$POST taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$((SECS + 4))"s --latency \
+  -s "$BENCH_DIR/lua/bench.lua" "http://127.0.0.1:$PROXY_PORT$URLPATH" >"$D/wrk.log" 2>&1 &
+WPID=$!
+STARTED_PIDS+=("$WPID")
+sleep 2
+rm -f "$WORK_DIR/cpu.prof" "$WORK_DIR/allocs.prof"
+curl -s --max-time $((SECS + 10)) -o "$WORK_DIR/cpu.prof" "$PP/profile?seconds=$SECS" &
+C1=$!
+curl -s --max-time $((SECS + 10)) -o "$WORK_DIR/allocs.prof" "$PP/allocs?seconds=$SECS" &
+C2=$!
+wait "$C1" || warn "fetching the CPU profile failed"
+wait "$C2" || warn "fetching the allocs profile failed"
+wait "$WPID"
+grep -E 'Requests/sec|requests in|Latency  |99%' "$D/wrk.log" >&2
+
+for f in cpu allocs; do
+  [ -s "$WORK_DIR/$f.prof" ] || die "$WORK_DIR/$f.prof is empty"
+done
+echo "== CPU profile ($SECS s under load): go tool pprof -top bench/work/sluice bench/work/cpu.prof"
+go tool pprof -top -nodecount=35 "$WORK_DIR/sluice" "$WORK_DIR/cpu.prof" 2>/dev/null
+echo
+echo "== allocations in the same window, by bytes: go tool pprof -top -sample_index=alloc_space ..."
+go tool pprof -top -nodecount=25 -sample_index=alloc_space "$WORK_DIR/sluice" "$WORK_DIR/allocs.prof" 2>/dev/null
+echo
+echo "== allocations in the same window, by count: -sample_index=alloc_objects"
+go tool pprof -top -nodecount=25 -sample_index=alloc_objects "$WORK_DIR/sluice" "$WORK_DIR/allocs.prof" 2>/dev/null
+log "profiles: $WORK_DIR/cpu.prof $WORK_DIR/allocs.prof (binary $WORK_DIR/sluice)"
