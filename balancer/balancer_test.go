@@ -226,7 +226,14 @@ func TestConcurrentPickAndPublish(t *testing.T) {
 				targets = append(targets, Target{Backend: b.Backend, Weight: uint32((i + round) % 4)})
 			}
 		}
-		return &snapshot{targets: targets, picker: mustBuild(t, algorithm, targets, Options{Seed: uint64(round)})}
+		// Not mustBuild: this also runs on the publisher goroutine, where
+		// t.Fatal must not be called.
+		p, err := Build(algorithm, targets, Options{Seed: uint64(round)})
+		if err != nil {
+			t.Errorf("Build(%q) error = %v", algorithm, err)
+			p = none{}
+		}
+		return &snapshot{targets: targets, picker: p}
 	}
 	var current atomic.Pointer[snapshot]
 	current.Store(build(0))
