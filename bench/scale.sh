@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Multi-core scaling: sluice (GOMAXPROCS=N), nginx (N workers) and HAProxy
+# (nbthread N) on N dedicated cores, with wrk and the two nginx upstreams on
+# other cores; scenario a (GET 1 KiB, keep-alive) at 256 connections.
+# Made for a many-core machine (16+ cores); prints a markdown table.
+#
+#   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
+#
+# --bindir holds wrk, nginx and haproxy plus lib/ with their shared
+# libraries and the dynamic loader (for machines without the packages; see
+# bench/README.md); without it the tools come from PATH.
+set -uo pipefail
+CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cores) CORES=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --bindir) BINDIR=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+W=$(mktemp -d /tmp/sluice-scale.XXXXXX)
+NCPU=$(nproc)
+MAXN=$(echo "$CORES" | tr ' ' '\n' | sort -n | tail -1)
+if [ "$NCPU" -ge $((MAXN + 5)) ]; then
+  # Cores beyond the proxy's: the last four run the upstreams, the rest wrk.
+  UP_CPUS="$((NCPU - 4))-$((NCPU - 1))"
+  WRK_CPUS="$MAXN-$((NCPU - 5))"
+  WRK_THREADS=$((NCPU - 4 - MAXN))
+elif [ "$NCPU" -gt "$MAXN" ]; then
+  # A small machine (a smoke test, not a measurement): share the rest.
+  echo "warning: only $NCPU cores; load and upstreams share cores $MAXN-$((NCPU - 1))" >&2
+  UP_CPUS="$MAXN-$((NCPU - 1))"; WRK_CPUS=$UP_CPUS; WRK_THREADS=1
+else
+  echo "need more than $MAXN cores, have $NCPU" >&2; exit 1
+fi
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+
+if [ -n "$BINDIR" ]; then
+  # Wrappers that run each carried tool through the carried loader.
+  BINDIR=$(cd "$BINDIR" && pwd)
+  mkdir -p "$W/bin"
+  for tool in wrk nginx haproxy; do
+    printf '#!/bin/sh\nexec "%s/lib/ld-linux-x86-64.so.2" --library-path "%s/lib" "%s/%s" "$@"\n' \
+      "$BINDIR" "$BINDIR" "$BINDIR" "$tool" >"$W/bin/$tool"
+    chmod +x "$W/bin/$tool"
+  done
+  PATH=$W/bin:$PATH
+fi
+
+# http_ok PORT: one GET answered 200 (bash only: the target machine may
+# lack curl).
+http_ok() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
+  printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+  IFS= read -r -t 2 line <&3
+  exec 3<&- 3>&-
+  [[ $line == "HTTP/1.1 200"* ]]
+}
+
+BODY=$(head -c 1024 /dev/zero | tr '\0' 'a')
+for n in 1 2; do
+  d=$W/up$n; mkdir -p "$d/tmp"
+  cat >"$d/nginx.conf" <<C
+user root;
+worker_processes 2;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  server {
+    listen 127.0.0.1:2820$n backlog=8192 reuseport;
+    location / { add_header X-Backend up$n; return 200 "$BODY"; }
+  }
+}
+C
+  taskset -c "$UP_CPUS" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >/dev/null 2>&1 &
+  PIDS+=($!)
+done
+sleep 1
+for n in 1 2; do http_ok "2820$n" || { echo "upstream $n did not start: $(cat "$W/up$n/error.log")" >&2; exit 1; }; done
+
+go_bin=$ROOT/bench/work/sluice
+[ -x "$go_bin" ] || (cd "$ROOT" && go build -o "$go_bin" ./cmd/sluice) || exit 1
+
+cpu_ticks() { # utime+stime of a process tree, in clock ticks
+  local t=0 p
+  for p in $(pgrep -P "$1") "$1"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $t
+}
+
+start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
+  local t=$1 n=$2 d=$3 cpus="0-$(( $2 - 1 ))"
+  mkdir -p "$d/tmp"
+  case $t in
+    sluice)
+      cat >"$d/sluice.yaml" <<C
+listen: 127.0.0.1:28200
+admin: { listen: 127.0.0.1:28210 }
+watch_config: false
+routes: [{ pool: up }]
+pools:
+  up:
+    algorithm: round_robin
+    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
+log: { level: warn, format: json }
+C
+      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" >"$d/out.log" 2>&1 &
+      echo $! ;;
+    nginx)
+      cat >"$d/nginx.conf" <<C
+user root;
+worker_processes $n;
+worker_cpu_affinity auto;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  proxy_buffer_size 16k;
+  proxy_buffers 8 16k;
+  proxy_busy_buffers_size 32k;
+  proxy_max_temp_file_size 0;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  upstream up { server 127.0.0.1:28201; server 127.0.0.1:28202; keepalive 256; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:28200 backlog=8192 reuseport;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+C
+      taskset -c "$cpus" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >/dev/null 2>&1 &
+      echo $! ;;
+    haproxy)
+      cat >"$d/haproxy.cfg" <<C
+global
+  nbthread $n
+  cpu-map auto:1/1-$n 0-$((n - 1))
+  maxconn 8000
+defaults
+  mode http
+  maxconn 8000
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:28200
+  default_backend up
+backend up
+  balance roundrobin
+  server up1 127.0.0.1:28201
+  server up2 127.0.0.1:28202
+C
+      taskset -c "$cpus" haproxy -db -f "$d/haproxy.cfg" >/dev/null 2>&1 &
+      echo $! ;;
+  esac
+}
+
+printf 'target,cores,round,rps,p99_ms,cpu_us_per_req\n' >"$W/raw.csv"
+for round in $(seq 1 "$ROUNDS"); do
+  for n in $CORES; do
+    for t in sluice nginx haproxy; do
+      d=$W/$t-$n-$round
+      pid=$(start_proxy "$t" "$n" "$d")
+      for _ in $(seq 1 50); do http_ok 28200 && break; sleep 0.1; done
+      taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d1s http://127.0.0.1:28200/ >/dev/null 2>&1
+      c0=$(cpu_ticks "$pid")
+      taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d"${DUR}s" --latency http://127.0.0.1:28200/ >"$d.wrk" 2>&1
+      c1=$(cpu_ticks "$pid")
+      kill "$pid" 2>/dev/null; pkill -P "$pid" 2>/dev/null; pkill -f "$d/" 2>/dev/null; wait "$pid" 2>/dev/null
+      sleep 0.3
+      reqs=$(awk '/requests in/{print $1}' "$d.wrk")
+      rps=$(awk '/Requests\/sec/{print $2}' "$d.wrk")
+      p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$d.wrk")
+      hz=$(getconf CLK_TCK)
+      cpu=$(awk -v c=$((c1 - c0)) -v r="${reqs:-0}" -v hz="$hz" 'BEGIN { if (r > 0) printf "%.2f", c / hz * 1e6 / r; else print "nan" }')
+      printf '%s,%s,%s,%s,%s,%s\n' "$t" "$n" "$round" "${rps:-0}" "${p99:-nan}" "$cpu" >>"$W/raw.csv"
+      echo "round $round cores $n $t: rps ${rps:-0} p99 ${p99:-?} ms cpu ${cpu} us/req" >&2
+    done
+  done
+done
+
+cat "$W/raw.csv"
+python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" <<'PY' | tee "${OUT:-/dev/null}"
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+def med(t, n, k):
+    v = [float(r[k]) for r in rows if r["target"] == t and r["cores"] == n and r[k] not in ("nan", "")]
+    return statistics.median(v) if v else float("nan")
+cores = sorted({r["cores"] for r in rows}, key=int)
+print(f"# sluice multi-core scaling ({sys.argv[2]} cores: {sys.argv[3]})\n")
+print("Scenario a (GET 1 KiB) at 256 keep-alive connections; proxy on cores 0..N-1; medians of rounds;")
+print("ratios are sluice ÷ nginx and sluice ÷ HAProxy (req/s: higher is better, CPU µs/req: lower is better).\n")
+print("| cores | sluice req/s | nginx req/s | haproxy req/s | sluice ÷ nginx | sluice ÷ haproxy | sluice µs/req | nginx µs/req | haproxy µs/req | sluice p99 ms | nginx p99 ms | haproxy p99 ms |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n in cores:
+    s, g, h = (med(t, n, "rps") for t in ("sluice", "nginx", "haproxy"))
+    cs, cg, ch = (med(t, n, "cpu_us_per_req") for t in ("sluice", "nginx", "haproxy"))
+    ps, pg, ph = (med(t, n, "p99_ms") for t in ("sluice", "nginx", "haproxy"))
+    ratio = lambda a, b: f"{a/b:.2f}" if b else "n/a"
+    print(f"| {n} | {s:,.0f} | {g:,.0f} | {h:,.0f} | {ratio(s, g)} | {ratio(s, h)} | {cs:.1f} | {cg:.1f} | {ch:.1f} | {ps:.2f} | {pg:.2f} | {ph:.2f} |")
+PY
