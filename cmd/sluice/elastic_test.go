@@ -23,10 +23,10 @@ import (
 // elasticBackend is a real HTTP backend on a loopback address that counts
 // requests and open connections; /slow/ requests take 2 s.
 type elasticBackend struct {
-	addr  string
-	hits  atomic.Int64
-	open  atomic.Int64 // connections currently open
-	srv   *http.Server
+	addr string
+	hits atomic.Int64
+	open atomic.Int64 // connections currently open
+	srv  *http.Server
 }
 
 func startElasticBackend(t *testing.T, addr string) *elasticBackend {
