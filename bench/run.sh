@@ -10,6 +10,9 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_TARGETS="direct,sluice,nginx,haproxy,caddy,httputil"
+# Extra targets, run only when named: sluice-log is sluice with the access
+# log on (to a file), to measure what logging every request costs.
+EXTRA_TARGETS="sluice-log"
 TARGETS=$ALL_TARGETS
 SCENARIOS="a,b,c,d"
 ROUNDS=3
@@ -72,7 +75,7 @@ fi
 IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 for t in "${TARGET_LIST[@]}"; do
-  [[ ,$ALL_TARGETS, == *",$t,"* ]] || die "unknown target '$t' (known: $ALL_TARGETS)"
+  [[ ,$ALL_TARGETS,$EXTRA_TARGETS, == *",$t,"* ]] || die "unknown target '$t' (known: $ALL_TARGETS,$EXTRA_TARGETS)"
 done
 for s in "${SCENARIO_LIST[@]}"; do
   [[ $s =~ ^[abcd]$ ]] || die "unknown scenario '$s' (known: a,b,c,d)"
@@ -113,7 +116,7 @@ for t in "${TARGET_LIST[@]}"; do
     httputil)
       if (cd "$ROOT_DIR" && go build -o "$WORK_DIR/httputilproxy" ./bench/httputilproxy) >"$RUN_DIR/httputil-build.log" 2>&1; then
         ACTIVE+=("$t"); else SKIPPED+=("httputil: build failed"); warn "skipping httputil: $(tail -n 3 "$RUN_DIR/httputil-build.log")"; fi ;;
-    sluice)
+    sluice|sluice-log)
       if build_sluice; then
         write_sluice_conf "$RUN_DIR/sluice-check.yaml"
         if "$WORK_DIR/sluice" -check -config "$RUN_DIR/sluice-check.yaml" >"$RUN_DIR/sluice-check.log" 2>&1; then
@@ -236,8 +239,11 @@ EOF
       GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK_DIR/httputilproxy" -listen "127.0.0.1:$PROXY_PORT" \
         -upstreams "127.0.0.1:$UP1_PORT,127.0.0.1:$UP2_PORT" >"$d/stdout.log" 2>&1 &
       ;;
-    sluice)
+    sluice|sluice-log)
       write_sluice_conf "$d/sluice.yaml"
+      if [ "$name" = sluice-log ]; then
+        sed -i "s|^access_log: .*|access_log: { enabled: true, path: $d/access.log, sample: 1.0 }|" "$d/sluice.yaml"
+      fi
       GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK_DIR/sluice" -config "$d/sluice.yaml" >"$d/stdout.log" 2>&1 &
       ;;
   esac
