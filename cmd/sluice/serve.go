@@ -126,6 +126,14 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 			defer pprofSrv.Close()
 		}
 	}
+	a.ready.Store(true)
+	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
+		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
+	if opts.ready != nil {
+		opts.ready <- a.front.addr
+	}
+	// Reloads may move the listeners from here on: the file watcher starts
+	// only after the lines above have read them.
 	if opts.configPath != "" && cfg.WatchConfig {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		wg.Add(1)
@@ -138,12 +146,6 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		defer stopWatch()
 	}
 
-	a.ready.Store(true)
-	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
-		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
-	if opts.ready != nil {
-		opts.ready <- a.front.addr
-	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

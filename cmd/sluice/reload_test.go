@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReloadInProcess drives the reload paths of a running sluice: the
+// file watcher (on by default), an invalid file, a listener move, and
+// POST /admin/reload.
+func TestReloadInProcess(t *testing.T) {
+	up1 := startElasticBackend(t, "127.0.0.1:0")
+	up2 := startElasticBackend(t, "127.0.0.1:0")
+	listen1, listen2, admin := freePort(t), freePort(t), freePort(t)
+	render := func(listen string, backends ...string) string {
+		s := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nroutes: [{pool: p}]\npools:\n  p:\n    algorithm: round_robin\n    backends:\n", listen, admin)
+		for _, b := range backends {
+			s += fmt.Sprintf("      - {address: %s}\n", b)
+		}
+		return s
+	}
+	path := writeConfig(t, render(listen1, up1.addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
+	defer func() {
+		cancel()
+		select {
+		case <-exit:
+		case <-time.After(10 * time.Second):
+			t.Error("sluice did not stop")
+		}
+	}()
+	waitReady(t, "http://"+admin+"/readyz")
+	adminGet := func(p string) string {
+		resp, err := http.Get("http://" + admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	write := func(text string) {
+		// Replace by rename, as editors do: the watcher must survive it.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	write(render(listen1, up1.addr, up2.addr))
+	waitUntil(t, "file change picked up", 3*time.Second, func() bool { return strings.Contains(adminGet("/admin/pools"), up2.addr) })
+
+	write("routes: [{pool: nope}]\n")
+	waitUntil(t, "invalid file reported", 3*time.Second, func() bool { return strings.Contains(adminGet("/admin/config"), "last_reload_error") })
+	if !strings.Contains(adminGet("/admin/pools"), up2.addr) {
+		t.Error("invalid file changed the running pools")
+	}
+
+	write(render(listen2, up1.addr, up2.addr))
+	waitUntil(t, "listener moved", 3*time.Second, func() bool {
+		resp, err := http.Get("http://" + listen2 + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	waitUntil(t, "old listener closed", 3*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", listen1, 200*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+
+	resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"generation"`) {
+		t.Errorf("POST /admin/reload = %d %s, want 200 with the generation", resp.StatusCode, body)
+	}
+	if m := adminGet("/metrics"); !strings.Contains(m, `sluice_config_reloads_total{result="failure"} 1`) {
+		t.Errorf("metrics do not count the failed reload:\n%s", grepLines(m, "sluice_config_reloads_total"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
