@@ -146,7 +146,6 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		defer stopWatch()
 	}
 
-
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
