@@ -87,6 +87,9 @@ type Backend struct {
 // Sticky turns on cookie-based session affinity for a pool.
 type Sticky struct {
 	Cookie string `yaml:"cookie"`
+	// Secret, when set, keys the cookie value (HMAC) so that it cannot be
+	// matched to a backend address by hashing candidate addresses.
+	Secret string `yaml:"secret"`
 }
 
 // HealthCheck configures active probes for a pool.
@@ -132,12 +135,19 @@ type Timeouts struct {
 	ClientRead  time.Duration `yaml:"client_read"`
 	ClientWrite time.Duration `yaml:"client_write"`
 	Idle        time.Duration `yaml:"idle"`
+	// UpstreamIdle is how long an idle upstream connection is kept; keep
+	// it below the backends' own keep-alive timeout, or a request can be
+	// sent on a connection the backend is closing.
+	UpstreamIdle time.Duration `yaml:"upstream_idle"`
 }
 
 // Limits bound what a client may send.
 type Limits struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	MaxBodyBytes   int `yaml:"max_body_bytes"`
+	// MaxResponseBytes caps an upstream response body (it is buffered
+	// whole); larger ones get 502.
+	MaxResponseBytes int `yaml:"max_response_bytes"`
 	// MaxConnsPerBackend caps upstream connections to each backend.
 	MaxConnsPerBackend int `yaml:"max_conns_per_backend"`
 }
@@ -171,8 +181,11 @@ func (c *Config) setDefaults() {
 		ClientRead:  30 * time.Second,
 		ClientWrite: 30 * time.Second,
 		Idle:        90 * time.Second,
+		// Below the keep-alive of common app servers (gunicorn 2 s,
+		// Node and uvicorn 5 s).
+		UpstreamIdle: 2 * time.Second,
 	}
-	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxConnsPerBackend: 1024}
+	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxResponseBytes: 64 << 20, MaxConnsPerBackend: 1024}
 	c.Retries.Attempts = 2
 	c.PreserveHost = true
 	c.WatchConfig = true

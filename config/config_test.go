@@ -220,3 +220,104 @@ func TestParsePercentAndStatus(t *testing.T) {
 		}
 	}
 }
+
+// probeYAML is a valid config with a health check and DNS discovery, for
+// the tests of their fields.
+const probeYAML = `routes: [{pool: web}, {match: {path_prefix: /api/}, pool: api}]
+pools:
+  web:
+    backends: [{address: 127.0.0.1:9001}]
+    health_check:
+      path: /healthz
+      host: web.internal
+      interval: 2s
+      timeout: 1s
+  api:
+    discovery:
+      dns: { name: api.internal, port: 8080, interval: 5s }
+`
+
+func TestParseProbeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		give string // replaces probeYAML's text: old => new
+		want string // empty: the config must be accepted
+	}{
+		{"valid", "", ""},
+		{"host with port", "host: web.internal=>host: web.internal:8080", ""},
+		{"ipv4 host", "host: web.internal=>host: 10.0.0.1", ""},
+		{"bracketed ipv6 host", "host: web.internal=>host: \"[::1]:8080\"", ""},
+		{"path with query", "path: /healthz=>path: /healthz?full=1", ""},
+		{"health interval at minimum", "interval: 2s=>interval: 50ms", ""},
+		{"dns interval at minimum", "interval: 5s=>interval: 50ms", ""},
+		{"tcp check ignores path", "path: /healthz=>type: tcp\n      path: healthz", ""},
+		{"path without slash", "path: /healthz=>path: healthz",
+			"sluice.yaml:6: pools.web.health_check.path: must start with /"},
+		{"empty path", "path: /healthz=>path: \"\"",
+			"sluice.yaml:6: pools.web.health_check.path: must start with /"},
+		{"path with space", "path: /healthz=>path: \"/health z\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII without spaces"},
+		{"path with CRLF", "path: /healthz=>path: \"/healthz\\r\\nX-Evil: 1\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII without spaces"},
+		{"path with LF", "path: /healthz=>path: \"/healthz\\n\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII"},
+		{"path with tab", "path: /healthz=>path: \"/a\\tb\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII"},
+		{"path with NUL", "path: /healthz=>path: \"/a\\0b\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII"},
+		{"path with DEL", "path: /healthz=>path: \"/a\\x7fb\"",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII"},
+		{"path not ASCII", "path: /healthz=>path: /héalth",
+			"sluice.yaml:6: pools.web.health_check.path: must be printable ASCII"},
+		{"host with space", "host: web.internal=>host: \"web internal\"",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port, got \"web internal\""},
+		{"host with CRLF", "host: web.internal=>host: \"web.internal\\r\\nX-Evil: 1\"",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"host not ASCII", "host: web.internal=>host: wéb.internal",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"host with bad port", "host: web.internal=>host: web.internal:0",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"host with empty port", "host: web.internal=>host: \"web.internal:\"",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"port without host", "host: web.internal=>host: \":8080\"",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"host with path", "host: web.internal=>host: web.internal/x",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"unbracketed ipv6 host", "host: web.internal=>host: \"::1\"",
+			"sluice.yaml:7: pools.web.health_check.host: want a host or host:port"},
+		{"health interval too short", "interval: 2s=>interval: 1ns",
+			"sluice.yaml:8: pools.web.health_check.interval: must be >= 50ms, got 1ns"},
+		{"health interval just under", "interval: 2s=>interval: 49ms",
+			"sluice.yaml:8: pools.web.health_check.interval: must be >= 50ms"},
+		{"health interval zero", "interval: 2s=>interval: 0s",
+			"sluice.yaml:8: pools.web.health_check.interval: must be >= 50ms"},
+		{"health timeout zero", "timeout: 1s=>timeout: 0s",
+			"sluice.yaml:9: pools.web.health_check.timeout: must be > 0"},
+		{"dns interval too short", "interval: 5s=>interval: 1ns",
+			"sluice.yaml:12: pools.api.discovery.dns.interval: must be >= 50ms, got 1ns"},
+		{"dns interval negative", "interval: 5s=>interval: -1s",
+			"sluice.yaml:12: pools.api.discovery.dns.interval: must be >= 50ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yml := probeYAML
+			if tt.give != "" {
+				old, repl, _ := strings.Cut(tt.give, "=>")
+				if !strings.Contains(yml, old) {
+					t.Fatalf("test setup: %q not in the base config", old)
+				}
+				yml = strings.Replace(yml, old, repl, 1)
+			}
+			_, err := Parse("sluice.yaml", []byte(yml))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Parse() error:\n%v\nwant none", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse() error =\n%v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

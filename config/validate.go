@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Algorithms are the names accepted by a pool's algorithm field.
@@ -84,6 +85,19 @@ func (v *validator) positive(path string, n int64) {
 	}
 }
 
+// MinInterval is the shortest health check or DNS discovery interval
+// accepted. Both loops run once per interval for as long as sluice runs: a
+// 1ns interval would spin a core and flood every backend with probes (or the
+// resolver with queries), so a typo such as "2" for "2s" is refused rather
+// than obeyed.
+const MinInterval = 50 * time.Millisecond
+
+func (v *validator) minInterval(path string, d time.Duration) {
+	if d < MinInterval {
+		v.fail(path, "must be >= %v, got %v", MinInterval, d)
+	}
+}
+
 func (v *validator) address(path, addr string) {
 	if err := CheckAddress(addr); err != nil {
 		v.fail(path, "%v", err)
@@ -107,6 +121,57 @@ func CheckAddress(addr string) error {
 		return fmt.Errorf("bad host %q", host)
 	}
 	return nil
+}
+
+// checkProbePath reports whether p can be sent as the request target of a
+// health check: it goes verbatim into the request line, so a space, a line
+// break or any other control or non-ASCII byte would make every probe a
+// malformed request and take the whole pool down.
+func checkProbePath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("must start with /, got %q", p)
+	}
+	if hasSpaceOrControl(p) {
+		return fmt.Errorf("must be printable ASCII without spaces, got %q", p)
+	}
+	return nil
+}
+
+// checkHostHeader reports whether h is usable as the Host header of a health
+// check: a host name, an IPv4 address or a bracketed IPv6 address, with an
+// optional port.
+func checkHostHeader(h string) error {
+	bad := fmt.Errorf("want a host or host:port, got %q", h)
+	if h == "" || hasSpaceOrControl(h) {
+		return bad
+	}
+	host := h
+	if hp, port, err := net.SplitHostPort(h); err == nil {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return bad
+		}
+		host = h[:len(h)-len(port)-1] // keeps the brackets of an IPv6 address
+		if hp == "" {
+			return bad
+		}
+	}
+	if ip6, ok := strings.CutPrefix(host, "["); ok {
+		ip6, ok = strings.CutSuffix(ip6, "]")
+		if !ok || !strings.Contains(ip6, ":") || net.ParseIP(ip6) == nil {
+			return bad
+		}
+		return nil
+	}
+	if strings.Contains(host, ":") || net.ParseIP(host) == nil && !validHostname(host) {
+		return bad // an IPv6 address needs brackets in a Host header
+	}
+	return nil
+}
+
+// hasSpaceOrControl reports whether s holds a space, a control byte or
+// anything outside ASCII (invalid UTF-8 included).
+func hasSpaceOrControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0
 }
 
 func validHostname(h string) bool {
@@ -176,10 +241,17 @@ func (v *validator) pool(path string, p *Pool) {
 		if hc.Type != "http" && hc.Type != "tcp" {
 			v.fail(hp+".type", "must be http or tcp")
 		}
-		if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
-			v.fail(hp+".path", "must start with /")
+		if hc.Type == "http" {
+			if err := checkProbePath(hc.Path); err != nil {
+				v.fail(hp+".path", "%v", err)
+			}
 		}
-		v.positive(hp+".interval", int64(hc.Interval))
+		if hc.Host != "" {
+			if err := checkHostHeader(hc.Host); err != nil {
+				v.fail(hp+".host", "%v", err)
+			}
+		}
+		v.minInterval(hp+".interval", hc.Interval)
 		v.positive(hp+".timeout", int64(hc.Timeout))
 		if hc.HealthyThreshold < 1 {
 			v.fail(hp+".healthy_threshold", "must be >= 1")
@@ -215,7 +287,7 @@ func (v *validator) pool(path string, p *Pool) {
 			default:
 				v.fail(dp+".dns.type", "must be A or SRV")
 			}
-			v.positive(dp+".dns.interval", int64(d.DNS.Interval))
+			v.minInterval(dp+".dns.interval", d.DNS.Interval)
 			if d.DNS.Resolver != "" {
 				v.address(dp+".dns.resolver", d.DNS.Resolver)
 			}

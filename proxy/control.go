@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -73,6 +76,7 @@ type member struct {
 
 // poolState is the control plane's per-pool state.
 type poolState struct {
+	checked    bool // the pool has active health checks
 	ejector    *health.Ejector
 	outlierCfg config.OutlierDetection
 	discovered []DiscoveredBackend
@@ -181,10 +185,22 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 				od = *pc.OutlierDetection
 			}
 			if ps.ejector == nil || od != ps.outlierCfg {
+				if ps.ejector != nil {
+					// Only the old ejector could end its ejections: end
+					// them now rather than leave backends out for good.
+					c.endEjections(name)
+				}
 				ps.ejector, ps.outlierCfg = nil, od
 				if pc.OutlierDetection != nil {
 					ps.ejector = health.NewEjector(od)
 				}
+			}
+			if checked := pc.HealthCheck != nil; checked != ps.checked {
+				// Probes start or stop: their view of the backends starts
+				// afresh (healthy until a probe says otherwise), so none is
+				// left unhealthy by checks that no longer run.
+				ps.checked = checked
+				c.resetHealth(name)
 			}
 		}
 		for name := range c.pools {
@@ -194,6 +210,26 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 		}
 		return c.reconcile(time.Now())
 	})
+}
+
+// endEjections brings every ejected backend of pool back.
+func (c *Controller) endEjections(pool string) {
+	for k, m := range c.members {
+		if k.pool == pool && !m.ejectedUntil.IsZero() {
+			m.ejectedUntil = time.Time{}
+			m.up.outlier.Reset()
+			c.log.Info().Str("pool", pool).Str("backend", k.addr).Msg("backend ejection ended: outlier_detection changed")
+		}
+	}
+}
+
+// resetHealth marks every backend of pool healthy (checks added or removed).
+func (c *Controller) resetHealth(pool string) {
+	for k, m := range c.members {
+		if k.pool == pool && !m.healthy {
+			m.healthy, m.healthReason = true, ""
+		}
+	}
 }
 
 // SetDiscovered replaces the discovered backends of a pool (DNS results).
@@ -249,6 +285,9 @@ func (c *Controller) reconcile(now time.Time) error {
 			// The file (or discovery) changed this backend's weight on
 			// purpose: that beats an earlier runtime override.
 			m.adminWeight = nil
+		}
+		if ok && m.weight == 0 && weight > 0 {
+			m.since = now // back from weight 0: slow start again
 		}
 		m.weight, m.order, m.static = weight, order, static
 		m.up.outlier.SetThreshold(c.outlierThreshold(pool))
@@ -522,9 +561,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
 	}
 	algorithm := pc.Algorithm
-	cookie := ""
+	cookie, secret := "", ""
 	if pc.Sticky != nil {
-		cookie = pc.Sticky.Cookie
+		cookie, secret = pc.Sticky.Cookie, pc.Sticky.Secret
 	}
 	if algorithm == "sticky" {
 		algorithm = "p2c"
@@ -548,8 +587,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		pl.stickyIndex = make(map[string]int, len(pl.targets))
 		pl.stickyCookies = make([][]byte, len(pl.targets))
 		for i, up := range pl.targets {
-			pl.stickyIndex[up.backend.ID] = i
-			pl.stickyCookies[i] = []byte(cookie + "=" + up.backend.ID + "; Path=/; HttpOnly; SameSite=Lax")
+			id := stickyID(up.backend.ID, secret)
+			pl.stickyIndex[id] = i
+			pl.stickyCookies[i] = []byte(cookie + "=" + id + "; Path=/; HttpOnly; SameSite=Lax")
 		}
 	}
 	return pl, nil
@@ -596,6 +636,18 @@ func metricState(s string) metrics.State {
 	default:
 		return metrics.StateHealthy
 	}
+}
+
+// stickyID is the affinity cookie's value for a backend: its opaque id, or
+// with a secret an HMAC of it, which cannot be matched to an address by
+// hashing candidate addresses.
+func stickyID(id, secret string) string {
+	if secret == "" {
+		return id
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(id))
+	return hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
 func (m *member) configWeight() uint32 {

@@ -6,10 +6,12 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -132,12 +134,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	http11 := req.Header.IsHTTP11()
+	// An HTTP/1.0 request may come without Host; the upstream then gets the
+	// backend's address, as with preserve_host: false.
+	backendHost := !pl.preserveHost || len(rawHost) == 0
 	sc.buf = prepareRequest(ctx, rawHost, sc.buf)
 
 	key := pl.requestKey(ctx, host)
 	stuck := -1
 	if pl.sticky != nil {
-		if v := req.Header.CookieBytes(pl.sticky); len(v) > 0 {
+		if v := cookieValue(req.Header.PeekAll("Cookie"), pl.sticky); len(v) > 0 {
 			if i, ok := pl.stickyIndex[string(v)]; ok {
 				stuck = i
 			}
@@ -161,7 +166,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			pl.series.Retry()
 		}
 		up := pl.targets[idx]
-		if !pl.preserveHost {
+		if backendHost {
 			req.Header.SetHost(up.backend.Addr)
 		}
 		start := now
@@ -169,7 +174,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			start = time.Now()
 		}
 		up.backend.Begin()
-		err = up.client.Do(req, &ctx.Response)
+		// One deadline for the whole exchange, request write included.
+		err = up.client.DoTimeout(req, &ctx.Response, s.responseTimeout)
 		up.backend.End()
 		done := time.Now()
 		out.target, out.upstream, out.upTime = idx, up, done.Sub(start)
@@ -178,13 +184,20 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			if pl.ewmaWindow > 0 {
 				up.backend.ObserveLatency(done.UnixNano(), int64(out.upTime), pl.ewmaWindow)
 			}
-		} else {
-			up.series.UpstreamError(metricKind(errorKind(err)))
 		}
-		if up.outlier.Record(err != nil || ctx.Response.StatusCode() >= 500) && p.trips != nil {
+		kind := kindNone
+		if err != nil {
+			kind = errorKind(err)
+			up.series.UpstreamError(metricKind(kind))
+		}
+		// Only what says something about the backend counts against it:
+		// not sluice's own connection limit, not a malformed exchange.
+		failed := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset ||
+			(err == nil && ctx.Response.StatusCode() >= 500)
+		if up.outlier.Record(failed) && p.trips != nil {
 			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
 		}
-		if err == nil || attempt >= s.attempts || !retryable(err, req) {
+		if err == nil || attempt >= s.attempts || !retryable(kind, req) {
 			break
 		}
 		last = idx
@@ -270,13 +283,23 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, buf []byte) []byte
 	h.ResetConnectionClose()
 	h.SetProtocolBytes(strHTTP11)
 
-	buf = append(buf[:0], h.PeekBytes(hdrXForwardedFor)...)
-	if len(buf) > 0 {
+	h.SetNoDefaultContentType(true)
+
+	// All X-Forwarded-For headers the client sent become one list with
+	// the client appended: a second header left as it was would put a
+	// client-chosen address after ours.
+	buf = buf[:0]
+	for _, v := range h.PeekAll("X-Forwarded-For") {
+		buf = append(buf, v...)
 		buf = append(buf, ", "...)
 	}
 	buf = appendIP(buf, ctx.RemoteIP())
+	h.DelBytes(hdrXForwardedFor)
 	h.SetBytesKV(hdrXForwardedFor, buf)
+	// The client does not get to choose these: delete every copy first.
+	h.DelBytes(hdrXForwardedProto)
 	h.SetBytesKV(hdrXForwardedProto, valueHTTP)
+	h.DelBytes(hdrXForwardedHost)
 	if len(rawHost) > 0 {
 		h.SetBytesKV(hdrXForwardedHost, rawHost)
 	}
@@ -309,7 +332,7 @@ func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
 	case config.HashHeader:
 		v = ctx.Request.Header.PeekBytes(p.hashName)
 	case config.HashCookie:
-		v = ctx.Request.Header.CookieBytes(p.hashName)
+		v = cookieValue(ctx.Request.Header.PeekAll("Cookie"), p.hashName)
 	case config.HashQuery:
 		v = queryValue(ctx.URI().QueryString(), p.hashName)
 	case config.HashPath:
@@ -327,9 +350,9 @@ func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
 // backend: always when the request never left (connect failed, no free
 // connection), and for idempotent methods when the connection broke.
 // Timeouts are not retried: the backend may still be working on it.
-func retryable(err error, req *fasthttp.Request) bool {
-	switch errorKind(err) {
-	case kindConnect, kindNoConn:
+func retryable(kind errKind, req *fasthttp.Request) bool {
+	switch kind {
+	case kindConnect, kindConnectTimeout, kindNoConn:
 		return true
 	case kindReset:
 		return isIdempotent(req.Header.Method())
@@ -363,7 +386,9 @@ func writeError(ctx *fasthttp.RequestCtx, code int, msg string) {
 type errKind uint8
 
 const (
-	kindOther errKind = iota
+	kindNone errKind = iota
+	kindOther
+	kindTooLarge
 	kindConnect
 	kindConnectTimeout
 	kindTimeout
@@ -379,7 +404,10 @@ func errorKind(err error) errKind {
 		return kindTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return kindNoConn
-	case errors.Is(err, fasthttp.ErrConnectionClosed):
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return kindTooLarge
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return kindReset
 	}
 	var ne interface{ Timeout() bool }
@@ -392,7 +420,14 @@ func errorKind(err error) errKind {
 	if isDial(err) {
 		return kindConnect
 	}
-	return kindReset
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return kindReset // a read or write on the connection failed
+	}
+	// Anything else (a malformed response, a request fasthttp refused to
+	// send) says nothing about the connection: not retried, not counted
+	// against the backend.
+	return kindOther
 }
 
 // classify maps an upstream failure to the status and body the client gets.
@@ -402,6 +437,8 @@ func classify(err error) (int, string) {
 		return fasthttp.StatusGatewayTimeout, "504 upstream timed out\n"
 	case kindNoConn:
 		return fasthttp.StatusServiceUnavailable, "503 upstream connection limit reached\n"
+	case kindTooLarge:
+		return fasthttp.StatusBadGateway, "502 upstream response too large\n"
 	default:
 		return fasthttp.StatusBadGateway, "502 upstream unavailable\n"
 	}

@@ -38,7 +38,7 @@ var hopByHop = [][]byte{
 // header is what the hop-by-hop stripping needs of fasthttp's request and
 // response headers (both are pointers, so this boxes nothing).
 type header interface {
-	PeekBytes(key []byte) []byte
+	PeekAll(key string) [][]byte
 	DelBytes(key []byte)
 }
 
@@ -48,8 +48,13 @@ type header interface {
 // naming it there (CVE-2021-33197). scratch is reused to hold the
 // Connection value while headers are deleted; the grown buffer is returned.
 func stripHopByHop(h header, scratch []byte) []byte {
-	if v := h.PeekBytes(hdrConnection); len(v) > 0 {
-		scratch = append(scratch[:0], v...)
+	// Every Connection header counts: a second one must not smuggle names.
+	scratch = scratch[:0]
+	for _, v := range h.PeekAll("Connection") {
+		scratch = append(scratch, v...)
+		scratch = append(scratch, ',')
+	}
+	if len(scratch) > 0 {
 		for tok := range bytes.SplitSeq(scratch, []byte(",")) {
 			tok = bytes.TrimSpace(tok)
 			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
@@ -86,6 +91,28 @@ func appendRequestID(dst []byte) []byte {
 		}
 	}
 	return dst
+}
+
+// cookieValue returns the raw value of the named cookie from the request's
+// Cookie headers. It reads the raw headers rather than fasthttp's parsed
+// cookies: parsing them would make fasthttp re-serialise the Cookie header
+// sent upstream (dropping quotes, merging headers).
+func cookieValue(headers [][]byte, name []byte) []byte {
+	for _, h := range headers {
+		for len(h) > 0 {
+			var pair []byte
+			if i := bytes.IndexByte(h, ';'); i >= 0 {
+				pair, h = h[:i], h[i+1:]
+			} else {
+				pair, h = h, nil
+			}
+			k, v, ok := bytes.Cut(bytes.TrimSpace(pair), []byte("="))
+			if ok && bytes.Equal(k, name) {
+				return bytes.Trim(v, `"`)
+			}
+		}
+	}
+	return nil
 }
 
 // queryValue returns the raw value of the first name=value pair in a raw

@@ -38,9 +38,9 @@ func settingsOf(c *config.Config) clientSettings {
 	return clientSettings{
 		connect:         c.Timeouts.Connect,
 		response:        c.Timeouts.Response,
-		idle:            c.Timeouts.Idle,
+		idle:            c.Timeouts.UpstreamIdle,
 		maxConns:        c.Limits.MaxConnsPerBackend,
-		maxResponseBody: 0, // unlimited: responses are the backend's business
+		maxResponseBody: c.Limits.MaxResponseBytes,
 	}
 }
 
@@ -62,11 +62,11 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 			MaxIdemponentCallAttempts: 1,
 			MaxConns:                  s.maxConns,
 			MaxIdleConnDuration:       s.idle,
-			ReadTimeout:               s.response,
-			WriteTimeout:              s.response,
-			MaxResponseBodySize:       s.maxResponseBody,
-			NoDefaultUserAgentHeader:  true,
-			DisablePathNormalizing:    true,
+			// The response timeout is one deadline per exchange, set by
+			// the handler (DoTimeout), so no per-read/per-write ones here.
+			MaxResponseBodySize:      s.maxResponseBody,
+			NoDefaultUserAgentHeader: true,
+			DisablePathNormalizing:   true,
 			// Buffers are pooled per request in flight, not held per
 			// connection, so they can be large: a 16 KiB POST then goes
 			// upstream in one write, and a large response is read in
