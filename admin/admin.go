@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +33,27 @@ type ConfigInfo struct {
 	LastErrorAt time.Time
 }
 
+// ErrUnavailable is what a Reload func wraps when it could not try the
+// reload at all (sluice is shutting down, or a step timed out): the admin
+// API answers 503 for it and 400 for every other error, which means the
+// new config was rejected.
+var ErrUnavailable = errors.New("unavailable")
+
+// Controller is the part of *proxy.Controller the admin endpoints use.
+type Controller interface {
+	Status(ctx context.Context) ([]proxy.PoolStatus, error)
+	SetDrain(ctx context.Context, pool, addr string, drain bool) error
+	SetWeight(ctx context.Context, pool, addr string, weight uint32) error
+}
+
 // Options are what the admin endpoints need from the rest of sluice.
 type Options struct {
-	Controller *proxy.Controller
+	Controller Controller
 	// Ready reports readiness (config loaded, listeners up, not stopping).
 	Ready func() bool
-	// Reload re-reads the config file (POST /admin/reload).
+	// Reload re-reads the config file (POST /admin/reload). Its error
+	// wraps ErrUnavailable when the reload could not be tried; any other
+	// error means the config was rejected.
 	Reload func(ctx context.Context) error
 	// Config returns the running config and reload history.
 	Config func() ConfigInfo
@@ -54,6 +70,10 @@ func Handler(o Options) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := string(ctx.Path())
 		method := string(ctx.Method())
+		if reason := crossSite(ctx, method); reason != "" {
+			fail(ctx, 403, reason)
+			return
+		}
 		switch {
 		case path == "/healthz":
 			text(ctx, 200, "ok\n")
@@ -81,7 +101,11 @@ func Handler(o Options) fasthttp.RequestHandler {
 			rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			if err := o.Reload(rctx); err != nil {
-				fail(ctx, 400, "reload rejected, running config kept: "+err.Error())
+				if errors.Is(err, ErrUnavailable) || errors.Is(err, proxy.ErrStopped) || errors.Is(err, context.DeadlineExceeded) {
+					fail(ctx, 503, "reload not done, running config kept: "+err.Error())
+				} else {
+					fail(ctx, 400, "reload rejected, running config kept: "+err.Error())
+				}
 				return
 			}
 			writeJSON(ctx, 200, map[string]any{"result": "reloaded", "generation": o.Config().Generation})
@@ -146,8 +170,10 @@ func serveBackendOp(ctx *fasthttp.RequestCtx, o Options, method, rest string) {
 	switch {
 	case errors.Is(err, proxy.ErrNotFound):
 		fail(ctx, 404, err.Error())
-	case err != nil:
+	case errors.Is(err, proxy.ErrStopped):
 		fail(ctx, 503, err.Error())
+	case err != nil:
+		fail(ctx, 500, err.Error())
 	default:
 		writeJSON(ctx, 200, map[string]any{"result": "ok", "pool": pool, "backend": addr, "operation": op})
 	}
@@ -229,6 +255,47 @@ func redact(v any) {
 			redact(e)
 		}
 	}
+}
+
+// crossSite returns why a request that may change state must be refused
+// because a web page on another site sent it, or "" to let it through.
+//
+// The rule: any method but GET, HEAD and OPTIONS (so POST /admin/reload,
+// POST .../drain and .../undrain, PUT .../weight) is refused with 403 when
+//   - it carries an Origin header whose host:port is not the request's Host
+//     (the literal Origin "null" included), or
+//   - it carries Sec-Fetch-Site: cross-site or same-site.
+//
+// Browsers send Origin on every cross-origin POST and PUT, no-cors mode
+// included, and modern ones send Sec-Fetch-Site too; a form or fetch on
+// some web page can therefore never drain a backend through an operator's
+// browser. curl, scripts and monitoring send neither header and are not
+// affected.
+//
+// This stops cross-site forms and fetches, and a rebound page that posts
+// to the admin port under its own name from another port or site. It does
+// not stop a page rebound to the admin address on the admin port itself:
+// that page is same-origin (Origin and Host both name the attacker's
+// domain); only a check of the Host header against the names the admin
+// listener answers to would.
+func crossSite(ctx *fasthttp.RequestCtx, method string) string {
+	switch method {
+	case "GET", "HEAD", "OPTIONS":
+		return ""
+	}
+	switch string(ctx.Request.Header.Peek("Sec-Fetch-Site")) {
+	case "cross-site", "same-site":
+		return "cross-site request refused (Sec-Fetch-Site)"
+	}
+	origin := ctx.Request.Header.Peek("Origin")
+	if len(origin) == 0 {
+		return ""
+	}
+	u, err := url.Parse(string(origin))
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, string(ctx.Host())) {
+		return "cross-origin request refused: Origin " + strconv.Quote(string(origin)) + " is not this host"
+	}
+	return ""
 }
 
 func allow(ctx *fasthttp.RequestCtx, method, want string) bool {

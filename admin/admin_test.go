@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,21 +47,38 @@ func startAdmin(t *testing.T) (string, *proxy.Controller) {
 		},
 		Config: func() ConfigInfo { return ConfigInfo{Config: cfg, Generation: 7, LoadedAt: time.Unix(0, 0)} },
 	})
+	t.Cleanup(func() { cancel(); <-done }) // runs after the server's shutdown
+	return serve(t, h), ctrl
+}
+
+// serve serves h on a loopback port until the test ends and returns its
+// base URL.
+func serve(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &fasthttp.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); cancel(); <-done })
-	return "http://" + ln.Addr().String(), ctrl
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return "http://" + ln.Addr().String()
 }
 
 func call(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
+	return callWith(t, method, url, body, nil)
+}
+
+// callWith is call with extra request headers.
+func callWith(t *testing.T, method, url, body string, header map[string]string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -130,5 +149,149 @@ func TestAdminPoolsReflectRuntimeChanges(t *testing.T) {
 	_, body = call(t, "GET", base+"/admin/pools", "")
 	if !strings.Contains(body, `"state": "healthy"`) || strings.Contains(body, `"state": "draining"`) {
 		t.Errorf("after undrain: %s, want no draining backend", body)
+	}
+}
+
+// adminDrained reports whether one backend of pool web is drained through
+// the admin API.
+func adminDrained(t *testing.T, ctrl *proxy.Controller, addr string) bool {
+	t.Helper()
+	pools, err := ctrl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pools {
+		for _, b := range p.Backends {
+			if p.Name == "web" && b.Address == addr {
+				return b.AdminDrained
+			}
+		}
+	}
+	t.Fatalf("backend %s not in status %+v", addr, pools)
+	return false
+}
+
+func TestAdminRefusesCrossSite(t *testing.T) {
+	const drain = "/admin/pools/web/backends/127.0.0.1:9001/drain"
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		give        map[string]string // request headers; "$host" is the request's Host
+		wantCode    int
+		wantDrained bool
+	}{
+		{"no origin", "POST", drain, nil, 200, true},
+		{"same origin", "POST", drain, map[string]string{"Origin": "http://$host"}, 200, true},
+		{"same origin other case", "POST", drain, map[string]string{"Origin": "HTTP://$host"}, 200, true},
+		{"same origin fetch metadata", "POST", drain, map[string]string{"Origin": "http://$host", "Sec-Fetch-Site": "same-origin"}, 200, true},
+		{"user initiated", "POST", drain, map[string]string{"Sec-Fetch-Site": "none"}, 200, true},
+		{"cross origin", "POST", drain, map[string]string{"Origin": "http://evil.example"}, 403, false},
+		{"cross origin with fetch metadata", "POST", drain, map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403, false},
+		{"other port", "POST", drain, map[string]string{"Origin": "http://127.0.0.1:1"}, 403, false},
+		{"opaque origin", "POST", drain, map[string]string{"Origin": "null"}, 403, false},
+		{"garbage origin", "POST", drain, map[string]string{"Origin": "::"}, 403, false},
+		{"cross site without origin", "POST", drain, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403, false},
+		{"same site", "POST", drain, map[string]string{"Sec-Fetch-Site": "same-site"}, 403, false},
+		{"cross origin read", "GET", "/admin/pools", map[string]string{"Origin": "http://evil.example"}, 200, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base, ctrl := startAdmin(t)
+			host := strings.TrimPrefix(base, "http://")
+			header := map[string]string{}
+			for k, v := range tt.give {
+				header[k] = strings.ReplaceAll(v, "$host", host)
+			}
+			code, body := callWith(t, tt.method, base+tt.path, "", header)
+			if code != tt.wantCode {
+				t.Errorf("%s %s with %v = %d %s, want %d", tt.method, tt.path, header, code, body, tt.wantCode)
+			}
+			if code == 403 && !strings.Contains(body, `"error"`) {
+				t.Errorf("403 body = %s, want a JSON error", body)
+			}
+			if got := adminDrained(t, ctrl, "127.0.0.1:9001"); got != tt.wantDrained {
+				t.Errorf("drained = %v after the request, want %v", got, tt.wantDrained)
+			}
+		})
+	}
+}
+
+// fakeController fails every call with err and counts the changes asked.
+type fakeController struct {
+	err   error
+	calls atomic.Int32
+}
+
+func (f *fakeController) Status(context.Context) ([]proxy.PoolStatus, error) { return nil, f.err }
+
+func (f *fakeController) SetDrain(context.Context, string, string, bool) error {
+	f.calls.Add(1)
+	return f.err
+}
+
+func (f *fakeController) SetWeight(context.Context, string, string, uint32) error {
+	f.calls.Add(1)
+	return f.err
+}
+
+func TestAdminCrossSiteChangesNothing(t *testing.T) {
+	ctrl := &fakeController{}
+	var reloads atomic.Int32
+	base := serve(t, Handler(Options{
+		Controller: ctrl,
+		Reload:     func(context.Context) error { reloads.Add(1); return nil },
+		Config:     func() ConfigInfo { return ConfigInfo{} },
+	}))
+	evil := map[string]string{"Origin": "http://evil.example"}
+	tests := []struct{ method, path, body string }{
+		{"POST", "/admin/reload", ""},
+		{"POST", "/admin/pools/web/backends/127.0.0.1:9001/drain", ""},
+		{"POST", "/admin/pools/web/backends/127.0.0.1:9001/undrain", ""},
+		{"PUT", "/admin/pools/web/backends/127.0.0.1:9001/weight", "5"},
+	}
+	for _, tt := range tests {
+		if code, body := callWith(t, tt.method, base+tt.path, tt.body, evil); code != 403 {
+			t.Errorf("cross-origin %s %s = %d %s, want 403", tt.method, tt.path, code, body)
+		}
+	}
+	if n, r := ctrl.calls.Load(), reloads.Load(); n != 0 || r != 0 {
+		t.Errorf("after cross-origin requests: %d controller changes, %d reloads; want none", n, r)
+	}
+}
+
+func TestAdminErrorCodes(t *testing.T) {
+	const drain = "/admin/pools/web/backends/127.0.0.1:9001/drain"
+	const weight = "/admin/pools/web/backends/127.0.0.1:9001/weight"
+	stopped := fmt.Errorf("%w: %w", proxy.ErrStopped, context.DeadlineExceeded)
+	tests := []struct {
+		name         string
+		method, path string
+		give         error // what the controller or Reload returns
+		wantCode     int
+		wantBody     string
+	}{
+		{"drain not found", "POST", drain, fmt.Errorf("pool %q: %w", "web", proxy.ErrNotFound), 404, "not found"},
+		{"drain stopped", "POST", drain, stopped, 503, "controller stopped"},
+		{"drain failed", "POST", drain, errors.New("publish: boom"), 500, "publish: boom"},
+		{"weight not found", "PUT", weight, proxy.ErrNotFound, 404, "not found"},
+		{"weight stopped", "PUT", weight, stopped, 503, "controller stopped"},
+		{"weight failed", "PUT", weight, errors.New("publish: boom"), 500, "publish: boom"},
+		{"reload rejected", "POST", "/admin/reload", errors.New("sluice.yaml:3: pools: broken"), 400, "reload rejected"},
+		{"reload shutting down", "POST", "/admin/reload", fmt.Errorf("%w: shutting down", ErrUnavailable), 503, "shutting down"},
+		{"reload timed out", "POST", "/admin/reload", stopped, 503, "reload not done"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := serve(t, Handler(Options{
+				Controller: &fakeController{err: tt.give},
+				Reload:     func(context.Context) error { return tt.give },
+				Config:     func() ConfigInfo { return ConfigInfo{} },
+			}))
+			code, body := call(t, tt.method, base+tt.path, "5")
+			if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("%s %s = %d %s, want %d containing %q", tt.method, tt.path, code, body, tt.wantCode, tt.wantBody)
+			}
+		})
 	}
 }

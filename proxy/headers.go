@@ -9,7 +9,6 @@ import (
 
 // Header names, as the canonical form fasthttp stores them in.
 var (
-	hdrConnection      = []byte("Connection")
 	hdrXForwardedFor   = []byte("X-Forwarded-For")
 	hdrXForwardedProto = []byte("X-Forwarded-Proto")
 	hdrXForwardedHost  = []byte("X-Forwarded-Host")

@@ -109,3 +109,80 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReloadAllOrNothing: a reload whose last step fails (the access log
+// cannot be opened) must leave listeners and pools as they were, and the
+// next good reload must succeed.
+func TestReloadAllOrNothing(t *testing.T) {
+	up1 := startElasticBackend(t, "127.0.0.1:0")
+	up2 := startElasticBackend(t, "127.0.0.1:0")
+	listen1, listen2, admin := freePort(t), freePort(t), freePort(t)
+	render := func(listen, extra string, backends ...string) string {
+		s := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nwatch_config: false\nlog: {level: error}\nroutes: [{pool: p}]\npools:\n  p:\n    algorithm: round_robin\n    backends:\n", listen, admin)
+		for _, b := range backends {
+			s += fmt.Sprintf("      - {address: %s}\n", b)
+		}
+		return s + extra
+	}
+	path := writeConfig(t, render(listen1, "", up1.addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
+	defer func() { cancel(); <-exit }()
+	waitReady(t, "http://"+admin+"/readyz")
+	reload := func() int {
+		resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	pools := func() string {
+		resp, err := http.Get("http://" + admin + "/admin/pools")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+
+	bad := render(listen2, "access_log: {enabled: true, path: /nonexistent-dir/access.log}\n", up1.addr, up2.addr)
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := reload(); code != 400 {
+		t.Errorf("reload with an unopenable access log = %d, want 400", code)
+	}
+	if strings.Contains(pools(), up2.addr) {
+		t.Error("the rejected reload added a backend")
+	}
+	if c, err := net.DialTimeout("tcp", listen2, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Error("the rejected reload left the new listener open")
+	}
+	if resp, err := http.Get("http://" + listen1 + "/"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("old listener after the rejected reload: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+
+	if err := os.WriteFile(path, []byte(render(listen2, "", up1.addr, up2.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := reload(); code != 200 {
+		t.Fatalf("fixed reload = %d, want 200", code)
+	}
+	if !strings.Contains(pools(), up2.addr) {
+		t.Error("fixed reload did not add the backend")
+	}
+	waitUntil(t, "new listener serving", 2*time.Second, func() bool {
+		resp, err := http.Get("http://" + listen2 + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}

@@ -86,6 +86,15 @@ func newLogger(w io.Writer, c config.Log) zerolog.Logger {
 
 // serve runs sluice with cfg until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, cfg *config.Config, opts options) int {
+	// Signals first: a reload or log reopen sent during startup must not
+	// kill the process (their default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+
 	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version)}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.ctrl.Metrics = a.metrics
@@ -112,12 +121,17 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	}
 	defer a.closeAccessLog()
 	a.metrics.Reload(true, a.generation, a.loadedAt)
+	a.disc.update(cfg)
+	defer a.disc.stop()
+
+	// Hold the reload lock until startup is done: the admin listener can
+	// take a reload request the moment it is up.
+	a.reloadMu.Lock()
 	if err := a.startListeners(ctx, cfg); err != nil {
+		a.reloadMu.Unlock()
 		a.log.Error().Err(err).Msg("cannot listen")
 		return 1
 	}
-	a.disc.update(cfg)
-	defer a.disc.stop()
 	if opts.pprofAddr != "" {
 		pprofSrv, err := startPprof(opts.pprofAddr, &wg, a.log)
 		if err != nil {
@@ -132,8 +146,8 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	if opts.ready != nil {
 		opts.ready <- a.front.addr
 	}
-	// Reloads may move the listeners from here on: the file watcher starts
-	// only after the lines above have read them.
+	a.reloadMu.Unlock()
+
 	if opts.configPath != "" && cfg.WatchConfig {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		wg.Add(1)
@@ -146,12 +160,6 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		defer stopWatch()
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -165,22 +173,25 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	}
 }
 
-// startListeners opens the proxy and admin listeners of cfg.
+// startListeners opens the proxy and admin listeners of cfg and serves
+// them; on failure nothing is left running.
 func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
 	if err != nil {
 		return err
 	}
+	var aln net.Listener
+	if cfg.Admin.Listen != "" {
+		if aln, err = listen(ctx, cfg.Admin.Listen, false); err != nil {
+			ln.Close()
+			return err
+		}
+		a.warnPublicAdmin(cfg.Admin.Listen)
+	}
 	a.front = startServer(a.newFrontServer(cfg), ln, a.log, "proxy")
-	if cfg.Admin.Listen == "" {
-		return nil
+	if aln != nil {
+		a.admin = startServer(a.newAdminServer(), aln, a.log, "admin")
 	}
-	aln, err := listen(ctx, cfg.Admin.Listen, false)
-	if err != nil {
-		return err
-	}
-	a.warnPublicAdmin(cfg.Admin.Listen)
-	a.admin = startServer(a.newAdminServer(), aln, a.log, "admin")
 	return nil
 }
 
@@ -210,67 +221,122 @@ func (a *app) newAdminServer() *fasthttp.Server {
 	}
 }
 
-// shutdown: readiness off, keep serving for shutdown_delay so outer load
-// balancers notice, then stop accepting and let in-flight requests finish
-// within shutdown_timeout.
+// shutdown: readiness off at once, keep serving for shutdown_delay so outer
+// load balancers notice, then stop accepting and let in-flight requests
+// finish within shutdown_timeout. The reload lock is held only to mark the
+// app as stopping, so admin requests keep being answered meanwhile.
 func (a *app) shutdown() {
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
-	a.stopping = true
-	cfg := a.cfg.Load()
 	a.ready.Store(false)
+	a.reloadMu.Lock()
+	a.stopping = true
+	cfg, front, adm := a.cfg.Load(), a.front, a.admin
+	a.reloadMu.Unlock()
 	a.log.Info().Dur("delay", cfg.ShutdownDelay).Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
 	if cfg.ShutdownDelay > 0 {
 		time.Sleep(cfg.ShutdownDelay)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := a.front.stop(ctx); err != nil {
+	if err := front.stop(ctx); err != nil {
 		a.log.Warn().Err(err).Msg("shutdown timed out with requests in flight")
 	}
-	if a.admin != nil {
-		_ = a.admin.stop(ctx)
+	if adm != nil {
+		_ = adm.stop(ctx)
 	}
 	a.retiring.Wait()
 	a.log.Info().Msg("stopped")
 }
 
-// moveListeners opens cfg's listeners where they changed, before closing
-// the old ones, so that no connection attempt finds nothing listening.
-// The old proxy server finishes its in-flight requests in the background.
-func (a *app) moveListeners(ctx context.Context, old, cfg *config.Config) error {
-	if cfg.Listen != old.Listen || cfg.ListenReusePort != old.ListenReusePort {
+// staged is what a reload prepared before committing: listeners opened but
+// not yet served, an access log opened but not yet in use.
+type staged struct {
+	front, admin  net.Listener
+	adminOff      bool
+	access        *accesslog.Logger
+	accessChanged bool
+}
+
+// abort closes whatever was prepared.
+func (st *staged) abort() {
+	for _, ln := range []net.Listener{st.front, st.admin} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if st.access != nil {
+		_ = st.access.Close()
+	}
+}
+
+// stage does every step of a reload that can fail and has effects outside
+// the controller — opening new listeners (before the old ones close, so no
+// connection attempt finds nothing listening) and the access log — so that
+// a failure leaves the running state as it was.
+func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, error) {
+	st := &staged{}
+	if cfg.Listen != old.Listen {
 		ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
-		prev := a.front
-		a.front = startServer(a.newFrontServer(cfg), ln, a.log, "proxy")
-		a.retire(prev, cfg.ShutdownTimeout)
-		a.log.Info().Str("listen", cfg.Listen).Str("previous", old.Listen).Msg("proxy listener moved")
+		st.front = ln
+	} else if cfg.ListenReusePort != old.ListenReusePort {
+		a.log.Warn().Msg("listen_reuseport changes need a restart; keeping the listener as it is")
 	} else if serverSettingsChanged(old, cfg) {
 		a.log.Warn().Msg("client timeouts and limits apply to new listeners only: change listen or restart to apply them")
 	}
 	if cfg.Admin.Listen != old.Admin.Listen {
-		var next *server
-		if cfg.Admin.Listen != "" {
+		if cfg.Admin.Listen == "" {
+			st.adminOff = true
+		} else {
 			ln, err := listen(ctx, cfg.Admin.Listen, false)
 			if err != nil {
-				return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+				st.abort()
+				return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
 			}
-			a.warnPublicAdmin(cfg.Admin.Listen)
-			next = startServer(a.newAdminServer(), ln, a.log, "admin")
+			st.admin = ln
 		}
+	}
+	if cfg.AccessLog != old.AccessLog {
+		st.accessChanged = true
+		if cfg.AccessLog.Enabled {
+			l, err := accesslog.New(cfg.AccessLog, os.Stdout, a.metrics.AccessLogDropped)
+			if err != nil {
+				st.abort()
+				return nil, fmt.Errorf("access_log: %w", err)
+			}
+			st.access = l
+		}
+	}
+	return st, nil
+}
+
+// commit serves the staged listeners, retires the replaced servers and
+// swaps the access log. It cannot fail.
+func (a *app) commit(st *staged, old, cfg *config.Config) {
+	if st.front != nil {
+		prev := a.front
+		a.front = startServer(a.newFrontServer(cfg), st.front, a.log, "proxy")
+		a.retire(prev, cfg.ShutdownTimeout)
+		a.log.Info().Str("listen", cfg.Listen).Str("previous", old.Listen).Msg("proxy listener moved")
+	}
+	if st.admin != nil || st.adminOff {
 		if a.admin != nil {
 			a.retire(a.admin, 10*time.Second)
 		}
-		a.admin = next
+		a.admin = nil
+		if st.admin != nil {
+			a.warnPublicAdmin(cfg.Admin.Listen)
+			a.admin = startServer(a.newAdminServer(), st.admin, a.log, "admin")
+		}
 	}
-	return nil
+	if st.accessChanged {
+		a.swapAccessLog(st.access)
+	}
 }
 
-// retire shuts a replaced server down in the background; serve waits for
-// it through the app's wait group before returning.
+// retire shuts a replaced server down in the background; shutdown waits
+// for it before sluice exits.
 func (a *app) retire(s *server, timeout time.Duration) {
 	a.retiring.Add(1)
 	go func() {
@@ -287,25 +353,32 @@ func serverSettingsChanged(a, b *config.Config) bool {
 		a.Limits.MaxBodyBytes != b.Limits.MaxBodyBytes
 }
 
-// reload re-reads the config file; a bad file leaves the running config
-// untouched and is remembered for /admin/config.
+// reload re-reads the config file and applies it all or nothing: what can
+// fail is staged first, then the controller applies the pools, then the
+// staged parts are committed. A bad file or a failed step leaves the
+// running config untouched and is remembered for /admin/config.
 func (a *app) reload(ctx context.Context, trigger string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if a.stopping {
-		return errors.New("shutting down")
+		return fmt.Errorf("%w: shutting down", admin.ErrUnavailable)
 	}
+	old := a.cfg.Load()
 	cfg, err := config.Load(a.opts.configPath)
+	var st *staged
 	if err == nil {
-		err = a.moveListeners(ctx, a.cfg.Load(), cfg)
+		st, err = a.stage(ctx, old, cfg)
 	}
 	if err == nil {
 		applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = a.ctrl.Apply(applyCtx, cfg)
 		cancel()
-	}
-	if err == nil && cfg.AccessLog != a.cfg.Load().AccessLog {
-		err = a.setAccessLog(cfg.AccessLog)
+		if err != nil {
+			st.abort()
+			if errors.Is(err, proxy.ErrStopped) {
+				err = fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
+			}
+		}
 	}
 	if err != nil {
 		a.lastErr, a.lastErrTime = err.Error(), time.Now()
@@ -313,6 +386,7 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		a.log.Error().Str("trigger", trigger).Err(err).Msg("config reload rejected, keeping the running config")
 		return err
 	}
+	a.commit(st, old, cfg)
 	a.cfg.Store(cfg)
 	a.disc.update(cfg)
 	a.generation++
@@ -323,17 +397,22 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	return nil
 }
 
-// setAccessLog opens the access log of c and swaps it in; the previous one
-// is closed after the swap (requests still finishing drop their line).
+// setAccessLog opens the access log of c (at startup).
 func (a *app) setAccessLog(c config.AccessLog) error {
-	var next *accesslog.Logger
-	if c.Enabled {
-		l, err := accesslog.New(c, os.Stdout, a.metrics.AccessLogDropped)
-		if err != nil {
-			return fmt.Errorf("access_log: %w", err)
-		}
-		next = l
+	if !c.Enabled {
+		return nil
 	}
+	l, err := accesslog.New(c, os.Stdout, a.metrics.AccessLogDropped)
+	if err != nil {
+		return fmt.Errorf("access_log: %w", err)
+	}
+	a.swapAccessLog(l)
+	return nil
+}
+
+// swapAccessLog puts next in use (nil: off) and closes the previous one;
+// requests still finishing on it drop their line.
+func (a *app) swapAccessLog(next *accesslog.Logger) {
 	prev := a.access
 	a.access = next
 	a.proxy.SetAccessLog(next)
@@ -342,7 +421,6 @@ func (a *app) setAccessLog(c config.AccessLog) error {
 			a.log.Warn().Err(err).Msg("closing the previous access log")
 		}
 	}
-	return nil
 }
 
 func (a *app) closeAccessLog() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -14,9 +15,17 @@ import (
 // watchConfig calls reload when the config file's content changes, until
 // ctx ends. It watches the file's directory, not the file: editors and
 // Kubernetes ConfigMaps replace files by rename or symlink swap, which a
-// watch on the file itself would lose. Events are debounced, and a reload
-// happens only when the bytes differ from what was last seen, so a touch
-// or a burst of writes costs at most one reload.
+// watch on the file itself would lose.
+//
+// Only events that can change what path reads count: those naming the
+// file itself, and those naming a "..something" entry (a ConfigMap swaps
+// its "..data" symlink). When path is itself a symlink its target may be
+// anywhere in the directory, so every event counts. The first event that
+// counts starts a burst; debounce later the file is read, whatever came in
+// between, so a busy neighbour (an access log flushed every 100ms) can
+// delay a reload by at most debounce, never postpone it. A reload happens
+// only when the bytes differ from the running config and from the last
+// bytes tried, so a touch or a burst of writes costs at most one reload.
 func watchConfig(ctx context.Context, path string, debounce time.Duration, current func() []byte, reload func(), log zerolog.Logger) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -24,7 +33,7 @@ func watchConfig(ctx context.Context, path string, debounce time.Duration, curre
 		return
 	}
 	defer w.Close()
-	dir := filepath.Dir(path)
+	dir, name := filepath.Dir(path), filepath.Base(path)
 	if err := w.Add(dir); err != nil {
 		log.Error().Err(err).Str("dir", dir).Msg("config watch unavailable")
 		return
@@ -33,24 +42,29 @@ func watchConfig(ctx context.Context, path string, debounce time.Duration, curre
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	pending := false // the timer runs for a burst that has begun
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
 			}
-			timer.Reset(debounce)
+			if !pending && concerns(ev.Name, name, path) {
+				pending = true
+				timer.Reset(debounce)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
 			}
 			log.Warn().Err(err).Msg("config watch error")
 		case <-timer.C:
+			pending = false
 			data, err := os.ReadFile(path)
 			if err != nil {
-				continue // mid-replace; the next event retries
+				continue // mid-replace; the event that ends it starts a new burst
 			}
 			if !bytes.Equal(data, current()) && !bytes.Equal(data, lastTried) {
 				lastTried = data
@@ -58,4 +72,15 @@ func watchConfig(ctx context.Context, path string, debounce time.Duration, curre
 			}
 		}
 	}
+}
+
+// concerns reports whether an event on the entry event of the watched
+// directory may change what the config at path, named name, reads.
+func concerns(event, name, path string) bool {
+	base := filepath.Base(event)
+	if base == name || strings.HasPrefix(base, "..") {
+		return true
+	}
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }
