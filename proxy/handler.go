@@ -103,6 +103,10 @@ type outcome struct {
 	target   int
 	upstream *upstream
 	upTime   time.Duration
+	// forwarded is set once the request was rewritten for the upstream:
+	// its Host may then be the backend's, the client's is in
+	// X-Forwarded-Host.
+	forwarded bool
 }
 
 // forward routes the request, picks a backend and proxies to it, retrying
@@ -138,6 +142,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// backend's address, as with preserve_host: false.
 	backendHost := !pl.preserveHost || len(rawHost) == 0
 	sc.buf = prepareRequest(ctx, rawHost, sc.buf)
+	out.forwarded = true
 
 	key := pl.requestKey(ctx, host)
 	stuck := -1
@@ -242,7 +247,11 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 		e.Remote = a.AddrPort()
 	}
 	e.Method = append(e.Method, ctx.Method()...)
-	e.Host = append(e.Host, ctx.Request.Header.Host()...)
+	if out.forwarded {
+		e.Host = append(e.Host, ctx.Request.Header.PeekBytes(hdrXForwardedHost)...)
+	} else {
+		e.Host = append(e.Host, ctx.Request.Header.Host()...)
+	}
 	e.Path = append(e.Path, ctx.Path()...)
 	e.Status = ctx.Response.StatusCode()
 	e.BytesIn = len(ctx.Request.Body())

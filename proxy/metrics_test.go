@@ -152,7 +152,7 @@ func TestMetricsForgetRemovedBackend(t *testing.T) {
 // TestAccessLogLines: one JSON line per request with the documented fields.
 func TestAccessLogLines(t *testing.T) {
 	b := startBackend(t, "b", nil)
-	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"preserve_host: false\n")
 	path := filepath.Join(t.TempDir(), "access.log")
 	al, err := accesslog.New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, func() {})
 	if err != nil {
@@ -161,7 +161,7 @@ func TestAccessLogLines(t *testing.T) {
 	px.proxy.SetAccessLog(al)
 	c := testClient(t)
 	for range 5 {
-		get(t, c, "http://"+px.addr+"/hello?q=1", map[string]string{"X-Request-Id": "rid-1"})
+		get(t, c, "http://"+px.addr+"/hello?q=1", map[string]string{"X-Request-Id": "rid-1", "Host": "client.example"})
 	}
 	px.proxy.SetAccessLog(nil)
 	if err := al.Close(); err != nil {
@@ -184,6 +184,9 @@ func TestAccessLogLines(t *testing.T) {
 			if _, ok := line[k]; !ok {
 				t.Errorf("line %d lacks %q: %s", n, k, sc.Text())
 			}
+		}
+		if line["host"] != "client.example" {
+			t.Errorf("line %d host = %v, want the client's Host even with preserve_host: false", n, line["host"])
 		}
 		if line["path"] != "/hello" || line["status"] != float64(200) || line["request_id"] != "rid-1" || line["upstream_addr"] != b.addr() || line["pool"] != "p" {
 			t.Errorf("line %d = %s, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, sc.Text(), b.addr())
