@@ -47,7 +47,9 @@ type Controller struct {
 	pools    map[string]*poolState
 	draining []*draining
 	ramping  bool
-	events   []health.Event
+	// lastBuild is when the last snapshot was built.
+	lastBuild time.Time
+	events    []health.Event
 	// routeNames and poolNames are those of the last snapshot (metrics).
 	routeNames map[string]bool
 	poolNames  map[string]bool
@@ -95,6 +97,9 @@ type draining struct {
 	up       *upstream
 	deadline time.Time
 }
+
+// rampStep is how often snapshots are rebuilt while a slow start ramps.
+const rampStep = 250 * time.Millisecond
 
 // ErrStopped is returned by calls made after the controller stopped.
 var ErrStopped = errors.New("proxy: controller stopped")
@@ -395,7 +400,9 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 
 // onTick does the timed work: ended ejections, slow-start ramps, drains.
 func (c *Controller) onTick(now time.Time) {
-	changed := c.ramping
+	// A ramp moves in steps of rampStep: a finer one would rebuild every
+	// pool (maglev tables, rings) ten times a second for no visible gain.
+	changed := c.ramping && now.Sub(c.lastBuild) >= rampStep
 	for name, ps := range c.pools {
 		if ps.ejector == nil {
 			continue
@@ -459,6 +466,7 @@ func (c *Controller) publish(now time.Time) error {
 func (c *Controller) build(now time.Time) (*Snapshot, error) {
 	cfg := c.cfg
 	c.gen++
+	c.lastBuild = now
 	s := &Snapshot{
 		Generation:      c.gen,
 		Config:          cfg,
