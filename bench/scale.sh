@@ -5,12 +5,16 @@
 # Made for a many-core machine (16+ cores); prints a markdown table.
 #
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
+#                  [--targets "sluice sluice-rp nginx haproxy"]
+#
+# sluice-rp is N sluice processes, one per core with GOMAXPROCS=1, sharing
+# the port through listen_reuseport (as nginx runs N workers).
 #
 # --bindir holds wrk, nginx and haproxy plus lib/ with their shared
 # libraries and the dynamic loader (for machines without the packages; see
 # bench/README.md); without it the tools come from PATH.
 set -uo pipefail
-CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""
+CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"
 while [ $# -gt 0 ]; do
   case $1 in
     --cores) CORES=$2; shift ;;
@@ -18,6 +22,7 @@ while [ $# -gt 0 ]; do
     --duration) DUR=$2; shift ;;
     --bindir) BINDIR=$2; shift ;;
     --out) OUT=$2; shift ;;
+    --targets) TARGETS=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -58,12 +63,13 @@ fi
 # http_ok PORT: one GET answered 200 (bash only: the target machine may
 # lack curl).
 http_ok() {
-  local line
-  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
-  printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
-  IFS= read -r -t 2 line <&3
-  exec 3<&- 3>&-
-  [[ $line == "HTTP/1.1 200"* ]]
+  # In a subshell: a failed exec redirection would end the script itself.
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+    IFS= read -r -t 2 line <&3
+    [[ $line == "HTTP/1.1 200"* ]]
+  ) 2>/dev/null
 }
 
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'a')
@@ -94,8 +100,9 @@ C
   taskset -c "$UP_CPUS" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >/dev/null 2>&1 &
   PIDS+=($!)
 done
-sleep 1
-for n in 1 2; do http_ok "2820$n" || { echo "upstream $n did not start: $(cat "$W/up$n/error.log")" >&2; exit 1; }; done
+for n in 1 2; do
+  for _ in $(seq 1 50); do http_ok "2820$n" && break; sleep 0.1; done
+  http_ok "2820$n" || { echo "upstream $n did not start: $(cat "$W/up$n/error.log")" >&2; exit 1; }; done
 
 go_bin=$ROOT/bench/work/sluice
 [ -x "$go_bin" ] || (cd "$ROOT" && go build -o "$go_bin" ./cmd/sluice) || exit 1
@@ -125,6 +132,27 @@ pools:
 log: { level: warn, format: json }
 C
       GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" >"$d/out.log" 2>&1 &
+      echo $! ;;
+    sluice-rp)
+      # One parent shell, so that the CPU of all N processes is summed.
+      (
+        for i in $(seq 0 $((n - 1))); do
+          sed -e "s/^admin: .*/admin: { listen: 127.0.0.1:$((28220 + i)) }/" >"$d/sluice-$i.yaml" <<C
+listen: 127.0.0.1:28200
+listen_reuseport: true
+admin: { listen: 127.0.0.1:28210 }
+watch_config: false
+routes: [{ pool: up }]
+pools:
+  up:
+    algorithm: round_robin
+    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
+log: { level: warn, format: json }
+C
+          GOMAXPROCS=1 taskset -c "$i" "$go_bin" -config "$d/sluice-$i.yaml" >"$d/out-$i.log" 2>&1 &
+        done
+        wait
+      ) >/dev/null 2>&1 &
       echo $! ;;
     nginx)
       cat >"$d/nginx.conf" <<C
@@ -187,7 +215,7 @@ C
 printf 'target,cores,round,rps,p99_ms,cpu_us_per_req\n' >"$W/raw.csv"
 for round in $(seq 1 "$ROUNDS"); do
   for n in $CORES; do
-    for t in sluice nginx haproxy; do
+    for t in $TARGETS; do
       d=$W/$t-$n-$round
       pid=$(start_proxy "$t" "$n" "$d")
       for _ in $(seq 1 50); do http_ok 28200 && break; sleep 0.1; done
@@ -212,19 +240,19 @@ cat "$W/raw.csv"
 python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" <<'PY' | tee "${OUT:-/dev/null}"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+targets = list(dict.fromkeys(r["target"] for r in rows))
 def med(t, n, k):
     v = [float(r[k]) for r in rows if r["target"] == t and r["cores"] == n and r[k] not in ("nan", "")]
     return statistics.median(v) if v else float("nan")
 cores = sorted({r["cores"] for r in rows}, key=int)
 print(f"# sluice multi-core scaling ({sys.argv[2]} cores: {sys.argv[3]})\n")
-print("Scenario a (GET 1 KiB) at 256 keep-alive connections; proxy on cores 0..N-1; medians of rounds;")
-print("ratios are sluice ÷ nginx and sluice ÷ HAProxy (req/s: higher is better, CPU µs/req: lower is better).\n")
-print("| cores | sluice req/s | nginx req/s | haproxy req/s | sluice ÷ nginx | sluice ÷ haproxy | sluice µs/req | nginx µs/req | haproxy µs/req | sluice p99 ms | nginx p99 ms | haproxy p99 ms |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n in cores:
-    s, g, h = (med(t, n, "rps") for t in ("sluice", "nginx", "haproxy"))
-    cs, cg, ch = (med(t, n, "cpu_us_per_req") for t in ("sluice", "nginx", "haproxy"))
-    ps, pg, ph = (med(t, n, "p99_ms") for t in ("sluice", "nginx", "haproxy"))
-    ratio = lambda a, b: f"{a/b:.2f}" if b else "n/a"
-    print(f"| {n} | {s:,.0f} | {g:,.0f} | {h:,.0f} | {ratio(s, g)} | {ratio(s, h)} | {cs:.1f} | {cg:.1f} | {ch:.1f} | {ps:.2f} | {pg:.2f} | {ph:.2f} |")
+print("Scenario a (GET 1 KiB) at 256 keep-alive connections; proxy on cores 0..N-1; medians of rounds.")
+print("sluice-rp: N sluice processes, one per core, GOMAXPROCS=1, sharing the port with SO_REUSEPORT.\n")
+for title, key, fmt in (("req/s", "rps", "{:,.0f}"), ("proxy CPU µs/req", "cpu_us_per_req", "{:.1f}"), ("p99 ms", "p99_ms", "{:.2f}")):
+    print(f"**{title}**\n")
+    print("| cores | " + " | ".join(targets) + " |")
+    print("|---:|" + "---:|" * len(targets))
+    for n in cores:
+        print(f"| {n} | " + " | ".join(fmt.format(med(t, n, key)) for t in targets) + " |")
+    print()
 PY
