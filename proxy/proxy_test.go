@@ -371,21 +371,7 @@ func TestHostileRequests(t *testing.T) {
 // rawStatus writes raw bytes to addr and returns the status code answered.
 func rawStatus(t *testing.T, addr, raw string) int {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading response: %v", err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return rawExchange(t, addr, raw).StatusCode
 }
 
 var _ = math.Abs
