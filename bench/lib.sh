@@ -15,6 +15,9 @@ PPROF_PORT=$((PORT_BASE + 11))
 LOAD_CPU=${BENCH_LOAD_CPU:-0}    # wrk and the upstreams
 PROXY_CPU=${BENCH_PROXY_CPU:-1}  # the proxy under test
 
+# shellcheck source=bench/nginx.sh
+source "$BENCH_DIR/nginx.sh"
+
 STARTED_PIDS=()
 UPSTREAM_PIDS=()
 
@@ -188,18 +191,11 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+$(nginx_http_common "$d")
   default_type application/octet-stream;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
   sendfile on;
   tcp_nopush on;
   open_file_cache max=16 inactive=300s;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
   server {
     listen 127.0.0.1:$port backlog=4096;
     add_header X-Backend $name always;

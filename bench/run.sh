@@ -161,21 +161,9 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
+$(nginx_http_common "$d")
   client_body_buffer_size 64k;
-  # 16 KiB buffers like HAProxy's tune.bufsize; nginx's 8 x 4 KiB default costs
-  # about 1.5x the CPU per 64 KiB response. Never spill responses to disk.
-  proxy_buffer_size 16k;
-  proxy_buffers 8 16k;
-  proxy_busy_buffers_size 32k;
-  proxy_max_temp_file_size 0;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
+$(nginx_proxy_buffers)
   upstream up {
     server 127.0.0.1:$UP1_PORT;
     server 127.0.0.1:$UP2_PORT;

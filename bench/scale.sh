@@ -28,6 +28,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/nginx.sh
+source "$ROOT/bench/nginx.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 W=$(mktemp -d /tmp/sluice-scale.XXXXXX)
 NCPU=$(nproc)
@@ -83,14 +85,7 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 8192; }
 http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
+$(nginx_http_common "$d")
   server {
     listen 127.0.0.1:2820$n backlog=8192 reuseport;
     location / { add_header X-Backend up$n; return 200 "$BODY"; }
@@ -164,18 +159,8 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 8192; }
 http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  proxy_buffer_size 16k;
-  proxy_buffers 8 16k;
-  proxy_busy_buffers_size 32k;
-  proxy_max_temp_file_size 0;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
+$(nginx_http_common "$d")
+$(nginx_proxy_buffers)
   upstream up { server 127.0.0.1:28201; server 127.0.0.1:28202; keepalive 256; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:28200 backlog=8192 reuseport;
