@@ -128,6 +128,20 @@ log: { level: warn, format: json }
 C
       GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" >"$d/out.log" 2>&1 &
       echo $! ;;
+    sluice-w)
+      cat >"$d/sluice.yaml" <<C
+listen: 127.0.0.1:28200
+admin: { listen: 127.0.0.1:28230 }
+watch_config: false
+routes: [{ pool: up }]
+pools:
+  up:
+    algorithm: round_robin
+    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
+log: { level: warn, format: json }
+C
+      taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" -workers "$n" >"$d/out.log" 2>&1 &
+      echo $! ;;
     sluice-rp)
       # One parent shell, so that the CPU of all N processes is summed.
       (

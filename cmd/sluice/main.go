@@ -37,8 +37,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the config file and exit (0 valid, 1 invalid)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (for profiling; off by default)")
+	workers := fs.Int("workers", 0, "run this many worker processes (GOMAXPROCS=1 each) sharing the port; 0 runs one process")
+	workerIndex := fs.Int("worker-index", -1, "internal: the index of this worker process")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: sluice [-config FILE] [-check] [-version] [-pprof ADDR]\n       sluice demo [-listen ADDR]\n")
+		fmt.Fprintf(stderr, "usage: sluice [-config FILE] [-check] [-version] [-pprof ADDR] [-workers N]\n       sluice demo [-listen ADDR]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,7 +53,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "sluice %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	}
-	cfg, err := config.Load(*configPath)
+	if *workers < 0 || *workers > 1024 {
+		fmt.Fprintln(stderr, "-workers must be from 0 to 1024")
+		return 2
+	}
+	if *workers > 0 && *workerIndex < 0 && !*check {
+		return supervise(ctx, *configPath, *workers, stderr)
+	}
+	var override func(*config.Config) error
+	if *workerIndex >= 0 {
+		override = workerOverrides(*workerIndex)
+		if err := pinWorker(*workerIndex); err != nil {
+			fmt.Fprintln(stderr, "worker: cannot pin to a CPU:", err)
+		}
+	}
+	cfg, err := loadConfig(*configPath, override)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if *check {
@@ -63,5 +79,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: configuration is valid (%d routes, %d pools)\n", *configPath, len(cfg.Routes), len(cfg.Pools))
 		return 0
 	}
-	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr})
+	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override})
+}
+
+// loadConfig loads the file and applies override (a worker's changes).
+func loadConfig(path string, override func(*config.Config) error) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil || override == nil {
+		return cfg, err
+	}
+	if err := override(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }

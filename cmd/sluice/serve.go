@@ -31,6 +31,8 @@ type options struct {
 	stderr     io.Writer
 	// ready, when set, is closed once the listeners are up (tests).
 	ready chan<- string
+	// override, when set, adapts every loaded config (worker processes).
+	override func(*config.Config) error
 }
 
 // app is one running sluice: its listeners, servers and control plane.
@@ -364,7 +366,7 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		return fmt.Errorf("%w: shutting down", admin.ErrUnavailable)
 	}
 	old := a.cfg.Load()
-	cfg, err := config.Load(a.opts.configPath)
+	cfg, err := loadConfig(a.opts.configPath, a.opts.override)
 	var st *staged
 	if err == nil {
 		st, err = a.stage(ctx, old, cfg)
