@@ -505,7 +505,6 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 		names[r.name] = true
 	}
 	s.routes = newRouteTable(routes, hosts)
-	s.routeList = routes
 	c.forgetSeries(names)
 	return s, nil
 }
@@ -526,7 +525,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	if err != nil {
 		return nil, err
 	}
-	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost, members: len(members),
+	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost,
 		series: c.Metrics.Pool(name)}
 	for _, m := range members {
 		m.up.series.SetWeight(0) // set again below for those in use

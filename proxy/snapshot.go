@@ -16,10 +16,9 @@ import (
 type Snapshot struct {
 	Generation uint64
 	// Config is the configuration the snapshot was built from.
-	Config    *config.Config
-	routes    routeTable
-	routeList []*route
-	pools     map[string]*pool
+	Config *config.Config
+	routes routeTable
+	pools  map[string]*pool
 
 	preserveHost    bool
 	responseTimeout time.Duration
@@ -53,8 +52,6 @@ type pool struct {
 	// ewmaWindow is the decay window (ns) when the picker is ewma, which
 	// needs each response's latency; 0 otherwise.
 	ewmaWindow int64
-	// members counts every backend of the pool, ready or not.
-	members int
 	// panic is set when the pool balances over unhealthy backends too.
 	panic  bool
 	series *metrics.PoolSeries

@@ -29,8 +29,6 @@ type options struct {
 	configPath string
 	pprofAddr  string
 	stderr     io.Writer
-	// ready, when set, is closed once the listeners are up (tests).
-	ready chan<- string
 	// override, when set, adapts every loaded config (worker processes).
 	override func(*config.Config) error
 }
@@ -145,9 +143,6 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.ready.Store(true)
 	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
 		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
-	if opts.ready != nil {
-		opts.ready <- a.front.addr
-	}
 	a.reloadMu.Unlock()
 
 	if opts.configPath != "" && cfg.WatchConfig {
