@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -273,11 +274,11 @@ func redact(v any) {
 // affected.
 //
 // This stops cross-site forms and fetches, and a rebound page that posts
-// to the admin port under its own name from another port or site. It does
-// not stop a page rebound to the admin address on the admin port itself:
-// that page is same-origin (Origin and Host both name the attacker's
-// domain); only a check of the Host header against the names the admin
-// listener answers to would.
+// to the admin port under its own name from another port or site. A page
+// rebound to the admin address on the admin port itself is same-origin
+// (Origin and Host both name the attacker's domain), so a browser request
+// (one with an Origin) must also address the admin API by IP literal or
+// as localhost: DNS rebinding needs a DNS name.
 func crossSite(ctx *fasthttp.RequestCtx, method string) string {
 	switch method {
 	case "GET", "HEAD", "OPTIONS":
@@ -294,6 +295,9 @@ func crossSite(ctx *fasthttp.RequestCtx, method string) string {
 	u, err := url.Parse(string(origin))
 	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, string(ctx.Host())) {
 		return "cross-origin request refused: Origin " + strconv.Quote(string(origin)) + " is not this host"
+	}
+	if name := u.Hostname(); !strings.EqualFold(name, "localhost") && net.ParseIP(name) == nil {
+		return "browser request refused: address the admin API by IP or localhost, not " + strconv.Quote(name)
 	}
 	return ""
 }

@@ -78,6 +78,10 @@ func callWith(t *testing.T, method, url, body string, header map[string]string) 
 		t.Fatal(err)
 	}
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -194,6 +198,9 @@ func TestAdminRefusesCrossSite(t *testing.T) {
 		{"cross site without origin", "POST", drain, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403, false},
 		{"same site", "POST", drain, map[string]string{"Sec-Fetch-Site": "same-site"}, 403, false},
 		{"cross origin read", "GET", "/admin/pools", map[string]string{"Origin": "http://evil.example"}, 200, false},
+		{"dns rebinding: same origin under a DNS name", "POST", drain, map[string]string{"Host": "rebind.example", "Origin": "http://rebind.example"}, 403, false},
+		{"same origin as localhost", "POST", drain, map[string]string{"Host": "localhost", "Origin": "http://localhost"}, 200, true},
+		{"script with a DNS name and no Origin", "POST", drain, map[string]string{"Host": "admin.internal"}, 200, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
