@@ -110,54 +110,38 @@ cpu_ticks() { # utime+stime of a process tree, in clock ticks
   echo $t
 }
 
+sluice_conf() { # sluice_conf ADMIN_PORT REUSEPORT: the sluice config of every sluice target
+  cat <<C
+listen: 127.0.0.1:28200
+listen_reuseport: $2
+admin: { listen: 127.0.0.1:$1 }
+watch_config: false
+routes: [{ pool: up }]
+pools:
+  up:
+    algorithm: round_robin
+    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
+log: { level: warn, format: json }
+C
+}
+
 start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
   local t=$1 n=$2 d=$3 cpus="0-$(( $2 - 1 ))"
   mkdir -p "$d/tmp"
   case $t in
     sluice)
-      cat >"$d/sluice.yaml" <<C
-listen: 127.0.0.1:28200
-admin: { listen: 127.0.0.1:28210 }
-watch_config: false
-routes: [{ pool: up }]
-pools:
-  up:
-    algorithm: round_robin
-    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
-log: { level: warn, format: json }
-C
+      sluice_conf 28210 false >"$d/sluice.yaml"
       GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" >"$d/out.log" 2>&1 &
       echo $! ;;
     sluice-w)
-      cat >"$d/sluice.yaml" <<C
-listen: 127.0.0.1:28200
-admin: { listen: 127.0.0.1:28230 }
-watch_config: false
-routes: [{ pool: up }]
-pools:
-  up:
-    algorithm: round_robin
-    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
-log: { level: warn, format: json }
-C
+      sluice_conf 28230 false >"$d/sluice.yaml"
       taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" -workers "$n" >"$d/out.log" 2>&1 &
       echo $! ;;
     sluice-rp)
       # One parent shell, so that the CPU of all N processes is summed.
       (
         for i in $(seq 0 $((n - 1))); do
-          sed -e "s/^admin: .*/admin: { listen: 127.0.0.1:$((28220 + i)) }/" >"$d/sluice-$i.yaml" <<C
-listen: 127.0.0.1:28200
-listen_reuseport: true
-admin: { listen: 127.0.0.1:28210 }
-watch_config: false
-routes: [{ pool: up }]
-pools:
-  up:
-    algorithm: round_robin
-    backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
-log: { level: warn, format: json }
-C
+          sluice_conf $((28220 + i)) true >"$d/sluice-$i.yaml"
           GOMAXPROCS=1 taskset -c "$i" "$go_bin" -config "$d/sluice-$i.yaml" >"$d/out-$i.log" 2>&1 &
         done
         wait
