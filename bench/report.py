@@ -250,7 +250,7 @@ def markdown(meta, runs):
     return "\n".join(out) + "\n"
 
 
-COLORS = {"direct": "#9e9e9e", "sluice": "#d62728", "sluice-log": "#ff9896", "nginx": "#2ca02c",
+COLORS = {"direct": "#9e9e9e", "sluice": "#d62728", "sluice-log": "#ff9896", "sluice-base": "#e377c2", "nginx": "#2ca02c",
           "haproxy": "#1f77b4", "caddy": "#9467bd", "httputil": "#ff7f0e"}
 
 

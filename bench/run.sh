@@ -10,9 +10,11 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_TARGETS="direct,sluice,nginx,haproxy,caddy,httputil"
-# Extra targets, run only when named: sluice-log is sluice with the access
+# Extra targets, run only when named: sluice-base is another sluice binary
+# (BENCH_BASE_BIN, e.g. built from the previous commit) measured in the same
+# rounds, for before/after ratios of one change; sluice-log is sluice with the access
 # log on (to a file), to measure what logging every request costs.
-EXTRA_TARGETS="sluice-log"
+EXTRA_TARGETS="sluice-base,sluice-log"
 TARGETS=$ALL_TARGETS
 SCENARIOS="a,b,c,d"
 ROUNDS=3
@@ -127,6 +129,9 @@ for t in "${TARGET_LIST[@]}"; do
       else
         SKIPPED+=("sluice: go build ./cmd/sluice failed"); warn "skipping sluice: build failed: $(tail -n 3 "$WORK_DIR/sluice-build.log")"
       fi ;;
+    sluice-base)
+      if [ -x "${BENCH_BASE_BIN:-}" ]; then ACTIVE+=("$t"); else
+        SKIPPED+=("sluice-base: BENCH_BASE_BIN is not an executable"); warn "skipping sluice-base: set BENCH_BASE_BIN"; fi ;;
     direct) ACTIVE+=("$t") ;;
   esac
 done
@@ -227,12 +232,14 @@ EOF
       GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK_DIR/httputilproxy" -listen "127.0.0.1:$PROXY_PORT" \
         -upstreams "127.0.0.1:$UP1_PORT,127.0.0.1:$UP2_PORT" >"$d/stdout.log" 2>&1 &
       ;;
-    sluice|sluice-log)
+    sluice|sluice-log|sluice-base)
       write_sluice_conf "$d/sluice.yaml"
       if [ "$name" = sluice-log ]; then
         sed -i "s|^access_log: .*|access_log: { enabled: true, path: $d/access.log, sample: 1.0 }|" "$d/sluice.yaml"
       fi
-      GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$WORK_DIR/sluice" -config "$d/sluice.yaml" >"$d/stdout.log" 2>&1 &
+      local bin=$WORK_DIR/sluice
+      [ "$name" = sluice-base ] && bin=$BENCH_BASE_BIN
+      GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$bin" -config "$d/sluice.yaml" >"$d/stdout.log" 2>&1 &
       ;;
   esac
   T_PID=$!

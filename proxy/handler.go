@@ -67,7 +67,12 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no configuration loaded\n")
 		return
 	}
-	now := time.Now()
+	// The server read the clock as the request arrived; one more reading
+	// after the upstream exchange is all a request costs.
+	now := ctx.Time()
+	if now.IsZero() {
+		now = time.Now()
+	}
 	m := s.metrics
 	m.InFlightAdd(1)
 	sc := p.scratch.Get().(*scratch)
@@ -75,7 +80,10 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	p.scratch.Put(sc)
 	m.InFlightAdd(-1)
 
-	end := time.Now()
+	end := out.end
+	if end.IsZero() {
+		end = time.Now()
+	}
 	status := ctx.Response.StatusCode()
 	r := out.route
 	switch {
@@ -103,6 +111,8 @@ type outcome struct {
 	target   int
 	upstream *upstream
 	upTime   time.Duration
+	// end is when the last upstream exchange finished (zero if none).
+	end time.Time
 	// forwarded is set once the request was rewritten for the upstream:
 	// its Host may then be the backend's, the client's is in
 	// X-Forwarded-Host.
@@ -113,7 +123,8 @@ type outcome struct {
 // where that is safe; the response (or error) is left in ctx.Response.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
 	out := outcome{target: -1}
-	if smuggled(ctx.Request.Header.RawHeaders()) {
+	found := scanRequest(ctx.Request.Header.RawHeaders())
+	if found.smuggled() {
 		// Content-Length beside chunked framing: the two ends of a proxy
 		// may disagree on where this message ends (request smuggling).
 		writeError(ctx, fasthttp.StatusBadRequest, "400 both Content-Length and Transfer-Encoding\n")
@@ -141,7 +152,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// An HTTP/1.0 request may come without Host; the upstream then gets the
 	// backend's address, as with preserve_host: false.
 	backendHost := !pl.preserveHost || len(rawHost) == 0
-	sc.buf = prepareRequest(ctx, rawHost, sc.buf)
+	sc.buf = prepareRequest(ctx, rawHost, found, sc.buf)
 	out.forwarded = true
 
 	key := pl.requestKey(ctx, host)
@@ -183,7 +194,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		err = up.client.DoTimeout(req, &ctx.Response, s.responseTimeout)
 		up.backend.End()
 		done := time.Now()
-		out.target, out.upstream, out.upTime = idx, up, done.Sub(start)
+		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
 		if err == nil {
 			up.series.ObserveUpstream(out.upTime)
 			if pl.ewmaWindow > 0 {
@@ -223,7 +234,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// the upstream client already; it says nothing about the
 		// downstream connection.
 		resp.Header.ResetConnectionClose()
-		sc.buf = stripHopByHop(&resp.Header, sc.buf)
+		sc.buf = stripHopByHop(&resp.Header, scanResponse(&resp.Header), sc.buf)
 		if pl.sticky != nil && stuck != idx {
 			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 		}
@@ -285,10 +296,10 @@ var strHTTP10 = []byte("HTTP/1.0")
 // prepareRequest rewrites the request in place for the upstream: strips
 // hop-by-hop headers, appends the client to X-Forwarded-For, sets the
 // X-Forwarded-* pair and a request id, and picks the Host to send.
-func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, buf []byte) []byte {
+func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, buf []byte) []byte {
 	req := &ctx.Request
 	h := &req.Header
-	buf = stripHopByHop(h, buf)
+	buf = stripHopByHop(h, found, buf)
 	h.ResetConnectionClose()
 	h.SetProtocolBytes(strHTTP11)
 
@@ -298,21 +309,32 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, buf []byte) []byte
 	// the client appended: a second header left as it was would put a
 	// client-chosen address after ours.
 	buf = buf[:0]
-	for _, v := range h.PeekAll("X-Forwarded-For") {
-		buf = append(buf, v...)
-		buf = append(buf, ", "...)
+	if found&hXForwardedFor != 0 {
+		for _, v := range h.PeekAll("X-Forwarded-For") {
+			buf = append(buf, v...)
+			buf = append(buf, ", "...)
+		}
+		h.DelBytes(hdrXForwardedFor)
 	}
 	buf = appendIP(buf, ctx.RemoteIP())
-	h.DelBytes(hdrXForwardedFor)
-	h.SetBytesKV(hdrXForwardedFor, buf)
+	// Each name is deleted above or was not there: add, no lookup.
+	h.AddBytesKV(hdrXForwardedFor, buf)
 	// The client does not get to choose these: delete every copy first.
-	h.DelBytes(hdrXForwardedProto)
-	h.SetBytesKV(hdrXForwardedProto, valueHTTP)
-	h.DelBytes(hdrXForwardedHost)
-	if len(rawHost) > 0 {
-		h.SetBytesKV(hdrXForwardedHost, rawHost)
+	if found&hXForwardedProto != 0 {
+		h.DelBytes(hdrXForwardedProto)
 	}
-	if len(h.PeekBytes(hdrXRequestID)) == 0 {
+	h.AddBytesKV(hdrXForwardedProto, valueHTTP)
+	if found&hXForwardedHost != 0 {
+		h.DelBytes(hdrXForwardedHost)
+	}
+	if len(rawHost) > 0 {
+		h.AddBytesKV(hdrXForwardedHost, rawHost)
+	}
+	switch {
+	case found&hXRequestID == 0:
+		buf = appendRequestID(buf[:0])
+		h.AddBytesKV(hdrXRequestID, buf)
+	case len(h.PeekBytes(hdrXRequestID)) == 0:
 		buf = appendRequestID(buf[:0])
 		h.SetBytesKV(hdrXRequestID, buf)
 	}

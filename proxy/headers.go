@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Header names, as the canonical form fasthttp stores them in.
@@ -22,6 +24,7 @@ var (
 // hopByHop are the headers that describe one connection, not the message
 // (RFC 9110 §7.6.1, plus the proxy-auth pair and the legacy
 // Proxy-Connection); a proxy must not forward them in either direction.
+// hopByHop[i] is the header of bit 1<<i of a headerSet.
 var hopByHop = [][]byte{
 	[]byte("Connection"),
 	[]byte("Keep-Alive"),
@@ -34,6 +37,124 @@ var hopByHop = [][]byte{
 	[]byte("Proxy-Authenticate"),
 }
 
+// headerSet says which of the headers the proxy rewrites a message
+// carries. Scanning for them once costs less than asking fasthttp to delete
+// or look up each by name (a scan of every header per name): the common
+// request carries none of them and skips that work.
+type headerSet uint32
+
+const (
+	hConnection headerSet = 1 << iota // the hop-by-hop ones, in hopByHop's order
+	hKeepAlive
+	hProxyConnection
+	hTE
+	hTrailer
+	hTransferEncoding
+	hUpgrade
+	hProxyAuthorization
+	hProxyAuthenticate
+	hContentLength
+	hXForwardedFor
+	hXForwardedProto
+	hXForwardedHost
+	hXRequestID
+	// hConnectionNames: a Connection header names a header other than
+	// close and keep-alive options.
+	hConnectionNames
+
+	// hAll stands for every header: the set to assume when no scan was
+	// possible. It leaves out Content-Length so that it reads as not
+	// smuggled.
+	hAll = (hConnectionNames<<1 - 1) &^ hContentLength
+)
+
+// knownHeaders maps names to their bit; names compare case-insensitively.
+var knownHeaders = func() []struct {
+	name []byte
+	bit  headerSet
+} {
+	k := []struct {
+		name []byte
+		bit  headerSet
+	}{
+		{[]byte("Content-Length"), hContentLength},
+		{hdrXForwardedFor, hXForwardedFor},
+		{hdrXForwardedProto, hXForwardedProto},
+		{hdrXForwardedHost, hXForwardedHost},
+		{hdrXRequestID, hXRequestID},
+	}
+	for i, name := range hopByHop {
+		k = append(k, struct {
+			name []byte
+			bit  headerSet
+		}{name, 1 << i})
+	}
+	return k
+}()
+
+// classifyHeader returns the bits of one header field.
+func classifyHeader(name, value []byte) headerSet {
+	for _, k := range knownHeaders {
+		if len(k.name) != len(name) || !bytes.EqualFold(k.name, name) {
+			continue
+		}
+		if k.bit == hConnection && namesHeaders(value) {
+			return hConnection | hConnectionNames
+		}
+		return k.bit
+	}
+	return 0
+}
+
+// namesHeaders reports whether a Connection value lists anything but the
+// close and keep-alive options.
+func namesHeaders(v []byte) bool {
+	for tok := range bytes.SplitSeq(v, []byte(",")) {
+		tok = bytes.TrimSpace(tok)
+		if len(tok) > 0 && !bytes.EqualFold(tok, []byte("close")) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanRequest classifies the raw header block of a parsed request, line by
+// line. Empty raw means the request was not parsed from the wire: hAll.
+func scanRequest(raw []byte) headerSet {
+	if len(raw) == 0 {
+		return hAll
+	}
+	var s headerSet
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
+			s |= classifyHeader(name, value)
+		}
+	}
+	return s
+}
+
+// scanResponse classifies the headers of a response read from upstream.
+func scanResponse(h *fasthttp.ResponseHeader) headerSet {
+	var s headerSet
+	for k, v := range h.All() {
+		s |= classifyHeader(k, v)
+	}
+	return s
+}
+
+// smuggled reports whether a request carries both Content-Length and
+// Transfer-Encoding. fasthttp lets chunked framing win, as RFC 9112
+// allows, but an upstream or another hop may not: refuse the message.
+func (s headerSet) smuggled() bool {
+	return s&hContentLength != 0 && s&hTransferEncoding != 0
+}
+
 // header is what the hop-by-hop stripping needs of fasthttp's request and
 // response headers (both are pointers, so this boxes nothing).
 type header interface {
@@ -42,18 +163,19 @@ type header interface {
 }
 
 // stripHopByHop removes the headers named in Connection, then the fixed
-// hop-by-hop set. Names listed in Connection go first: a client could
-// otherwise smuggle X-Forwarded-For or an auth header past the proxy by
-// naming it there (CVE-2021-33197). scratch is reused to hold the
-// Connection value while headers are deleted; the grown buffer is returned.
-func stripHopByHop(h header, scratch []byte) []byte {
-	// Every Connection header counts: a second one must not smuggle names.
-	scratch = scratch[:0]
-	for _, v := range h.PeekAll("Connection") {
-		scratch = append(scratch, v...)
-		scratch = append(scratch, ',')
-	}
-	if len(scratch) > 0 {
+// hop-by-hop ones, of those found says are there. Names listed in
+// Connection go first: a client could otherwise smuggle X-Forwarded-For or
+// an auth header past the proxy by naming it there (CVE-2021-33197).
+// scratch is reused to hold the Connection value while headers are
+// deleted; the grown buffer is returned.
+func stripHopByHop(h header, found headerSet, scratch []byte) []byte {
+	if found&hConnectionNames != 0 {
+		// Every Connection header counts: a second one must not smuggle names.
+		scratch = scratch[:0]
+		for _, v := range h.PeekAll("Connection") {
+			scratch = append(scratch, v...)
+			scratch = append(scratch, ',')
+		}
 		for tok := range bytes.SplitSeq(scratch, []byte(",")) {
 			tok = bytes.TrimSpace(tok)
 			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
@@ -62,8 +184,10 @@ func stripHopByHop(h header, scratch []byte) []byte {
 			h.DelBytes(tok)
 		}
 	}
-	for _, name := range hopByHop {
-		h.DelBytes(name)
+	for i, name := range hopByHop {
+		if found&(1<<i) != 0 {
+			h.DelBytes(name)
+		}
 	}
 	return scratch
 }
@@ -131,26 +255,4 @@ func queryValue(query, name []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// smuggled reports whether raw request headers carry both Content-Length
-// and Transfer-Encoding. fasthttp lets chunked framing win, as RFC 9112
-// allows, but an upstream or another hop may not: refuse the message.
-func smuggled(raw []byte) bool {
-	var cl, te bool
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		switch {
-		case len(line) >= 15 && (line[0]|0x20) == 'c' && bytes.EqualFold(line[:15], []byte("content-length:")):
-			cl = true
-		case len(line) >= 18 && (line[0]|0x20) == 't' && bytes.EqualFold(line[:18], []byte("transfer-encoding:")):
-			te = true
-		}
-	}
-	return cl && te
 }

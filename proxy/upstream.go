@@ -10,6 +10,7 @@ import (
 	"sluice/config"
 	"sluice/health"
 	"sluice/metrics"
+	"sluice/netconn"
 )
 
 // upstream is one backend as the data plane sees it: the balancer's view
@@ -50,6 +51,15 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
+	}
+	inner := dial
+	// fasthttp sets two deadlines per exchange: keep them lazily.
+	dial = func(addr string) (net.Conn, error) {
+		c, err := inner(addr)
+		if err != nil {
+			return nil, err
+		}
+		return netconn.New(c), nil
 	}
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),

@@ -22,6 +22,7 @@ import (
 	"sluice/admin"
 	"sluice/config"
 	"sluice/metrics"
+	"sluice/netconn"
 	"sluice/proxy"
 )
 
@@ -185,11 +186,17 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 		}
 		a.warnPublicAdmin(cfg.Admin.Listen)
 	}
-	a.front = startServer(a.newFrontServer(cfg), ln, a.log, "proxy")
+	a.front = a.startFront(cfg, ln)
 	if aln != nil {
 		a.admin = startServer(a.newAdminServer(), aln, a.log, "admin")
 	}
 	return nil
+}
+
+// startFront serves the proxy on ln, through package netconn: lazy
+// deadlines and a yield before reading a connection's next request.
+func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
+	return startServer(a.newFrontServer(cfg), netconn.Listener{Listener: ln}, a.log, "proxy")
 }
 
 // warnPublicAdmin logs when the admin API is reachable beyond loopback:
@@ -313,7 +320,7 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 func (a *app) commit(st *staged, old, cfg *config.Config) {
 	if st.front != nil {
 		prev := a.front
-		a.front = startServer(a.newFrontServer(cfg), st.front, a.log, "proxy")
+		a.front = a.startFront(cfg, st.front)
 		a.retire(prev, cfg.ShutdownTimeout)
 		a.log.Info().Str("listen", cfg.Listen).Str("previous", old.Listen).Msg("proxy listener moved")
 	}

@@ -1,0 +1,263 @@
+package netconn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// countingConn counts the deadline updates that reach the real connection.
+type countingConn struct {
+	net.Conn
+	reads, writes atomic.Int64
+}
+
+func (c *countingConn) SetReadDeadline(t time.Time) error {
+	c.reads.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.writes.Add(1)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// pair returns a wrapped client end (over a counting conn) and the server
+// end of a real loopback TCP connection.
+func pair(t *testing.T) (*Conn, *countingConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := Listener{ln}.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	raw, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	if _, ok := peer.(*Conn); !ok {
+		t.Fatalf("Listener.Accept() = %T, want *Conn", peer)
+	}
+	cc := &countingConn{Conn: raw}
+	c := New(cc)
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	return c, cc, peer
+}
+
+// readErr reads once and returns the error and how long it took; a read
+// still blocked after 10 s is unblocked by closing the connection, so a
+// deadline that never fires fails the test instead of hanging it.
+func readErr(c net.Conn) (time.Duration, error) {
+	start := time.Now()
+	stop := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer stop.Stop()
+	_, err := c.Read(make([]byte, 16))
+	return time.Since(start), err
+}
+
+func TestReadDeadlines(t *testing.T) {
+	const short, long = 40 * time.Millisecond, 250 * time.Millisecond
+	tests := []struct {
+		name string
+		// set applies deadlines relative to now.
+		set func(c *Conn, now time.Time)
+		// notBefore: the read must not fail earlier than this.
+		notBefore time.Duration
+	}{
+		{"one deadline", func(c *Conn, now time.Time) { c.SetReadDeadline(now.Add(short)) }, short},
+		{"later deadline outlives an armed earlier timer", func(c *Conn, now time.Time) {
+			c.SetReadDeadline(now.Add(short))
+			c.SetReadDeadline(now.Add(long))
+		}, long},
+		{"earlier deadline moves the timer", func(c *Conn, now time.Time) {
+			c.SetReadDeadline(now.Add(time.Hour))
+			c.SetReadDeadline(now.Add(short))
+		}, short},
+		{"SetDeadline sets reads too", func(c *Conn, now time.Time) {
+			c.SetDeadline(now.Add(short))
+			c.SetDeadline(now.Add(long))
+		}, long},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, _ := pair(t)
+			tt.set(c, time.Now())
+			took, err := readErr(c)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read() error = %v, want a deadline error", err)
+			}
+			if took < tt.notBefore {
+				t.Fatalf("Read() failed after %v, before its deadline (%v)", took, tt.notBefore)
+			}
+			if took > tt.notBefore+5*time.Second {
+				t.Fatalf("Read() failed after %v, deadline was %v", took, tt.notBefore)
+			}
+		})
+	}
+}
+
+func TestLaterDeadlinesDoNotMoveTheTimer(t *testing.T) {
+	c, cc, peer := pair(t)
+	now := time.Now()
+	for i := range 1000 {
+		// What fasthttp does per request: a deadline a timeout from now.
+		d := now.Add(time.Minute + time.Duration(i)*time.Millisecond)
+		if err := c.SetReadDeadline(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetWriteDeadline(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, w := cc.reads.Load(), cc.writes.Load(); r != 1 || w != 1 {
+		t.Fatalf("1000 later deadlines reached the conn %d (read) and %d (write) times, want 1 each", r, w)
+	}
+	// The connection still works under the deadlines.
+	if _, err := peer.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("Read() = %q, %v", buf, err)
+	}
+}
+
+func TestDataAfterAnEarlyTimerIsRead(t *testing.T) {
+	c, cc, peer := pair(t)
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(50 * time.Millisecond) // the early timer has fired
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Fatalf("Read() = %d, %v; want the byte", n, err)
+	}
+	if got := cc.reads.Load(); got != 2 {
+		t.Fatalf("deadline updates = %d, want 2 (first arm, re-arm after the early timer)", got)
+	}
+}
+
+func TestClearedDeadline(t *testing.T) {
+	c, _, peer := pair(t)
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	c.SetReadDeadline(time.Time{})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		peer.Write([]byte("late"))
+	}()
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("Read() with the deadline cleared = %v", err)
+	}
+}
+
+func TestPastDeadlineInterruptsABlockedRead(t *testing.T) {
+	c, _, _ := pair(t)
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	done := make(chan error, 1)
+	go func() {
+		_, err := readErr(c)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Now())
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read() error = %v, want a deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a past deadline did not interrupt the blocked Read")
+	}
+}
+
+func TestWriteDeadline(t *testing.T) {
+	c, _, peer := pair(t)
+	const long = 200 * time.Millisecond
+	start := time.Now()
+	c.SetWriteDeadline(start.Add(20 * time.Millisecond))
+	c.SetWriteDeadline(start.Add(long))
+	// The peer does not read: the socket buffers fill and Write blocks.
+	n, err := c.Write(make([]byte, 64<<20))
+	took := time.Since(start)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write() error = %v, want a deadline error", err)
+	}
+	if took < long {
+		t.Fatalf("Write() failed after %v, before its deadline (%v)", took, long)
+	}
+	// Everything Write reported as written arrives, once.
+	c.Close()
+	got, err := io.Copy(io.Discard, peer)
+	if err != nil || got != int64(n) {
+		t.Fatalf("peer read %d bytes (%v), Write reported %d", got, err, n)
+	}
+}
+
+// TestServerConnYields: the first read after a write lets other runnable
+// goroutines run first (on one processor, deterministically); other reads,
+// and reads on upstream connections, do not.
+func TestServerConnYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	tests := []struct {
+		name      string
+		wrap      func(net.Conn) *Conn
+		write     bool
+		wantYield bool
+	}{
+		{"server conn, read after write", NewServer, true, true},
+		{"server conn, read after read", NewServer, false, false},
+		{"upstream conn, read after write", New, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, _, accepted := pair(t)
+			c := tt.wrap(accepted.(*Conn).Conn)
+			// Loopback delivers during the write: the data is waiting, so
+			// the Read below never parks on its own.
+			if _, err := client.Write([]byte("ab")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.write {
+				if _, err := c.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ran atomic.Bool
+			go ran.Store(true)
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if got := ran.Load(); got != tt.wantYield {
+				t.Fatalf("other goroutine ran before Read returned = %v, want %v", got, tt.wantYield)
+			}
+		})
+	}
+}
