@@ -67,8 +67,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no configuration loaded\n")
 		return
 	}
-	// The server read the clock as the request arrived; one more reading
-	// after the upstream exchange is all a request costs.
+	// The server read the clock as the request arrived; after that a
+	// request costs one clock reading per upstream attempt.
 	now := ctx.Time()
 	if now.IsZero() {
 		now = time.Now()

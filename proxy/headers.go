@@ -124,7 +124,7 @@ func scanRequest(raw []byte) headerSet {
 	if len(raw) == 0 {
 		return hAll
 	}
-	var s headerSet
+	var s, last headerSet
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -132,9 +132,31 @@ func scanRequest(raw []byte) headerSet {
 		} else {
 			raw = nil
 		}
-		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
-			s |= classifyHeader(name, value)
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			// An obs-fold continuation: fasthttp joins it to the value of
+			// the header above, so a folded Connection value still counts.
+			if last&hConnection != 0 && namesHeaders(line) {
+				s |= hConnectionNames
+			}
+			continue
 		}
+		last = 0
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
+			last = classifyHeader(name, value)
+			s |= last
+		}
+	}
+	return withTrailers(s)
+}
+
+// withTrailers widens s to every header when the message is chunked: its
+// trailer section is not in the raw header block nor in All(), and fasthttp
+// moves trailer fields into the headers when Trailer is deleted, so only
+// the full rewrite is sure to see them. Content-Length keeps its scanned
+// value for the smuggling check.
+func withTrailers(s headerSet) headerSet {
+	if s&hTransferEncoding != 0 {
+		return s | hAll
 	}
 	return s
 }
@@ -145,7 +167,7 @@ func scanResponse(h *fasthttp.ResponseHeader) headerSet {
 	for k, v := range h.All() {
 		s |= classifyHeader(k, v)
 	}
-	return s
+	return withTrailers(s)
 }
 
 // smuggled reports whether a request carries both Content-Length and
