@@ -10,10 +10,10 @@
 // armed: when it fires, Read or Write sees that the deadline it was last
 // given has not passed, arms the timer at that deadline and carries on.
 // Deadlines keep their meaning: an operation fails with
-// os.ErrDeadlineExceeded once, and only once, the last deadline set for its
-// direction has passed. On a busy connection the timer moves about once per
-// timeout instead of once per request. (nginx keeps its timers lazily for
-// the same reason.)
+// os.ErrDeadlineExceeded when, and only when, the last deadline set for its
+// direction has passed (measured on the monotonic clock). On a busy
+// connection the timer moves about once per timeout instead of once per
+// request. (nginx keeps its timers lazily for the same reason.)
 //
 // Reads that find nothing. A Go read tries the socket first and parks only
 // when it returns EAGAIN. After a server writes a response, the next read
@@ -28,16 +28,17 @@
 // flight, and putting it behind new work raised p99 latency.
 //
 // A Conn serves one reader and one writer at a time, like fasthttp's use of
-// a connection. Its state is atomic, so a deadline set from another
-// goroutine is never torn, only possibly reordered with one set at the
-// same moment.
+// a connection. Deadlines may be set from any goroutine: the last one set
+// wins, as with net.Conn.
 package netconn
 
 import (
 	"errors"
+	"math"
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -46,6 +47,9 @@ import (
 // yield before the first read after a write (see the package doc).
 type Conn struct {
 	net.Conn
+	// base is when the Conn was made: deadlines are kept as monotonic
+	// offsets from it, so a wall-clock step moves none of them.
+	base        time.Time
 	read, write direction
 	// yield is set for server connections; wrote records a write since
 	// the last read.
@@ -53,22 +57,37 @@ type Conn struct {
 	wrote atomic.Bool
 }
 
-// direction is one direction's deadline state, in Unix nanoseconds; 0 means
-// no deadline.
+// none is the offset that means "no deadline".
+const none = math.MinInt64
+
+// direction is one direction's deadline state, as offsets from Conn.base.
 type direction struct {
 	// want is the deadline the caller set last.
 	want atomic.Int64
-	// armed is the deadline the runtime timer holds; never later than want
-	// while want is set.
+	// armed is the deadline the runtime timer holds; it is never later
+	// than want while want is set.
 	armed atomic.Int64
+	// mu serialises moving the runtime timer (the slow path), so that a
+	// deadline set meanwhile from another goroutine is never overwritten
+	// by an older one.
+	mu sync.Mutex
+}
+
+func newConn(c net.Conn, yield bool) *Conn {
+	cc := &Conn{Conn: c, base: time.Now(), yield: yield}
+	cc.read.want.Store(none)
+	cc.read.armed.Store(none)
+	cc.write.want.Store(none)
+	cc.write.armed.Store(none)
+	return cc
 }
 
 // New wraps c with lazy deadlines (for connections to upstreams).
-func New(c net.Conn) *Conn { return &Conn{Conn: c} }
+func New(c net.Conn) *Conn { return newConn(c, false) }
 
 // NewServer wraps c with lazy deadlines and the yield before reading the
 // next request (for connections a server accepted).
-func NewServer(c net.Conn) *Conn { return &Conn{Conn: c, yield: true} }
+func NewServer(c net.Conn) *Conn { return newConn(c, true) }
 
 // SetDeadline sets both deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
@@ -80,58 +99,73 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline records t for reads; it moves the runtime timer only when
 // t is earlier than the armed deadline, or no deadline is armed.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	if arm, ok := c.read.set(t); ok {
-		return c.Conn.SetReadDeadline(arm)
-	}
-	return nil
-}
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.set(&c.read, t, true) }
 
 // SetWriteDeadline records t for writes, like SetReadDeadline.
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	if arm, ok := c.write.set(t); ok {
-		return c.Conn.SetWriteDeadline(arm)
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.set(&c.write, t, false) }
+
+// offset is t as an offset from base (saturating, never none).
+func (c *Conn) offset(t time.Time) int64 {
+	if n := int64(t.Sub(c.base)); n != none {
+		return n
 	}
-	return nil
+	return none + 1
 }
 
-// set records t and reports whether the runtime timer must move, and to
-// what.
-func (d *direction) set(t time.Time) (time.Time, bool) {
+func (c *Conn) set(d *direction, t time.Time, read bool) error {
 	if t.IsZero() {
-		d.want.Store(0)
-		if d.armed.Swap(0) == 0 {
-			return time.Time{}, false
+		d.want.Store(none)
+		if d.armed.Load() == none {
+			return nil
 		}
-		return time.Time{}, true
+		return c.sync(d, read)
 	}
-	n := t.UnixNano()
+	n := c.offset(t)
+	// want is stored before armed is read, and sync stores armed before
+	// it reads want back: either this call sees a timer armed later than
+	// t and moves it, or sync sees t and arms it.
 	d.want.Store(n)
-	if a := d.armed.Load(); a != 0 && a <= n {
+	if a := d.armed.Load(); a != none && a <= n {
 		// The armed timer fires at or before t; if before, the operation
 		// it interrupts re-arms it (rearm).
-		return time.Time{}, false
+		return nil
 	}
-	d.armed.Store(n)
-	return t, true
+	return c.sync(d, read)
+}
+
+// sync arms the runtime timer at the wanted deadline, again if want moved
+// while it did.
+func (c *Conn) sync(d *direction, read bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		w := d.want.Load()
+		var t time.Time
+		if w != none {
+			t = c.base.Add(time.Duration(w))
+		}
+		d.armed.Store(w)
+		var err error
+		if read {
+			err = c.Conn.SetReadDeadline(t)
+		} else {
+			err = c.Conn.SetWriteDeadline(t)
+		}
+		if err != nil || d.want.Load() == w {
+			return err
+		}
+	}
 }
 
 // rearm is called when an operation failed with a deadline error. It
 // reports whether the caller's deadline is still ahead, in which case the
 // timer was early and now holds that deadline: the operation is to be
 // retried.
-func (d *direction) rearm(set func(time.Time) error) bool {
-	want := d.want.Load()
-	if want == 0 {
-		// No deadline any more, yet one fired: clear the timer.
-		d.armed.Store(0)
-		return set(time.Time{}) == nil
-	}
-	if time.Now().UnixNano() >= want {
+func (c *Conn) rearm(d *direction, read bool) bool {
+	if w := d.want.Load(); w != none && int64(time.Since(c.base)) >= w {
 		return false
 	}
-	d.armed.Store(want)
-	return set(time.Unix(0, want)) == nil
+	return c.sync(d, read) == nil
 }
 
 // Read reads from the connection, retrying when a timer armed for an
@@ -145,7 +179,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, err := c.Conn.Read(p)
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
-		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.read.rearm(c.Conn.SetReadDeadline) {
+		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
 			return n, err
 		}
 	}
@@ -160,7 +194,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if c.yield && n > 0 {
 			c.wrote.Store(true)
 		}
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.write.rearm(c.Conn.SetWriteDeadline) {
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.write, false) {
 			return written, err
 		}
 	}

@@ -261,3 +261,71 @@ func TestServerConnYields(t *testing.T) {
 		})
 	}
 }
+
+// hookConn runs hook once, inside the real SetReadDeadline, before the
+// deadline reaches the socket: the moment another goroutine's
+// SetReadDeadline can land in the middle of one in flight.
+type hookConn struct {
+	net.Conn
+	hook  func()
+	armed atomic.Bool
+}
+
+func (c *hookConn) SetReadDeadline(t time.Time) error {
+	if c.hook != nil && !t.IsZero() && c.armed.CompareAndSwap(true, false) {
+		c.hook()
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestInterruptDuringRearm: a past deadline set while a blocked Read
+// re-arms after an early timer still interrupts it (found by review: the
+// re-arm used to overwrite it with the later deadline).
+func TestInterruptDuringRearm(t *testing.T) {
+	client, _, _ := pair(t)
+	hc := &hookConn{Conn: client.Conn}
+	c := New(hc)
+	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond)) // armed early
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))       // wanted later
+	done := make(chan struct{})
+	hc.hook = func() {
+		// Another goroutine interrupts while the re-arm is in flight.
+		go func() { defer close(done); c.SetReadDeadline(time.Now()) }()
+		time.Sleep(50 * time.Millisecond)
+	}
+	hc.armed.Store(true) // the hook fires at the re-arm inside Read
+	took, err := readErr(c)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read() error = %v, want a deadline error", err)
+	}
+	if took > time.Second {
+		t.Fatalf("the interrupt was lost: Read returned after %v", took)
+	}
+	<-done
+}
+
+// TestDeadlineExtremes: the epoch is a past deadline like any other (it was
+// once taken for "none"), and a deadline centuries ahead neither overflows
+// nor fires (found by review).
+func TestDeadlineExtremes(t *testing.T) {
+	t.Run("epoch", func(t *testing.T) {
+		c, _, _ := pair(t)
+		c.SetReadDeadline(time.Unix(0, 0))
+		took, err := readErr(c)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || took > time.Second {
+			t.Fatalf("Read() with deadline 1970 = %v after %v, want a deadline error at once", err, took)
+		}
+	})
+	t.Run("year 2300", func(t *testing.T) {
+		c, _, peer := pair(t)
+		c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		c.SetReadDeadline(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+		go func() {
+			time.Sleep(200 * time.Millisecond) // past the early timer
+			peer.Write([]byte("x"))
+		}()
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("Read() with a deadline in 2300 = %v, want the byte", err)
+		}
+	})
+}
