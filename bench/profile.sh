@@ -66,10 +66,32 @@ curl -s --max-time $((SECS + 10)) -o "$WORK_DIR/cpu.prof" "$PP/profile?seconds=$
 C1=$!
 curl -s --max-time $((SECS + 10)) -o "$WORK_DIR/allocs.prof" "$PP/allocs?seconds=$SECS" &
 C2=$!
+# Syscalls per request over the same window, where perf may trace them
+# (root, or perf_event_paranoid <= -1): the count that showed the empty
+# reads Go's netpoller makes (see README, Performance).
+SYSCALLS=""
+read -r -a ua <<<"$(upstream_stats)"
+if command -v perf >/dev/null &&
+  perf stat -e syscalls:sys_enter_read -p "$SPID" -- true >/dev/null 2>&1; then
+  perf stat -x, -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_epoll_pwait \
+    -p "$SPID" -- sleep "$SECS" 2>"$D/perf-stat.csv"
+  read -r -a ub <<<"$(upstream_stats)"
+  SYSCALLS=$D/perf-stat.csv
+fi
 wait "$C1" || warn "fetching the CPU profile failed"
 wait "$C2" || warn "fetching the allocs profile failed"
 wait "$WPID"
 grep -E 'Requests/sec|requests in|Latency  |99%' "$D/wrk.log" >&2
+if [ -n "$SYSCALLS" ]; then
+  # Each upstream_stats call counts as one request per upstream.
+  reqs=$(( ub[0] + ub[2] - ua[0] - ua[2] - 2 ))
+  echo "== syscalls per request over ${SECS} s ($reqs requests; perf stat -p sluice)"
+  awk -F, -v n="$reqs" '$3 ~ /^syscalls:sys_enter_/ && n > 0 {
+    sub("syscalls:sys_enter_", "", $3); printf "  %-12s %6.2f\n", $3, $1 / n }' "$SYSCALLS"
+  echo
+else
+  log "perf cannot trace syscalls here (not root?): no syscall counts"
+fi
 
 for f in cpu allocs; do
   [ -s "$WORK_DIR/$f.prof" ] || die "$WORK_DIR/$f.prof is empty"
