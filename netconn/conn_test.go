@@ -329,3 +329,110 @@ func TestDeadlineExtremes(t *testing.T) {
 		}
 	})
 }
+
+// TestClientWriteWaitsForTheResponse: on a client conn a write shorter than
+// the flush size returns once the response has started to arrive, so the
+// read that follows finds it; a longer one (part of a bigger request)
+// returns at once; the wait is bounded by the write deadline.
+func TestClientWriteWaitsForTheResponse(t *testing.T) {
+	const flush = 1024
+	const delay = 100 * time.Millisecond
+	tests := []struct {
+		name     string
+		size     int
+		deadline time.Duration // write deadline; 0: none
+		respond  bool
+		// wantWait: Write returns no earlier than delay (waited for the
+		// response); otherwise well before it.
+		wantWait bool
+	}{
+		{"end of a request waits for the response", 100, time.Minute, true, true},
+		{"part of a larger request does not wait", flush, time.Minute, true, false},
+		{"no response: the write deadline bounds the wait", 100, delay, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, raw, peer := pair(t)
+			c := NewClient(raw.Conn, flush)
+			if c.raw == nil {
+				t.Fatal("NewClient over TCP did not get the raw socket")
+			}
+			if tt.deadline > 0 {
+				c.SetWriteDeadline(time.Now().Add(tt.deadline))
+			}
+			go func() {
+				buf := make([]byte, tt.size)
+				if _, err := io.ReadFull(peer, buf); err != nil {
+					return
+				}
+				if tt.respond {
+					time.Sleep(delay)
+					peer.Write([]byte("response"))
+				}
+			}()
+			start := time.Now()
+			n, err := c.Write(make([]byte, tt.size))
+			took := time.Since(start)
+			if n != tt.size || err != nil {
+				t.Fatalf("Write() = %d, %v; want %d, nil", n, err, tt.size)
+			}
+			if tt.wantWait && took < delay {
+				t.Fatalf("Write() returned after %v, before the response (%v)", took, delay)
+			}
+			if !tt.wantWait && took >= delay {
+				t.Fatalf("Write() returned after %v, waited for the response", took)
+			}
+			if !tt.respond {
+				c.SetReadDeadline(time.Now())
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 8)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "response" {
+				t.Fatalf("Read() = %q, %v; want the response", buf, err)
+			}
+		})
+	}
+}
+
+// TestClientWriteNotTakenWhole: when the socket takes only part of a write
+// (the peer is not reading), the rest goes out the usual way, under the
+// write deadline, and every byte reported written arrives.
+func TestClientWriteNotTakenWhole(t *testing.T) {
+	_, raw, peer := pair(t)
+	const size = 32 << 20 // more than the socket buffers hold
+	c := NewClient(raw.Conn, size+1)
+	c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := c.Write(make([]byte, size))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= size {
+		t.Fatalf("Write() = %d, %v; want a partial write and a deadline error", n, err)
+	}
+	c.Close()
+	got, err := io.Copy(io.Discard, peer)
+	if err != nil || got != int64(n) {
+		t.Fatalf("peer read %d bytes (%v), Write reported %d", got, err, n)
+	}
+}
+
+// TestClientWriteToAClosedPeer: a write error reaches the caller as a
+// net.OpError, as from net.Conn.
+func TestClientWriteToAClosedPeer(t *testing.T) {
+	_, raw, peer := pair(t)
+	c := NewClient(raw.Conn, 1024)
+	if tc, ok := peer.(*Conn).Conn.(*net.TCPConn); ok {
+		tc.SetLinger(0) // close with RST
+	}
+	peer.Close()
+	time.Sleep(50 * time.Millisecond)
+	var err error
+	for range 3 { // the first write may still be taken before the RST is seen
+		if _, err = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Fatalf("Write() to a reset peer = %v, want a *net.OpError", err)
+	}
+}

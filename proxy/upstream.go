@@ -45,6 +45,10 @@ func settingsOf(c *config.Config) clientSettings {
 	}
 }
 
+// upstreamBufferSize is the upstream client's read and write buffer size;
+// netconn.NewClient takes a write shorter than it for the end of a request.
+const upstreamBufferSize = 64 << 10
+
 // newUpstream builds the client for one backend; dial, when not nil,
 // replaces TCP dialing (in-memory benchmarks).
 func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int) *upstream {
@@ -53,13 +57,14 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	inner := dial
-	// fasthttp sets two deadlines per exchange: keep them lazily.
+	// fasthttp sets two deadlines per exchange: keep them lazily; and
+	// wait for the response before the read that fetches it.
 	dial = func(addr string) (net.Conn, error) {
 		c, err := inner(addr)
 		if err != nil {
 			return nil, err
 		}
-		return netconn.New(c), nil
+		return netconn.NewClient(c, upstreamBufferSize), nil
 	}
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),
@@ -81,8 +86,8 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 			// connection, so they can be large: a 16 KiB POST then goes
 			// upstream in one write, and a large response is read in
 			// few syscalls (measured: scenario d of make bench).
-			ReadBufferSize:  64 << 10,
-			WriteBufferSize: 64 << 10,
+			ReadBufferSize:  upstreamBufferSize,
+			WriteBufferSize: upstreamBufferSize,
 		},
 	}
 }
