@@ -103,8 +103,10 @@ func TestReadDeadlines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _, _ := pair(t)
-			tt.set(c, time.Now())
-			took, err := readErr(c)
+			now := time.Now()
+			tt.set(c, now)
+			_, err := readErr(c)
+			took := time.Since(now) // from the instant the deadlines count from
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("Read() error = %v, want a deadline error", err)
 			}
@@ -357,8 +359,11 @@ func TestClientWriteWaitsForTheResponse(t *testing.T) {
 			if c.raw == nil {
 				t.Fatal("NewClient over TCP did not get the raw socket")
 			}
+			// Timed from before the deadline is set: it is the earliest
+			// instant both the deadline and the response count from.
+			start := time.Now()
 			if tt.deadline > 0 {
-				c.SetWriteDeadline(time.Now().Add(tt.deadline))
+				c.SetWriteDeadline(start.Add(tt.deadline))
 			}
 			go func() {
 				buf := make([]byte, tt.size)
@@ -370,7 +375,6 @@ func TestClientWriteWaitsForTheResponse(t *testing.T) {
 					peer.Write([]byte("response"))
 				}
 			}()
-			start := time.Now()
 			n, err := c.Write(make([]byte, tt.size))
 			took := time.Since(start)
 			if n != tt.size || err != nil {
