@@ -71,8 +71,13 @@ type Conn struct {
 	// Client connections (NewClient): raw is the socket, flushSize the
 	// client's write buffer size (a shorter write ends a request), step
 	// the bound callback and pending* its state, for writeThenWait.
-	raw        syscall.RawConn
-	flushSize  int
+	raw       syscall.RawConn
+	flushSize int
+	// unread is set when the socket may hold data whose readiness the
+	// poller has already reported (a read filled its buffer, a long
+	// request is being written): writeThenWait would forget it and wait
+	// for readiness that is not coming, so the plain write is used.
+	unread     atomic.Bool
 	step1      func(uintptr) bool
 	pending    []byte
 	pendingN   int
@@ -217,6 +222,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := c.Conn.Read(p)
+		if c.raw != nil {
+			// A read that did not fill p emptied the socket; any other
+			// may have left data the poller already reported.
+			c.unread.Store(!(n > 0 && n < len(p)))
+		}
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
@@ -227,8 +237,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes p whole unless an error other than an early timer stops it.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.raw != nil && len(p) < c.flushSize {
+	if c.raw != nil && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
 		return c.writeThenWait(p)
+	}
+	if c.raw != nil {
+		// Part of a longer request: the peer may answer before the end
+		// of it arrives (a 401 or 413 after the headers), and that
+		// readiness must not be forgotten by writeThenWait.
+		c.unread.Store(true)
 	}
 	return c.write1(p)
 }
@@ -251,8 +267,13 @@ func (c *Conn) write1(p []byte) (int, error) {
 // is readable (or the wait ends otherwise), so that the read of the
 // response that follows finds it instead of coming back empty. The write
 // is made inside RawConn.Read, after the poller forgot any earlier
-// readiness: the response can only start after the request, so its
-// readiness cannot have come and gone before the wait.
+// readiness. That is safe only when nothing was readable before: Write
+// calls this only when the last read emptied the socket and the request
+// is written in this one call, so the response cannot have started yet.
+// What remains is a peer that sends bytes on an idle connection unasked:
+// a close after them (a 408 before closing, say) wakes the wait, as the
+// request then meets a reset; bytes and no close (no valid HTTP/1.1 peer
+// does that) leave the wait to the exchange deadline.
 func (c *Conn) writeThenWait(p []byte) (int, error) {
 	// The wait runs under the read deadline, which fasthttp sets only
 	// after the write: bound it by the write deadline, the same one for

@@ -440,3 +440,78 @@ func TestClientWriteToAClosedPeer(t *testing.T) {
 		t.Fatalf("Write() to a reset peer = %v, want a *net.OpError", err)
 	}
 }
+
+// TestClientEarlyResponseIsNotLost: when the peer answers before the end of
+// a long request (a 401 after the headers, say), the final short write does
+// not wait for readiness that already came, and the read finds the answer
+// at once (found by review: it used to wait for the exchange deadline, 504).
+func TestClientEarlyResponseIsNotLost(t *testing.T) {
+	_, raw, peer := pair(t)
+	const flush = 1024
+	c := NewClient(raw.Conn, flush)
+	deadline := time.Now().Add(2 * time.Second)
+	c.SetWriteDeadline(deadline)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, flush)
+		if _, err := io.ReadFull(peer, buf); err != nil {
+			return
+		}
+		peer.Write([]byte("response")) // early answer; the connection stays open
+		io.ReadFull(peer, buf[:100])
+	}()
+	if _, err := c.Write(make([]byte, flush)); err != nil { // a full buffer: part of a longer request
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the early answer arrives and is polled
+	start := time.Now()
+	if _, err := c.Write(make([]byte, 100)); err != nil { // the final flush
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("final Write() took %v with the answer already there", took)
+	}
+	c.SetReadDeadline(deadline)
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "response" {
+		t.Fatalf("Read() = %q, %v; want the early answer", buf, err)
+	}
+	<-done
+}
+
+// TestClientWriteAfterAFullRead: after a read that filled its buffer (more
+// may be in the socket, already reported), a short write does not wait;
+// after a read that emptied the socket it does. An empty write never waits.
+func TestClientWriteAfterAFullRead(t *testing.T) {
+	_, raw, peer := pair(t)
+	c := NewClient(raw.Conn, 1024)
+	c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := peer.Write([]byte("abcd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil { // fills its buffer: "cd" is left
+		t.Fatal(err)
+	}
+	if !c.unread.Load() {
+		t.Fatal("a read that filled its buffer left unread unset")
+	}
+	time.Sleep(20 * time.Millisecond) // the poller takes the arrival's readiness
+	start := time.Now()
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(nil); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("writes with data unread took %v: they waited", took)
+	}
+	buf := make([]byte, 16)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "cd" {
+		t.Fatalf("Read() = %q, %v; want the rest", buf[:n], err)
+	}
+	if c.unread.Load() {
+		t.Fatal("a read that emptied the socket left unread set")
+	}
+}
