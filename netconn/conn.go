@@ -24,10 +24,13 @@
 //
 //   - Upstream (NewClient): the write that ends a request is made inside
 //     RawConn.Read, which first makes the poller forget earlier readiness,
-//     and returns only once the socket is readable. The response can only
-//     start after the request, so its readiness cannot come and go before
-//     the wait, and the read that follows finds it. The goroutine parks
-//     where it would have parked anyway, so request order is unchanged.
+//     and returns only once the socket is readable. This is done only when
+//     the last read emptied the socket and the whole request goes out in
+//     this write: then the response cannot have started, its readiness
+//     cannot come and go before the wait, and the read that follows finds
+//     it. (A long request, which a backend may answer early, is written
+//     the usual way.) The goroutine parks where it would have parked
+//     anyway, so request order is unchanged.
 //   - Client (NewServer): the end of a response is not followed by a read
 //     of its reply (a client may send nothing more, and waiting would hold
 //     a closing connection open), so the first read after a write yields
@@ -56,7 +59,8 @@ import (
 )
 
 // Conn is a net.Conn with lazy deadlines and, for server connections, a
-// yield before the first read after a write (see the package doc).
+// yield before the first read after a write, for client connections a
+// request write that waits for the response (see the package doc).
 type Conn struct {
 	net.Conn
 	// base is when the Conn was made: deadlines are kept as monotonic
@@ -69,8 +73,9 @@ type Conn struct {
 	wrote atomic.Bool
 
 	// Client connections (NewClient): raw is the socket, flushSize the
-	// client's write buffer size (a shorter write ends a request), step
-	// the bound callback and pending* its state, for writeThenWait.
+	// client's write buffer size (a shorter write ends a request), step1
+	// the step callback bound once and pending* its state, for
+	// writeThenWait.
 	raw       syscall.RawConn
 	flushSize int
 	// unread is set when the socket may hold data whose readiness the
