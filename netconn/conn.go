@@ -126,8 +126,9 @@ func NewServer(c net.Conn) *Conn { return newConn(c, true) }
 // through a buffer of flushSize bytes: lazy deadlines, and a write shorter
 // than flushSize (the flush that ends a request) returns once the response
 // has started to arrive (writeThenWait). Use it only where every request
-// written is followed by reading its response, as in an HTTP/1 client;
-// on a connection that is not a socket it is New.
+// written is followed by reading its response, as in an HTTP/1 client, and
+// not under TLS (a TLS server sends records unasked, session tickets for
+// one); on a connection that is not a socket it is New.
 func NewClient(c net.Conn, flushSize int) *Conn {
 	cc := newConn(c, false)
 	if sc, ok := c.(syscall.Conn); ok {
