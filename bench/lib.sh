@@ -184,12 +184,7 @@ write_upstream_conf() {
   local body1k
   body1k=$(cat "$d/www/1k")
   cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main "$d")
 http {
 $(nginx_http_common "$d")
   default_type application/octet-stream;

@@ -1,6 +1,21 @@
 # nginx config pieces shared by bench/run.sh (through lib.sh) and
 # bench/scale.sh. Source it; do not run it.
 
+# nginx_main DIR: the main-context lines of bench/run.sh's nginx instances
+# (the upstreams and the nginx target): one worker in the foreground under a
+# master, pid and error log inside DIR.
+nginx_main() {
+  local d=$1
+  cat <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+
 # nginx_http_common DIR: the http{} lines every nginx of the benchmarks has:
 # no access log, keep-alive without limits, temp files inside DIR.
 nginx_http_common() {

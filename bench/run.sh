@@ -159,12 +159,7 @@ start_target() {
     nginx)
       mkdir -p "$d/tmp"
       cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main "$d")
 http {
 $(nginx_http_common "$d")
   client_body_buffer_size 64k;
