@@ -68,15 +68,15 @@ const (
 	hAll = (hConnectionNames<<1 - 1) &^ hContentLength
 )
 
-// knownHeaders maps names to their bit; names compare case-insensitively.
-var knownHeaders = func() []struct {
+// knownHeader is a header name and its bit.
+type knownHeader struct {
 	name []byte
 	bit  headerSet
-} {
-	k := []struct {
-		name []byte
-		bit  headerSet
-	}{
+}
+
+// knownHeaders maps names to their bit; names compare case-insensitively.
+var knownHeaders = func() []knownHeader {
+	k := []knownHeader{
 		{[]byte("Content-Length"), hContentLength},
 		{hdrXForwardedFor, hXForwardedFor},
 		{hdrXForwardedProto, hXForwardedProto},
@@ -84,10 +84,7 @@ var knownHeaders = func() []struct {
 		{hdrXRequestID, hXRequestID},
 	}
 	for i, name := range hopByHop {
-		k = append(k, struct {
-			name []byte
-			bit  headerSet
-		}{name, 1 << i})
+		k = append(k, knownHeader{name, 1 << i})
 	}
 	return k
 }()
@@ -110,12 +107,17 @@ func classifyHeader(name, value []byte) headerSet {
 // close and keep-alive options.
 func namesHeaders(v []byte) bool {
 	for tok := range bytes.SplitSeq(v, []byte(",")) {
-		tok = bytes.TrimSpace(tok)
-		if len(tok) > 0 && !bytes.EqualFold(tok, []byte("close")) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+		if !isConnectionOption(bytes.TrimSpace(tok)) {
 			return true
 		}
 	}
 	return false
+}
+
+// isConnectionOption reports whether a trimmed Connection token names no
+// header: empty, close or keep-alive.
+func isConnectionOption(tok []byte) bool {
+	return len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive"))
 }
 
 // scanRequest classifies the raw header block of a parsed request, line by
@@ -199,11 +201,9 @@ func stripHopByHop(h header, found headerSet, scratch []byte) []byte {
 			scratch = append(scratch, ',')
 		}
 		for tok := range bytes.SplitSeq(scratch, []byte(",")) {
-			tok = bytes.TrimSpace(tok)
-			if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
-				continue
+			if tok = bytes.TrimSpace(tok); !isConnectionOption(tok) {
+				h.DelBytes(tok)
 			}
-			h.DelBytes(tok)
 		}
 	}
 	for i, name := range hopByHop {
