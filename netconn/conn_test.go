@@ -515,3 +515,126 @@ func TestClientWriteAfterAFullRead(t *testing.T) {
 		t.Fatal("a read that emptied the socket left unread set")
 	}
 }
+
+// readAvailable reads what arrives at c within wait, until want bytes.
+func readAvailable(t *testing.T, c net.Conn, want int, wait time.Duration) []byte {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for len(got) < want {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	return got
+}
+
+func TestHoldNextWrite(t *testing.T) {
+	first := []byte("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+	second := []byte("56789")
+	tests := []struct {
+		name string
+		// after runs after the first write: it must get the held bytes
+		// out; it returns what the peer is then to have.
+		after func(t *testing.T, c *Conn, peer net.Conn) []byte
+	}{
+		{"next write sends both", func(t *testing.T, c *Conn, _ net.Conn) []byte {
+			if n, err := c.Write(second); n != len(second) || err != nil {
+				t.Fatalf("second Write() = %d, %v; want %d, nil", n, err, len(second))
+			}
+			return append(append([]byte{}, first...), second...)
+		}},
+		{"a read flushes what is held", func(t *testing.T, c *Conn, peer net.Conn) []byte {
+			if _, err := peer.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			return first
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, _, accepted := pair(t)
+			c := accepted.(*Conn)
+			c.HoldNextWrite()
+			if n, err := c.Write(first); n != len(first) || err != nil {
+				t.Fatalf("held Write() = %d, %v; want %d, nil", n, err, len(first))
+			}
+			// Held: nothing is on the wire yet.
+			if got := readAvailable(t, client, 1, 100*time.Millisecond); len(got) != 0 {
+				t.Fatalf("peer got %q before the next write", got)
+			}
+			want := tt.after(t, c, client)
+			if got := readAvailable(t, client, len(want), 5*time.Second); string(got) != string(want) {
+				t.Fatalf("peer got %q, want %q", got, want)
+			}
+			// One hold covers one write: the next goes out at once.
+			if _, err := c.Write([]byte("more")); err != nil {
+				t.Fatal(err)
+			}
+			if got := readAvailable(t, client, 4, 5*time.Second); string(got) != "more" {
+				t.Fatalf("peer got %q after the hold, want %q", got, "more")
+			}
+		})
+	}
+}
+
+func TestHoldNextWriteNotTaken(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(c *Conn, peer net.Conn) error
+		size  int
+	}{
+		{"longer than maxHold", func(c *Conn, _ net.Conn) error { return nil }, maxHold + 1},
+		{"a read came between", func(c *Conn, peer net.Conn) error {
+			if _, err := peer.Write([]byte("x")); err != nil {
+				return err
+			}
+			_, err := c.Read(make([]byte, 1))
+			return err
+		}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, _, accepted := pair(t)
+			c := accepted.(*Conn)
+			c.HoldNextWrite()
+			if err := tt.setup(c, client); err != nil {
+				t.Fatal(err)
+			}
+			p := make([]byte, tt.size)
+			for i := range p {
+				p[i] = byte('a' + i%26)
+			}
+			if n, err := c.Write(p); n != len(p) || err != nil {
+				t.Fatalf("Write() = %d, %v; want %d, nil", n, err, len(p))
+			}
+			if got := readAvailable(t, client, len(p), 5*time.Second); string(got) != string(p) {
+				t.Fatalf("peer got %d bytes, want the %d written at once", len(got), len(p))
+			}
+		})
+	}
+}
+
+func TestHeldWriteDeadline(t *testing.T) {
+	_, _, accepted := pair(t)
+	c := accepted.(*Conn)
+	c.HoldNextWrite()
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Write([]byte("next"))
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write() past the deadline = %d, %v; want 0, deadline exceeded", n, err)
+	}
+}

@@ -238,6 +238,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		if pl.sticky != nil && stuck != idx {
 			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 		}
+		holdLongResponse(ctx)
 	}
 	// Put back what the client's connection needs; the upstream request
 	// was sent as keep-alive HTTP/1.1 whatever the client spoke.
@@ -248,6 +249,31 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		req.Header.SetProtocolBytes(strHTTP10)
 	}
 	return out
+}
+
+// ClientWriteBufferSize is the write buffer of the server that calls
+// Handle (fasthttp.Server.WriteBufferSize; fasthttp's default): a
+// response with at least this many body bytes takes two writes or more.
+const ClientWriteBufferSize = 4096
+
+// writeHolder is a client connection that can send the first write of a
+// long response together with the next (netconn.Conn.HoldNextWrite).
+type writeHolder interface{ HoldNextWrite() }
+
+// holdLongResponse asks the client connection to send a response that
+// cannot fit the server's write buffer with one writev rather than two
+// writes, when the body will be sent and is that long.
+func holdLongResponse(ctx *fasthttp.RequestCtx) {
+	resp := &ctx.Response
+	if len(resp.Body()) < ClientWriteBufferSize || resp.SkipBody || ctx.IsHead() {
+		return
+	}
+	if code := resp.StatusCode(); code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
+		return
+	}
+	if c, ok := ctx.Conn().(writeHolder); ok {
+		c.HoldNextWrite()
+	}
 }
 
 // logAccess fills and queues one access log entry; it never blocks.

@@ -18,6 +18,7 @@ import (
 
 	"sluice/config"
 	"sluice/metrics"
+	"sluice/netconn"
 )
 
 // testBackend is a real HTTP server on 127.0.0.1 that counts what reaches it.
@@ -84,6 +85,13 @@ func startProxy(t testing.TB, yamlText string) *testProxy {
 // startProxyWith is startProxy with metrics (m may be nil).
 func startProxyWith(t testing.TB, yamlText string, m *metrics.Metrics) *testProxy {
 	t.Helper()
+	return startProxyOn(t, yamlText, m, nil)
+}
+
+// startProxyOn is startProxyWith whose listener, netconn's as in
+// cmd/sluice, is passed through wrap when wrap is not nil.
+func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(net.Listener) net.Listener) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config.Parse() error: %v", err)
@@ -97,9 +105,13 @@ func startProxyWith(t testing.TB, yamlText string, m *metrics.Metrics) *testProx
 	if err := ctrl.Apply(ctx, cfg); err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ln net.Listener = netconn.Listener{Listener: tcp}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	srv := &fasthttp.Server{
 		Handler:               p.Handle,
@@ -108,6 +120,7 @@ func startProxyWith(t testing.TB, yamlText string, m *metrics.Metrics) *testProx
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
+		WriteBufferSize:       ClientWriteBufferSize,
 		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
 		ReadTimeout:           cfg.Timeouts.ClientRead,
 		WriteTimeout:          cfg.Timeouts.ClientWrite,

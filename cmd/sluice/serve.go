@@ -477,6 +477,7 @@ func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 		WriteTimeout:          cfg.Timeouts.ClientWrite,
 		IdleTimeout:           cfg.Timeouts.Idle,
 		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
+		WriteBufferSize:       proxy.ClientWriteBufferSize,
 		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
 		CloseOnShutdown:       true,
 		// Cookies and multipart forms are the backend's business.
