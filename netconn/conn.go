@@ -98,11 +98,14 @@ type Conn struct {
 	stepped    bool
 
 	// Server connections, for HoldNextWrite: hold is set until the next
-	// write, held is that write's copy (in heldBuf) until the write after
-	// it, vec and bufs back the writev that sends the two.
+	// write, held is that write's copy (in *heldBuf) until the write after
+	// it, vec and bufs back the writev that sends the two. heldBuf comes
+	// from the listener's pool (holds) for the time it holds, so an idle
+	// connection keeps none.
 	hold    bool
 	held    []byte
-	heldBuf []byte
+	heldBuf *[]byte
+	holds   *sync.Pool
 	vec     [2][]byte
 	bufs    net.Buffers
 }
@@ -274,12 +277,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	switch {
 	case c.held != nil:
+		// A hold asked for while a write is held (the next pipelined
+		// response's) ends here: the held write is followed by this one,
+		// but what comes after this one is not known to be followed.
+		c.hold = false
 		return c.writeHeld(p)
 	case c.hold:
 		c.hold = false
 		if len(p) > 0 && len(p) <= maxHold {
-			c.heldBuf = append(c.heldBuf[:0], p...)
-			c.held = c.heldBuf
+			c.holdCopy(p)
 			return len(p), nil
 		}
 	}
@@ -321,11 +327,26 @@ func (c *Conn) write1(p []byte) (int, error) {
 // before the next read.
 func (c *Conn) HoldNextWrite() { c.hold = true }
 
+// holdCopy copies p into a held buffer.
+func (c *Conn) holdCopy(p []byte) {
+	if c.heldBuf == nil && c.holds != nil {
+		if b, ok := c.holds.Get().(*[]byte); ok {
+			c.heldBuf = b
+		}
+	}
+	if c.heldBuf == nil {
+		c.heldBuf = new([]byte)
+	}
+	*c.heldBuf = append((*c.heldBuf)[:0], p...)
+	c.held = *c.heldBuf
+}
+
 // writeHeld sends the held write and p in one writev and reports how much
 // of p went.
 func (c *Conn) writeHeld(p []byte) (int, error) {
 	h := c.held
 	c.held = nil
+	defer c.releaseHeld()
 	c.vec[0], c.vec[1] = h, p
 	c.bufs = c.vec[:]
 	var written int64
@@ -346,6 +367,14 @@ func (c *Conn) writeHeld(p []byte) (int, error) {
 		return n, err
 	}
 	return 0, err
+}
+
+// releaseHeld gives the held buffer back to the listener's pool.
+func (c *Conn) releaseHeld() {
+	if c.holds != nil && c.heldBuf != nil {
+		c.holds.Put(c.heldBuf)
+		c.heldBuf = nil
+	}
 }
 
 // writeThenWait writes the end of a request and returns once the socket
@@ -413,16 +442,23 @@ func (c *Conn) step(fd uintptr) bool {
 	}
 }
 
-// Listener wraps every connection it accepts with NewServer.
+// Listener wraps every connection it accepts with NewServer; its
+// connections share one pool of HoldNextWrite buffers.
 type Listener struct {
 	net.Listener
+	holds sync.Pool
 }
 
+// NewListener returns a Listener accepting from ln.
+func NewListener(ln net.Listener) *Listener { return &Listener{Listener: ln} }
+
 // Accept waits for the next connection and wraps it.
-func (l Listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return NewServer(c), nil
+	cc := NewServer(c)
+	cc.holds = &l.holds
+	return cc, nil
 }

@@ -42,7 +42,7 @@ func pair(t *testing.T) (*Conn, *countingConn, net.Conn) {
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, err := Listener{ln}.Accept()
+		c, err := NewListener(ln).Accept()
 		if err != nil {
 			accepted <- nil
 			return
@@ -636,5 +636,51 @@ func TestHeldWriteDeadline(t *testing.T) {
 	n, err := c.Write([]byte("next"))
 	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Write() past the deadline = %d, %v; want 0, deadline exceeded", n, err)
+	}
+}
+
+// A hold asked for while a write is held (pipelined responses, no read
+// between) must not outlive the writev that sends it: the write after that
+// one is not known to be followed, and a close would lose it.
+func TestHoldAskedWhileHeld(t *testing.T) {
+	client, _, accepted := pair(t)
+	c := accepted.(*Conn)
+	for _, step := range []struct {
+		hold bool
+		data string
+	}{{true, "A"}, {true, "B"}, {false, "C"}} {
+		if step.hold {
+			c.HoldNextWrite()
+		}
+		if _, err := c.Write([]byte(step.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if got := readAvailable(t, client, 3, 5*time.Second); string(got) != "ABC" {
+		t.Fatalf("peer got %q, want %q", got, "ABC")
+	}
+}
+
+func TestHeldWriteAllocatesNothing(t *testing.T) {
+	client, _, accepted := pair(t)
+	c := accepted.(*Conn)
+	first, second := make([]byte, 4096), make([]byte, 8192)
+	drained := make(chan struct{})
+	go func() { defer close(drained); _, _ = io.Copy(io.Discard, client) }()
+	allocs := testing.AllocsPerRun(200, func() {
+		c.HoldNextWrite()
+		if _, err := c.Write(first); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c.Close()
+	client.Close()
+	<-drained
+	if allocs != 0 {
+		t.Fatalf("a held write and its writev allocate %v times, want 0", allocs)
 	}
 }

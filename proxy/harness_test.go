@@ -109,7 +109,7 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener = netconn.Listener{Listener: tcp}
+	var ln net.Listener = netconn.NewListener(tcp)
 	if wrap != nil {
 		ln = wrap(ln)
 	}

@@ -196,7 +196,7 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 // startFront serves the proxy on ln, through package netconn: lazy
 // deadlines and a yield before reading a connection's next request.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
-	return startServer(a.newFrontServer(cfg), netconn.Listener{Listener: ln}, a.log, "proxy")
+	return startServer(a.newFrontServer(cfg), netconn.NewListener(ln), a.log, "proxy")
 }
 
 // warnPublicAdmin logs when the admin API is reachable beyond loopback:
@@ -477,9 +477,11 @@ func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 		WriteTimeout:          cfg.Timeouts.ClientWrite,
 		IdleTimeout:           cfg.Timeouts.Idle,
 		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
-		WriteBufferSize:       proxy.ClientWriteBufferSize,
-		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
-		CloseOnShutdown:       true,
+		// The handler decides which responses netconn may hold
+		// (HoldNextWrite) from this size: they must be longer than it.
+		WriteBufferSize:    proxy.ClientWriteBufferSize,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		CloseOnShutdown:    true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,
 	}
