@@ -194,7 +194,8 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 }
 
 // startFront serves the proxy on ln, through package netconn: lazy
-// deadlines and a yield before reading a connection's next request.
+// deadlines, a yield before reading a connection's next request, and one
+// writev for a response longer than the write buffer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
 	return startServer(a.newFrontServer(cfg), netconn.NewListener(ln), a.log, "proxy")
 }
