@@ -212,7 +212,13 @@ func TestWriteDeadline(t *testing.T) {
 	if took < long {
 		t.Fatalf("Write() failed after %v, before its deadline (%v)", took, long)
 	}
-	// Everything Write reported as written arrives, once.
+	peerGetsWhatWasWritten(t, c, peer, n)
+}
+
+// peerGetsWhatWasWritten closes c and checks that everything Write reported
+// as written (n bytes) arrives at peer, once.
+func peerGetsWhatWasWritten(t *testing.T, c net.Conn, peer net.Conn, n int) {
+	t.Helper()
 	c.Close()
 	got, err := io.Copy(io.Discard, peer)
 	if err != nil || got != int64(n) {
@@ -411,11 +417,7 @@ func TestClientWriteNotTakenWhole(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= size {
 		t.Fatalf("Write() = %d, %v; want a partial write and a deadline error", n, err)
 	}
-	c.Close()
-	got, err := io.Copy(io.Discard, peer)
-	if err != nil || got != int64(n) {
-		t.Fatalf("peer read %d bytes (%v), Write reported %d", got, err, n)
-	}
+	peerGetsWhatWasWritten(t, c, peer, n)
 }
 
 // TestClientWriteToAClosedPeer: a write error reaches the caller as a

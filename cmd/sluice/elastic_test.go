@@ -436,16 +436,7 @@ func TestElastic(t *testing.T) {
 	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("first sluice exit: %v\n%s", err, first.stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("first sluice did not exit")
-	}
+	waitExit(t, first.cmd, first.stderr, 15*time.Second, "first sluice")
 	time.Sleep(500 * time.Millisecond)
 	load.check(t, "7 second process takes over, first drains", &seen)
 	_ = second

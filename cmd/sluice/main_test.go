@@ -154,15 +154,22 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 	if r.err != nil || r.code != 200 || r.body != "slow done" {
 		t.Errorf("in-flight request = %d %q %v, want 200 \"slow done\"", r.code, r.body, r.err)
 	}
+	waitExit(t, cmd, &stderr, 10*time.Second, "sluice")
+}
+
+// waitExit waits up to within for cmd, already signalled, to exit with
+// status 0; the process's stderr goes into the failure message.
+func waitExit(t *testing.T, cmd *exec.Cmd, stderr fmt.Stringer, within time.Duration, name string) {
+	t.Helper()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
 		if err != nil {
-			t.Errorf("sluice exit: %v, want status 0\n%s", err, stderr.String())
+			t.Errorf("%s exit: %v, want status 0\n%s", name, err, stderr.String())
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sluice did not exit after SIGTERM")
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %v", name, within)
 	}
 }
 

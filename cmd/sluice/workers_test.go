@@ -109,16 +109,7 @@ func TestWorkers(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("supervisor exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("supervisor did not stop")
-	}
+	waitExit(t, cmd, stderr, 15*time.Second, "supervisor")
 	for _, a := range admins {
 		if resp, err := http.Get(a + "/healthz"); err == nil {
 			resp.Body.Close()
