@@ -5,16 +5,21 @@
 # Made for a many-core machine (16+ cores); prints a markdown table.
 #
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
-#                  [--targets "sluice sluice-rp nginx haproxy"]
+#                  [--targets "sluice sluice-rp nginx haproxy"] [--pprof DIR]
+#
+# --pprof DIR saves a CPU profile of the sluice target (one process,
+# GOMAXPROCS=N) over each measured run, as DIR/sluice-N-ROUND.pprof.
 #
 # sluice-rp is N sluice processes, one per core with GOMAXPROCS=1, sharing
-# the port through listen_reuseport (as nginx runs N workers).
+# the port through listen_reuseport (as nginx runs N workers). sluice-w is
+# `sluice -workers N`; sluice-w-base is the same with the binary named by
+# SCALE_BASE_BIN (an older build, to compare two commits in one run).
 #
 # --bindir holds wrk, nginx and haproxy plus lib/ with their shared
 # libraries and the dynamic loader (for machines without the packages; see
 # bench/README.md); without it the tools come from PATH.
 set -uo pipefail
-CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"
+CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"; PPROF_DIR=""
 while [ $# -gt 0 ]; do
   case $1 in
     --cores) CORES=$2; shift ;;
@@ -23,6 +28,7 @@ while [ $# -gt 0 ]; do
     --bindir) BINDIR=$2; shift ;;
     --out) OUT=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
+    --pprof) PPROF_DIR=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -131,11 +137,13 @@ start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
   case $t in
     sluice)
       sluice_conf 28210 false >"$d/sluice.yaml"
-      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" >"$d/out.log" 2>&1 &
+      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" -pprof 127.0.0.1:28290 >"$d/out.log" 2>&1 &
       echo $! ;;
-    sluice-w)
+    sluice-w|sluice-w-base)
+      local bin=$go_bin
+      [ "$t" = sluice-w-base ] && bin=${SCALE_BASE_BIN:?sluice-w-base needs SCALE_BASE_BIN}
       sluice_conf 28230 false >"$d/sluice.yaml"
-      taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" -workers "$n" >"$d/out.log" 2>&1 &
+      taskset -c "$cpus" "$bin" -config "$d/sluice.yaml" -workers "$n" >"$d/out.log" 2>&1 &
       echo $! ;;
     sluice-rp)
       # One parent shell, so that the CPU of all N processes is summed.
@@ -204,8 +212,18 @@ for round in $(seq 1 "$ROUNDS"); do
       for _ in $(seq 1 50); do http_ok 28200 && break; sleep 0.1; done
       taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d1s http://127.0.0.1:28200/ >/dev/null 2>&1
       c0=$(cpu_ticks "$pid")
+      prof=""
+      if [ -n "$PPROF_DIR" ] && [ "$t" = sluice ]; then
+        mkdir -p "$PPROF_DIR"
+        python3 -c 'import sys, urllib.request
+sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=60).read())' \
+          "http://127.0.0.1:28290/debug/pprof/profile?seconds=$((DUR > 2 ? DUR - 1 : 1))" \
+          >"$PPROF_DIR/sluice-$n-$round.pprof" &
+        prof=$!
+      fi
       taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d"${DUR}s" --latency http://127.0.0.1:28200/ >"$d.wrk" 2>&1
       c1=$(cpu_ticks "$pid")
+      [ -n "$prof" ] && wait "$prof"
       kill "$pid" 2>/dev/null; pkill -P "$pid" 2>/dev/null; pkill -f "$d/" 2>/dev/null; wait "$pid" 2>/dev/null
       sleep 0.3
       reqs=$(awk '/requests in/{print $1}' "$d.wrk")
