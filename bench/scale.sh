@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Multi-core scaling: sluice (GOMAXPROCS=N), nginx (N workers) and HAProxy
 # (nbthread N) on N dedicated cores, with wrk and the two nginx upstreams on
-# other cores; scenario a (GET 1 KiB, keep-alive) at 256 connections.
+# other cores; by default 256 keep-alive connections, GET 1 KiB (scenario b
+# of bench/run.sh; --scenario picks another: a 64 connections GET 1 KiB,
+# c 64 connections GET 64 KiB, d 64 connections POST 16 KiB).
 # Made for a many-core machine (16+ cores); prints a markdown table.
 #
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
+#                  [--scenario b]
 #                  [--targets "sluice sluice-rp nginx haproxy"] [--pprof DIR]
 #
 # --pprof DIR saves a CPU profile of the sluice target (one process,
@@ -19,7 +22,7 @@
 # libraries and the dynamic loader (for machines without the packages; see
 # bench/README.md); without it the tools come from PATH.
 set -uo pipefail
-CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"; PPROF_DIR=""
+CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"; PPROF_DIR=""; SCEN=b
 while [ $# -gt 0 ]; do
   case $1 in
     --cores) CORES=$2; shift ;;
@@ -29,11 +32,19 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
     --pprof) PPROF_DIR=$2; shift ;;
+    --scenario) SCEN=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $SCEN in # connections, path, POST body bytes, description
+  a) CONNS=64 URLPATH=/1k POST=0 SCEN_TEXT="64 keep-alive connections, GET 1 KiB" ;;
+  b) CONNS=256 URLPATH=/1k POST=0 SCEN_TEXT="256 keep-alive connections, GET 1 KiB" ;;
+  c) CONNS=64 URLPATH=/64k POST=0 SCEN_TEXT="64 keep-alive connections, GET 64 KiB" ;;
+  d) CONNS=64 URLPATH=/post POST=16384 SCEN_TEXT="64 keep-alive connections, POST 16 KiB" ;;
+  *) echo "unknown scenario $SCEN (a, b, c or d)" >&2; exit 2 ;;
+esac
 # shellcheck source=bench/nginx.sh
 source "$ROOT/bench/nginx.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
@@ -82,7 +93,8 @@ http_ok() {
 
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'a')
 for n in 1 2; do
-  d=$W/up$n; mkdir -p "$d/tmp"
+  d=$W/up$n; mkdir -p "$d/tmp" "$d/www"
+  head -c 65536 /dev/zero | tr '\0' 'b' >"$d/www/64k"
   cat >"$d/nginx.conf" <<C
 user root;
 worker_processes 2;
@@ -94,7 +106,12 @@ http {
 $(nginx_http_common "$d")
   server {
     listen 127.0.0.1:2820$n backlog=8192 reuseport;
-    location / { add_header X-Backend up$n; return 200 "$BODY"; }
+    add_header X-Backend up$n always;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=16 inactive=300s;
+    location = /64k { root $d/www; }
+    location / { return 200 "$BODY"; }
   }
 }
 C
@@ -166,6 +183,7 @@ error_log $d/error.log warn;
 events { worker_connections 8192; }
 http {
 $(nginx_http_common "$d")
+  client_body_buffer_size 64k;
 $(nginx_proxy_buffers)
   upstream up { server 127.0.0.1:28201; server 127.0.0.1:28202; keepalive 256; keepalive_requests 100000000; }
   server {
@@ -210,7 +228,8 @@ for round in $(seq 1 "$ROUNDS"); do
       d=$W/$t-$n-$round
       pid=$(start_proxy "$t" "$n" "$d")
       for _ in $(seq 1 50); do http_ok 28200 && break; sleep 0.1; done
-      taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d1s http://127.0.0.1:28200/ >/dev/null 2>&1
+      BENCH_POST_BYTES=$POST taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c"$CONNS" -d1s \
+        -s "$ROOT/bench/lua/bench.lua" "http://127.0.0.1:28200$URLPATH" >/dev/null 2>&1
       c0=$(cpu_ticks "$pid")
       prof=""
       if [ -n "$PPROF_DIR" ] && [ "$t" = sluice ]; then
@@ -221,7 +240,8 @@ sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=60).read())'
           >"$PPROF_DIR/sluice-$n-$round.pprof" &
         prof=$!
       fi
-      taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c256 -d"${DUR}s" --latency http://127.0.0.1:28200/ >"$d.wrk" 2>&1
+      BENCH_POST_BYTES=$POST taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DUR}s" --latency \
+        -s "$ROOT/bench/lua/bench.lua" "http://127.0.0.1:28200$URLPATH" >"$d.wrk" 2>&1
       c1=$(cpu_ticks "$pid")
       [ -n "$prof" ] && wait "$prof"
       kill "$pid" 2>/dev/null; pkill -P "$pid" 2>/dev/null; pkill -f "$d/" 2>/dev/null; wait "$pid" 2>/dev/null
@@ -238,7 +258,7 @@ sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=60).read())'
 done
 
 cat "$W/raw.csv"
-python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" <<'PY' | tee "${OUT:-/dev/null}"
+python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$SCEN" "$SCEN_TEXT" <<'PY' | tee "${OUT:-/dev/null}"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -247,7 +267,7 @@ def med(t, n, k):
     return statistics.median(v) if v else float("nan")
 cores = sorted({r["cores"] for r in rows}, key=int)
 print(f"# sluice multi-core scaling ({sys.argv[2]} cores: {sys.argv[3]})\n")
-print("Scenario a (GET 1 KiB) at 256 keep-alive connections; proxy on cores 0..N-1; medians of rounds.")
+print(f"Scenario {sys.argv[4]} ({sys.argv[5]}); proxy on cores 0..N-1; medians of rounds.")
 print("sluice-rp: N sluice processes, one per core, GOMAXPROCS=1, sharing the port with SO_REUSEPORT.\n")
 for title, key, fmt in (("req/s", "rps", "{:,.0f}"), ("proxy CPU µs/req", "cpu_us_per_req", "{:.1f}"), ("p99 ms", "p99_ms", "{:.2f}")):
     print(f"**{title}**\n")
