@@ -8,10 +8,14 @@
 #
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
 #                  [--scenario b]
-#                  [--targets "sluice sluice-rp nginx haproxy"] [--pprof DIR]
+#                  [--targets "sluice nginx haproxy"] [--pprof DIR]
+#
+# Targets: sluice, sluice-rp, sluice-w, sluice-w-base, nginx, haproxy
+# (default "sluice nginx haproxy").
 #
 # --pprof DIR saves a CPU profile of the sluice target (one process,
-# GOMAXPROCS=N) over each measured run, as DIR/sluice-N-ROUND.pprof.
+# GOMAXPROCS=N) over the first DURATION-1 seconds of each measured run, as
+# DIR/sluice-N-ROUND.pprof.
 #
 # sluice-rp is N sluice processes, one per core with GOMAXPROCS=1, sharing
 # the port through listen_reuseport (as nginx runs N workers). sluice-w is
