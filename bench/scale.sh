@@ -158,7 +158,9 @@ start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
   case $t in
     sluice)
       sluice_conf 28210 false >"$d/sluice.yaml"
-      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" -pprof 127.0.0.1:28290 >"$d/out.log" 2>&1 &
+      local pprof=()
+      [ -n "$PPROF_DIR" ] && pprof=(-pprof 127.0.0.1:28290)
+      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" "${pprof[@]}" >"$d/out.log" 2>&1 &
       echo $! ;;
     sluice-w|sluice-w-base)
       local bin=$go_bin
