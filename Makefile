@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 30s
 
-.PHONY: all build run test fmt-check vet staticcheck race fuzz bench bench-quick benchstat profile clean
+.PHONY: all build run test fmt-check vet staticcheck race allocs fuzz bench bench-quick benchstat profile clean
 
 all: build
 
@@ -18,8 +18,9 @@ build:
 run: build
 	./$(BIN) demo
 
-## test: gofmt check, go vet, staticcheck, then every test with the race detector
-test: fmt-check vet staticcheck race
+## test: gofmt check, go vet, staticcheck, every test with the race detector,
+## then the zero-allocation tests (built only without -race: the detector allocates)
+test: fmt-check vet staticcheck race allocs
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,6 +35,9 @@ staticcheck:
 
 race:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+allocs:
+	$(GO) test -count=1 -timeout 5m -run 'Alloc' ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
