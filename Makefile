@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 30s
 
-.PHONY: all build run test fmt-check vet staticcheck race allocs fuzz bench bench-quick benchstat profile clean
+.PHONY: all build run test fmt-check vet staticcheck race allocs bench-smoke fuzz bench bench-quick benchstat profile clean
 
 all: build
 
@@ -19,8 +19,9 @@ run: build
 	./$(BIN) demo
 
 ## test: gofmt check, go vet, staticcheck, every test with the race detector,
-## then the zero-allocation tests (built only without -race: the detector allocates)
-test: fmt-check vet staticcheck race allocs
+## then the zero-allocation tests (built only without -race: the detector
+## allocates) and every benchmark once (so none rots unnoticed)
+test: fmt-check vet staticcheck race allocs bench-smoke
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -38,6 +39,9 @@ race:
 
 allocs:
 	$(GO) test -count=1 -timeout 5m -run 'Alloc' ./...
+
+bench-smoke:
+	$(GO) test -count=1 -timeout 5m -run '^$$' -bench . -benchtime 1x ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

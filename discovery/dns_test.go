@@ -528,7 +528,11 @@ func TestRunStopsOnCancel(t *testing.T) {
 			if tt.silent {
 				waitFor(t, "a query", func() bool { return f.queries() > 0 })
 			} else {
-				<-updates
+				select {
+				case <-updates:
+				case <-time.After(5 * time.Second):
+					t.Fatal("no update within 5s")
+				}
 			}
 			start := time.Now()
 			cancel()

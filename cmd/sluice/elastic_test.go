@@ -161,9 +161,13 @@ func (l *loadGen) check(t *testing.T, step string, last *int64) {
 	t.Helper()
 	ok := l.ok.Load()
 	if f := l.failed.Load(); f != 0 {
+		// Copied under the lock, reported after it: Fatalf does not
+		// return, and the load goroutines (which end() waits for) take
+		// this lock when a request fails.
 		l.mu.Lock()
-		t.Fatalf("step %q: %d requests failed: %v", step, f, l.errs)
+		errs := append([]string(nil), l.errs...)
 		l.mu.Unlock()
+		t.Fatalf("step %q: %d requests failed: %v", step, f, errs)
 	}
 	t.Logf("step %q: %d requests, 0 failed", step, ok-*last)
 	*last = ok
@@ -211,7 +215,11 @@ func startSluice(t *testing.T, cfgPath string) *sluiceProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_, _ = p.cmd.Process.Wait()
+		noRaceReport(t, "sluice", p.stderr.String())
+	})
 	return p
 }
 

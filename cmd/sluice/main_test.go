@@ -28,7 +28,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "sluice")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		// Then the process tests (workers, signals, reloads under load)
+		// are race-checked too: a race makes the child print a report and
+		// exit 66, which waitExit reports.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building sluice:", err)
@@ -167,9 +174,20 @@ func waitExit(t *testing.T, cmd *exec.Cmd, stderr fmt.Stringer, within time.Dura
 	case err := <-exited:
 		if err != nil {
 			t.Errorf("%s exit: %v, want status 0\n%s", name, err, stderr.String())
+		} else {
+			noRaceReport(t, name, stderr.String())
 		}
 	case <-time.After(within):
 		t.Fatalf("%s did not exit within %v", name, within)
+	}
+}
+
+// noRaceReport fails t if a process's stderr holds a race detector report
+// (the binary is built with -race when the tests are).
+func noRaceReport(t *testing.T, name, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "WARNING: DATA RACE") {
+		t.Errorf("%s reported a data race:\n%s", name, stderr)
 	}
 }
 

@@ -51,7 +51,11 @@ func TestWorkers(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		noRaceReport(t, "supervisor", stderr.String())
+	})
 	admins := []string{fmt.Sprintf("http://127.0.0.1:%d", adminPort), fmt.Sprintf("http://127.0.0.1:%d", adminPort+1)}
 	for _, a := range admins {
 		waitReady(t, a+"/readyz")
