@@ -153,7 +153,11 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// do runs f on the control goroutine and waits for it.
+// do runs f on the control goroutine and waits for it. ctx bounds only
+// the wait for the control goroutine to take f: once taken, f runs to the
+// end (it is the controller's own bounded work, no I/O), and its result is
+// the answer. Returning earlier would report a change as failed that is
+// already live, and let the caller read what f is still writing.
 func (c *Controller) do(ctx context.Context, f func() error) error {
 	errc := make(chan error, 1)
 	select {
@@ -161,12 +165,7 @@ func (c *Controller) do(ctx context.Context, f func() error) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrStopped, ctx.Err())
 	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrStopped, ctx.Err())
-	}
+	return <-errc
 }
 
 // Apply makes cfg the running config: backends that stay keep their
