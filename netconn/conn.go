@@ -447,18 +447,59 @@ func (c *Conn) step(fd uintptr) bool {
 type Listener struct {
 	net.Listener
 	holds sync.Pool
+	// OnAcceptError, when set, is told of each accept error that Accept
+	// waits out (see Accept); set it before the first Accept.
+	OnAcceptError func(err error, retryIn time.Duration)
+	closed        chan struct{}
+	closeOnce     sync.Once
 }
 
 // NewListener returns a Listener accepting from ln.
-func NewListener(ln net.Listener) *Listener { return &Listener{Listener: ln} }
+func NewListener(ln net.Listener) *Listener {
+	return &Listener{Listener: ln, closed: make(chan struct{})}
+}
 
-// Accept waits for the next connection and wraps it.
+// Accept waits for the next connection and wraps it. Running out of file
+// descriptors or kernel memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) is waited
+// out, from 5 ms doubling to 1 s between tries, as net/http's server does:
+// fasthttp would take such an error as permanent and stop serving for good
+// while the socket, still open, queues connections nobody accepts. Close
+// ends the wait.
 func (l *Listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			cc := NewServer(c)
+			cc.holds = &l.holds
+			return cc, nil
+		}
+		if !exhausted(err) {
+			return nil, err
+		}
+		wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+		if l.OnAcceptError != nil {
+			l.OnAcceptError(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-l.closed:
+			t.Stop()
+			return nil, net.ErrClosed
+		}
 	}
-	cc := NewServer(c)
-	cc.holds = &l.holds
-	return cc, nil
+}
+
+// Close closes the listener and ends a wait in Accept.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// exhausted reports whether err is an accept failing for want of a
+// resource that frees up again.
+func exhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }

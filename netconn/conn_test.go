@@ -2,11 +2,13 @@ package netconn
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -684,5 +686,74 @@ func TestHeldWriteAllocatesNothing(t *testing.T) {
 	<-drained
 	if allocs != 0 {
 		t.Fatalf("a held write and its writev allocate %v times, want 0", allocs)
+	}
+}
+
+// exhaustedListener is a real listener whose first fails Accepts fail
+// with EMFILE, as when the process is out of file descriptors.
+type exhaustedListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptWaitsOutExhaustion: EMFILE from accept is retried with a
+// growing wait (and reported), not returned, so a server keeps accepting
+// once descriptors free up; other errors and Close still end Accept.
+func TestAcceptWaitsOutExhaustion(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &exhaustedListener{Listener: tcp}
+	inner.fails.Store(4)
+	ln := NewListener(inner)
+	defer ln.Close()
+	var waits []time.Duration
+	ln.OnAcceptError = func(err error, retryIn time.Duration) {
+		if !errors.Is(err, syscall.EMFILE) {
+			t.Errorf("reported %v, want EMFILE", err)
+		}
+		waits = append(waits, retryIn)
+	}
+	peer, err := net.Dial("tcp", tcp.Addr().String()) // completes in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept() = %v, want a connection after the EMFILE errors", err)
+	}
+	c.Close()
+	want := []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}
+	if fmt.Sprint(waits) != fmt.Sprint(want) {
+		t.Errorf("waits = %v, want %v", waits, want)
+	}
+
+	// Close ends a wait at once.
+	inner.fails.Store(100)
+	waits = nil
+	done := make(chan error, 1)
+	go func() { _, err := ln.Accept(); done <- err }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	ln.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept() after Close = %v, want net.ErrClosed", err)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("Accept returned %v after Close, want at once", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Accept did not return after Close")
 	}
 }

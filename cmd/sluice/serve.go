@@ -197,7 +197,12 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 // deadlines, a yield before reading a connection's next request, and one
 // writev for a response longer than the write buffer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
-	return startServer(a.newFrontServer(cfg), netconn.NewListener(ln), a.log, "proxy")
+	nl := netconn.NewListener(ln)
+	addr := ln.Addr().String()
+	nl.OnAcceptError = func(err error, retryIn time.Duration) {
+		a.log.Warn().Err(err).Str("listen", addr).Dur("retry_in", retryIn).Msg("accept failed; retrying")
+	}
+	return startServer(a.newFrontServer(cfg), nl, a.log, "proxy")
 }
 
 // warnPublicAdmin logs when the admin API is reachable beyond loopback:
