@@ -11,6 +11,7 @@ package accesslog
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"sluice/config"
@@ -36,6 +38,9 @@ const (
 	// maxKeep is the largest field buffer an idle entry keeps, so that one
 	// huge path does not stay pinned in every pooled entry.
 	maxKeep = 1 << 10
+	// stuckAfter bounds Close and Reopen: a writer blocked that long in
+	// one write (a stalled pipe, a hung network mount) is given up on.
+	stuckAfter = 10 * time.Second
 )
 
 // ErrClosed is returned by Reopen after Close.
@@ -99,6 +104,10 @@ type Logger struct {
 	done   chan struct{}
 	once   sync.Once
 	err    error // set by the writer before done is closed
+	// owned is the file the writer writes to, for Close to close from
+	// outside when the writer is stuck in a write to it (a pipe or FIFO
+	// write then returns at once). nil for stdout, which is not ours.
+	owned atomic.Pointer[os.File]
 
 	// Owned by the writer goroutine.
 	path    string    // "" for stdout
@@ -141,6 +150,7 @@ func New(cfg config.AccessLog, stdout io.Writer, dropped func()) (*Logger, error
 			return nil, err
 		}
 		l.path, l.file, out = cfg.Path, f, f
+		l.owned.Store(f)
 	}
 	l.queue = make(chan *Entry, queueSize)
 	l.free = make(chan *Entry, queueSize+256)
@@ -155,8 +165,14 @@ func New(cfg config.AccessLog, stdout io.Writer, dropped func()) (*Logger, error
 }
 
 func openFile(path string) (*os.File, error) {
-	// 0640: access logs hold client addresses.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// 0640: access logs hold client addresses. O_NONBLOCK: opening a FIFO
+	// nobody reads fails (ENXIO) instead of blocking the caller (a reload,
+	// SIGUSR1) forever; on a regular file it changes nothing, and Go's
+	// poller waits out a full pipe.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+	if errors.Is(err, syscall.ENXIO) {
+		return nil, fmt.Errorf("%s: a FIFO with no reader: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("access log: %w", err)
 	}
@@ -221,17 +237,34 @@ func (l *Logger) recycle(e *Entry) {
 // reopen the file at the configured path, so that after logrotate renamed
 // the old file the log goes on in a new one (SIGUSR1). For stdout it does
 // nothing. If the file cannot be opened, the old one stays in use and the
-// error is returned.
+// error is returned. It waits at most 10 s for a busy writer (see
+// ReopenContext).
 func (l *Logger) Reopen() error {
+	ctx, cancel := context.WithTimeout(context.Background(), stuckAfter)
+	defer cancel()
+	return l.ReopenContext(ctx)
+}
+
+// ReopenContext is Reopen bounded by ctx: if the writer does not get to
+// it (stuck in a write) or finish it in time, it returns an error, and
+// the reopen happens later or not at all.
+func (l *Logger) ReopenContext(ctx context.Context) error {
 	if l == nil || l.queue == nil || l.path == "" {
 		return nil
 	}
-	reply := make(chan error, 1)
+	reply := make(chan error, 1) // the writer never blocks on it
 	select {
 	case l.reopen <- reply:
-		return <-reply
 	case <-l.done:
 		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("access log reopen: writer busy: %w", ctx.Err())
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("access log reopen: not finished: %w", ctx.Err())
 	}
 }
 
@@ -239,8 +272,20 @@ func (l *Logger) Reopen() error {
 // writer goroutine. It returns the first write error the writer met, if
 // any. Lines submitted after Close are dropped; stop serving requests
 // before calling it, since a line submitted while Close runs may be lost
-// without being counted.
+// without being counted. It waits at most 10 s for a stuck writer (see
+// CloseContext).
 func (l *Logger) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), stuckAfter)
+	defer cancel()
+	return l.CloseContext(ctx)
+}
+
+// CloseContext is Close bounded by ctx. If the writer is still stuck in a
+// write when ctx ends, the file is closed under it (which ends a write to
+// a pipe or FIFO) and an error is returned; the queued lines are lost.
+// A write to stdout cannot be ended that way: the writer goroutine then
+// stays until the write returns.
+func (l *Logger) CloseContext(ctx context.Context) error {
 	if l == nil || l.queue == nil {
 		return nil
 	}
@@ -248,8 +293,21 @@ func (l *Logger) Close() error {
 		l.closed.Store(true)
 		close(l.quit)
 	})
-	<-l.done
-	return l.err
+	select {
+	case <-l.done:
+		return l.err
+	case <-ctx.Done():
+	}
+	if f := l.owned.Load(); f != nil {
+		_ = f.Close()
+	}
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+	}
+	return fmt.Errorf("access log: writer stuck, lines lost: %w", ctx.Err())
 }
 
 // run is the writer goroutine.
@@ -344,6 +402,7 @@ func (l *Logger) reopenFile() error {
 		l.fail(err)
 	}
 	l.file, l.out = f, f
+	l.owned.Store(f)
 	l.w.Reset(f)
 	return nil
 }

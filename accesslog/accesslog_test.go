@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -573,5 +575,96 @@ func TestConcurrentSubmit(t *testing.T) {
 		if m["path"] != "/concurrent" || m["request_id"] != "3f2a9c1d0b8e7a65" {
 			t.Fatalf("corrupted line %v", m)
 		}
+	}
+}
+
+// stalledFIFO makes a FIFO whose reader opens it and never reads, so
+// that writes to it block once the pipe is full (a stalled log shipper).
+func stalledFIFO(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "access.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return path
+}
+
+// fillPipe submits lines until the writer is surely blocked on the pipe
+// (far more than its 64 KiB buffer and the pipe's hold).
+func fillPipe(l *Logger) {
+	long := strings.Repeat("p", 900)
+	for range 2000 {
+		e := l.Acquire()
+		fill(e, "/"+long)
+		l.Submit(e)
+	}
+	time.Sleep(300 * time.Millisecond) // past flushEvery: the writer is in a write
+}
+
+// TestStuckWriterBounded: a log output that stops taking bytes cannot
+// hold a reload, SIGUSR1 or shutdown: Reopen and Close give up in time
+// and report it, and closing the file under the writer ends its write.
+func TestStuckWriterBounded(t *testing.T) {
+	path := stalledFIFO(t)
+	l, err := New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, nil)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	fillPipe(l)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := l.ReopenContext(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("ReopenContext() on a stuck writer = %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ReopenContext took %v, want about 200ms", d)
+	}
+
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	start = time.Now()
+	if err := l.CloseContext(ctx2); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("CloseContext() on a stuck writer = %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("CloseContext took %v, want about 300ms", d)
+	}
+	select {
+	case <-l.done: // the file closed under it ended the write: no goroutine left
+	case <-time.After(2 * time.Second):
+		t.Fatal("the writer goroutine is still blocked after CloseContext")
+	}
+}
+
+// TestFIFOWithoutReader: an access log path that is a FIFO nobody reads
+// fails to open with a clear error instead of blocking (at startup, on a
+// reload or on SIGUSR1).
+func TestFIFOWithoutReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nobody.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, nil)
+		if err == nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "FIFO with no reader") {
+			t.Errorf("New() = %v, want a \"FIFO with no reader\" error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("New() blocked on a FIFO with no reader")
 	}
 }

@@ -420,25 +420,40 @@ func (a *app) setAccessLog(c config.AccessLog) error {
 	return nil
 }
 
-// swapAccessLog puts next in use (nil: off) and closes the previous one;
-// requests still finishing on it drop their line.
+// swapAccessLog puts next in use (nil: off) and closes the previous one
+// in the background (tracked by retiring), so that a previous output that
+// stopped taking bytes cannot hold the reload; requests still finishing on
+// it drop their line.
 func (a *app) swapAccessLog(next *accesslog.Logger) {
 	prev := a.access
 	a.access = next
 	a.proxy.SetAccessLog(next)
-	if prev != nil {
-		if err := prev.Close(); err != nil {
+	if prev == nil {
+		return
+	}
+	a.retiring.Add(1)
+	go func() {
+		defer a.retiring.Done()
+		if err := prev.Close(); err != nil { // bounded: 10 s for a stuck writer
 			a.log.Warn().Err(err).Msg("closing the previous access log")
 		}
-	}
+	}()
 }
+
+// accessLogWait bounds how long shutdown and SIGUSR1 wait for an access
+// log writer that is stuck in a write.
+const accessLogWait = 5 * time.Second
 
 func (a *app) closeAccessLog() {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	a.proxy.SetAccessLog(nil)
 	if a.access != nil {
-		_ = a.access.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), accessLogWait)
+		defer cancel()
+		if err := a.access.CloseContext(ctx); err != nil {
+			a.log.Warn().Err(err).Msg("closing the access log")
+		}
 		a.access = nil
 	}
 }
@@ -450,7 +465,9 @@ func (a *app) reopenLogs() {
 	if a.access == nil {
 		return
 	}
-	if err := a.access.Reopen(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), accessLogWait)
+	defer cancel()
+	if err := a.access.ReopenContext(ctx); err != nil {
 		a.log.Error().Err(err).Msg("access log reopen failed")
 		return
 	}
