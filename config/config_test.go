@@ -101,6 +101,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{"pools.api.backends: a pool needs backends or discovery"}},
 		{"invalid yaml", "pools:=>pools: [",
 			[]string{"invalid YAML"}},
+		{"zero response limit", "timeouts: {=>limits: { max_response_bytes: 0 }\ntimeouts: {",
+			[]string{"limits.max_response_bytes: must be > 0"}},
+		{"huge header limit", "timeouts: {=>limits: { max_header_bytes: 1073741824 }\ntimeouts: {",
+			[]string{"limits.max_header_bytes: must be from 1024 to 1048576"}},
+		{"zero upstream idle", "idle: 90s }=>idle: 90s, upstream_idle: 0s }",
+			[]string{"sluice.yaml:18: timeouts.upstream_idle: must be > 0"}},
 		{"every error at once", "weight: 1 }=>weight: -3 }\n      - { address: nope }",
 			[]string{"pools.web.backends[0].weight: must be >= 0", "pools.web.backends[1].address: want host:port"}},
 	}

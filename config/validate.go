@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// MaxHeaderBytesLimit is the largest limits.max_header_bytes (1 MiB).
+const MaxHeaderBytesLimit = 1 << 20
+
 // Algorithms are the names accepted by a pool's algorithm field.
 var Algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
 
@@ -29,10 +32,16 @@ func (c *Config) validate() Errors {
 	if c.ShutdownDelay < 0 {
 		v.fail("shutdown_delay", "must be >= 0")
 	}
-	if c.Limits.MaxHeaderBytes < 1024 {
-		v.fail("limits.max_header_bytes", "must be >= 1024")
+	v.positive("timeouts.upstream_idle", int64(c.Timeouts.UpstreamIdle))
+	// The header limit is every client connection's read buffer, so a
+	// huge one is memory per connection (Envoy caps it at 8 MiB, nginx's
+	// default is 8 KiB).
+	if c.Limits.MaxHeaderBytes < 1024 || c.Limits.MaxHeaderBytes > MaxHeaderBytesLimit {
+		v.fail("limits.max_header_bytes", "must be from 1024 to %d", MaxHeaderBytesLimit)
 	}
 	v.positive("limits.max_body_bytes", int64(c.Limits.MaxBodyBytes))
+	// 0 would mean "no limit" to the upstream client, not "nothing".
+	v.positive("limits.max_response_bytes", int64(c.Limits.MaxResponseBytes))
 	v.positive("limits.max_conns_per_backend", int64(c.Limits.MaxConnsPerBackend))
 	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
 		v.fail("retries.attempts", "must be from 1 to 10")
