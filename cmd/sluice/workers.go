@@ -74,38 +74,75 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 		err error
 	}
 	exits := make(chan exit, n)
-	var mu sync.Mutex // guards procs against the wait goroutines' reads
+	// mu guards procs and alive, which the wait goroutines update (an
+	// exec.Cmd's ProcessState is written by Wait, so it is not read here).
+	var mu sync.Mutex
 	procs := make([]*exec.Cmd, n)
+	alive := make([]bool, n)
 	var waits sync.WaitGroup
 	start := func(i int) error {
 		cmd := exec.Command(exe, "-config", configPath, "-workers", strconv.Itoa(n), "-worker-index", strconv.Itoa(i))
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 		cmd.Stdout, cmd.Stderr = os.Stdout, stderr
+		// A supervisor killed outright (SIGKILL, OOM) takes its workers
+		// with it, gracefully, instead of leaving them on the port.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			return err
 		}
 		mu.Lock()
-		procs[i] = cmd
+		procs[i], alive[i] = cmd, true
 		mu.Unlock()
 		waits.Add(1)
-		go func() { defer waits.Done(); exits <- exit{i, cmd.Wait()} }()
+		go func() {
+			defer waits.Done()
+			err := cmd.Wait()
+			mu.Lock()
+			alive[i] = false
+			mu.Unlock()
+			exits <- exit{i, err}
+		}()
 		log.Info().Int("worker", i).Int("pid", cmd.Process.Pid).Msg("worker started")
 		return nil
 	}
 	signalAll := func(sig os.Signal) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, p := range procs {
-			if p != nil && p.ProcessState == nil {
+		for i, p := range procs {
+			if alive[i] {
 				_ = p.Process.Signal(sig)
 			}
 		}
 	}
+	// stopAll sends SIGTERM to the running workers and waits for them
+	// within the shutdown bound, then kills what is left; it returns the
+	// exit code.
+	stopAll := func(running int) int {
+		signalAll(syscall.SIGTERM)
+		code := 0
+		bound := time.After(cfg.ShutdownDelay + cfg.ShutdownTimeout + 10*time.Second)
+		for running > 0 {
+			select {
+			case e := <-exits:
+				running--
+				if e.err != nil {
+					log.Error().Int("worker", e.i).Err(e.err).Msg("worker exit")
+					code = 1
+				}
+			case <-bound:
+				log.Error().Msg("workers did not stop in time; killing them")
+				signalAll(syscall.SIGKILL)
+				bound = nil
+				code = 1
+			}
+		}
+		waits.Wait()
+		return code
+	}
 	for i := range n {
 		if err := start(i); err != nil {
 			log.Error().Err(err).Msg("cannot start a worker")
-			signalAll(syscall.SIGTERM)
-			waits.Wait()
+			stopAll(i)
 			return 1
 		}
 	}
@@ -134,26 +171,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 			dead = dead[:0]
 		case <-ctx.Done():
 			log.Info().Int("workers", running).Msg("stopping workers")
-			signalAll(syscall.SIGTERM)
-			code := 0
-			bound := time.After(cfg.ShutdownDelay + cfg.ShutdownTimeout + 10*time.Second)
-			for running > 0 {
-				select {
-				case e := <-exits:
-					running--
-					if e.err != nil {
-						log.Error().Int("worker", e.i).Err(e.err).Msg("worker exit")
-						code = 1
-					}
-				case <-bound:
-					log.Error().Msg("workers did not stop in time; killing them")
-					signalAll(syscall.SIGKILL)
-					bound = nil
-					code = 1
-				}
-			}
-			waits.Wait()
-			return code
+			return stopAll(running)
 		}
 	}
 }

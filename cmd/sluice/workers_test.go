@@ -141,3 +141,43 @@ func workerPID(t *testing.T, log string, i int) int {
 	}
 	return pid
 }
+
+// TestWorkersDieWithSupervisor: a supervisor killed outright (SIGKILL,
+// no chance to stop its workers) still takes them down: each gets SIGTERM
+// from the kernel (Pdeathsig) and stops, leaving neither port served.
+func TestWorkersDieWithSupervisor(t *testing.T) {
+	up := startElasticBackend(t, "127.0.0.1:0")
+	listen, adminPort := freePort(t), twoFreePorts(t)
+	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: 127.0.0.1:%d}\nwatch_config: false\nlog: {level: info, format: json}\nroutes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\n", listen, adminPort, up.addr))
+	cmd := exec.Command(binary, "-config", path, "-workers", "2")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	admins := []string{fmt.Sprintf("http://127.0.0.1:%d", adminPort), fmt.Sprintf("http://127.0.0.1:%d", adminPort+1)}
+	for _, a := range admins {
+		waitReady(t, a+"/readyz")
+	}
+	pids := []int{workerPID(t, stderr.String(), 0), workerPID(t, stderr.String(), 1)}
+	t.Cleanup(func() {
+		for _, pid := range pids { // in case Pdeathsig did not act
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cmd.Process.Wait()
+	for _, a := range admins {
+		waitUntil(t, a+" gone after the supervisor was killed", 10*time.Second, func() bool {
+			resp, err := http.Get(a + "/healthz")
+			if err != nil {
+				return true
+			}
+			resp.Body.Close()
+			return false
+		})
+	}
+	noRaceReport(t, "supervisor and workers", stderr.String())
+}
