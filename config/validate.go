@@ -12,8 +12,8 @@ import (
 // MaxHeaderBytesLimit is the largest limits.max_header_bytes (1 MiB).
 const MaxHeaderBytesLimit = 1 << 20
 
-// Algorithms are the names accepted by a pool's algorithm field.
-var Algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
+// algorithms are the names accepted by a pool's algorithm field.
+var algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
 
 // validate checks the decoded config as a whole and returns every problem.
 func (c *Config) validate() Errors {
@@ -206,8 +206,8 @@ func (v *validator) pool(path string, p *Pool) {
 		v.fail(path, "empty pool")
 		return
 	}
-	if !contains(Algorithms, p.Algorithm) {
-		v.fail(path+".algorithm", "unknown algorithm %q (want one of %s)", p.Algorithm, strings.Join(Algorithms, ", "))
+	if !contains(algorithms, p.Algorithm) {
+		v.fail(path+".algorithm", "unknown algorithm %q (want one of %s)", p.Algorithm, strings.Join(algorithms, ", "))
 	}
 	if _, err := ParseHashKey(p.HashKey); err != nil {
 		v.fail(path+".hash_key", "%v", err)

@@ -351,8 +351,10 @@ func groupByPriority(records []*net.SRV) func(yield func([]*net.SRV) bool) {
 // found come back in missing; any other failure is returned as err.
 func (w *Watcher) lookupTargets(ctx context.Context, records []*net.SRV) (addrs map[string][]netip.Addr, missing []error, err error) {
 	var targets []string
+	seen := make(map[string]bool, len(records))
 	for _, r := range records {
-		if !slices.Contains(targets, r.Target) {
+		if !seen[r.Target] {
+			seen[r.Target] = true
 			targets = append(targets, r.Target)
 		}
 	}
@@ -364,8 +366,10 @@ func (w *Watcher) lookupTargets(ctx context.Context, records []*net.SRV) (addrs 
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, targetLookups)
 	for i, target := range targets {
+		// The slot is taken before the goroutine starts, so a large SRV
+		// answer never has more than targetLookups goroutines at once.
+		slots <- struct{}{}
 		wg.Go(func() {
-			slots <- struct{}{}
 			defer func() { <-slots }()
 			results[i].addrs, results[i].err = w.lookupIP(ctx, target)
 		})
