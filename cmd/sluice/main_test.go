@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -162,6 +163,49 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 		t.Errorf("in-flight request = %d %q %v, want 200 \"slow done\"", r.code, r.body, r.err)
 	}
 	waitExit(t, cmd, &stderr, 10*time.Second, "sluice")
+}
+
+// TestSecondSIGTERMExitsAtOnce: the first SIGTERM starts the graceful
+// shutdown (here a long shutdown_delay); a second one ends the process at
+// once, killed by the signal, as a second Ctrl-C does.
+func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
+	listen, admin := freePort(t), freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nroutes: [{pool: p}]\npools: {p: {backends: [{address: 127.0.0.1:9}]}}\nshutdown_delay: 20s\nlog: {level: warn}\n",
+		listen, admin))
+	cmd := exec.Command(binary, "-config", cfg)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitReady(t, "http://"+admin+"/readyz")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The first signal is taken: readiness goes off, the process stays.
+	waitUntil(t, "readiness off after SIGTERM", 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("exit after the second SIGTERM = %v, want killed by SIGTERM\n%s", err, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("sluice still running 5s after a second SIGTERM (shutdown_delay 20s)\n%s", stderr.String())
+	}
 }
 
 // waitExit waits up to within for cmd, already signalled, to exit with

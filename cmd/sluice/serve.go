@@ -161,6 +161,14 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	for {
 		select {
 		case <-ctx.Done():
+			if a.opts.override == nil {
+				// A second SIGTERM or SIGINT during the graceful shutdown
+				// (shutdown_delay, draining) ends the process at once: the
+				// signals' default action. Not in a worker, whose
+				// supervisor forwards the SIGTERM that systemd or a Ctrl-C
+				// may already have sent it directly.
+				signal.Reset(syscall.SIGTERM, syscall.SIGINT)
+			}
 			a.shutdown()
 			return 0
 		case <-hup:
