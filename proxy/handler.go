@@ -1,7 +1,9 @@
 // Package proxy is sluice's data plane: the fasthttp handler that routes
 // each request, picks a backend from the published snapshot and forwards
 // the request over a kept-alive upstream connection. The request path takes
-// no lock and, in steady state, allocates nothing.
+// no lock of its own (fasthttp's HostClient locks its connection pool
+// briefly to hand out and take back a connection) and, in steady state,
+// allocates nothing.
 package proxy
 
 import (
