@@ -64,6 +64,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Conn is a net.Conn with lazy deadlines and, for server connections, a
@@ -96,6 +97,14 @@ type Conn struct {
 	pendingN   int
 	pendingErr error
 	stepped    bool
+	// sending is set from the first write of a request to the next read;
+	// the first write checks the idle connection first (checkIdle), with
+	// peek1 (peek bound once) filling peekN and peekErr.
+	sending bool
+	peek1   func(uintptr)
+	peekN   uintptr
+	peekErr syscall.Errno
+	peekBuf [1]byte
 
 	// Server connections, for HoldNextWrite: hold is set until the next
 	// write, held is that write's copy (in *heldBuf) until the write after
@@ -153,12 +162,21 @@ func NewServer(c net.Conn) *Conn { return newConn(c, true) }
 // written is followed by reading its response, as in an HTTP/1 client, and
 // not under TLS (a TLS server sends records unasked, session tickets for
 // one); on a connection that is not a socket it is New.
+//
+// Before the first write of each request the connection checks that
+// nothing arrived while it was idle (checkIdle): a backend that closed it
+// (its keep-alive timeout) makes that write fail with ErrIdleClosed, and
+// bytes nobody asked for (a body after a HEAD or 204 response, a second
+// response) with ErrUnsolicited, before any byte of the request is sent.
+// Either way the connection must not be used again; the request can go
+// out on another one.
 func NewClient(c net.Conn, flushSize int) *Conn {
 	cc := newConn(c, false)
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			cc.raw, cc.flushSize = raw, flushSize
 			cc.step1 = cc.step
+			cc.peek1 = cc.peek
 		}
 	}
 	return cc
@@ -258,6 +276,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.wrote.Store(false)
 		runtime.Gosched()
 	}
+	c.sending = false
 	for {
 		n, err := c.Conn.Read(p)
 		if c.raw != nil {
@@ -287,6 +306,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if len(p) > 0 && len(p) <= maxHold {
 			c.holdCopy(p)
 			return len(p), nil
+		}
+	}
+	if c.raw != nil && !c.sending {
+		c.sending = true
+		if err := c.checkIdle(); err != nil {
+			return 0, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 		}
 	}
 	if c.raw != nil && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
@@ -439,6 +464,48 @@ func (c *Conn) step(fd uintptr) bool {
 		}
 		c.pendingN = n
 		return n < len(c.pending)
+	}
+}
+
+// ErrIdleClosed and ErrUnsolicited fail the first write of a request on a
+// client connection that the peer closed, or sent bytes on, while it was
+// idle (see NewClient). Nothing of the request was sent.
+var (
+	ErrIdleClosed  = errors.New("netconn: connection closed by the peer while idle")
+	ErrUnsolicited = errors.New("netconn: peer sent unrequested bytes on an idle connection")
+)
+
+// checkIdle looks, without consuming anything, for what arrived on an idle
+// client connection: one recv(MSG_PEEK|MSG_DONTWAIT) system call. A read
+// would tell the same, but Go's netpoller readiness, the only other
+// witness, cannot be asked without being reset.
+func (c *Conn) checkIdle() error {
+	c.peekN, c.peekErr = 0, 0
+	if err := c.raw.Control(c.peek1); err != nil {
+		return nil // closed: the write reports it
+	}
+	switch {
+	case c.peekErr == syscall.EAGAIN:
+		return nil
+	case c.peekErr == 0 && c.peekN > 0:
+		return ErrUnsolicited
+	case c.peekErr == 0, c.peekErr == syscall.ECONNRESET:
+		return ErrIdleClosed // EOF or reset
+	}
+	return nil // anything else: let the write meet it
+}
+
+// peek is Control's callback for checkIdle. A raw recvfrom: the syscall
+// package's Recvfrom returns an address, which allocates.
+func (c *Conn) peek(fd uintptr) {
+	for {
+		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		c.peekN, c.peekErr = n, e
+		return
 	}
 }
 

@@ -491,16 +491,16 @@ func TestClientWriteAfterAFullRead(t *testing.T) {
 	_, raw, peer := pair(t)
 	c := NewClient(raw.Conn, 1024)
 	c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	if _, err := peer.Write([]byte("abcd")); err != nil {
+	if _, err := peer.Write([]byte("ab")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil { // fills its buffer: "cd" is left
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil { // fills its buffer
 		t.Fatal(err)
 	}
 	if !c.unread.Load() {
 		t.Fatal("a read that filled its buffer left unread unset")
 	}
-	time.Sleep(20 * time.Millisecond) // the poller takes the arrival's readiness
+	time.Sleep(20 * time.Millisecond)
 	start := time.Now()
 	if _, err := c.Write([]byte("request")); err != nil {
 		t.Fatal(err)
@@ -509,11 +509,14 @@ func TestClientWriteAfterAFullRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > time.Second {
-		t.Fatalf("writes with data unread took %v: they waited", took)
+		t.Fatalf("writes after a full read took %v: they waited", took)
+	}
+	if _, err := peer.Write([]byte("cd")); err != nil {
+		t.Fatal(err)
 	}
 	buf := make([]byte, 16)
 	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "cd" {
-		t.Fatalf("Read() = %q, %v; want the rest", buf[:n], err)
+		t.Fatalf("Read() = %q, %v; want the answer", buf[:n], err)
 	}
 	if c.unread.Load() {
 		t.Fatal("a read that emptied the socket left unread set")
@@ -755,5 +758,48 @@ func TestAcceptWaitsOutExhaustion(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("Accept did not return after Close")
+	}
+}
+
+// TestClientIdleCheck: the first write of a request on an idle client
+// connection fails, with nothing sent, when the peer sent bytes unasked
+// (ErrUnsolicited) or closed the connection (ErrIdleClosed) meanwhile;
+// both come as *net.OpError. Later writes of the same request, and a
+// connection with nothing waiting, are not affected.
+func TestClientIdleCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		peer func(net.Conn)
+		want error
+	}{
+		{"nothing arrived", func(net.Conn) {}, nil},
+		{"unrequested bytes", func(p net.Conn) { p.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")) }, ErrUnsolicited},
+		{"closed", func(p net.Conn) { p.Close() }, ErrIdleClosed},
+		{"reset", func(p net.Conn) {
+			if tc, ok := p.(*Conn).Conn.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			p.Close()
+		}, ErrIdleClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, raw, peer := pair(t)
+			c := NewClient(raw.Conn, 1024)
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			tt.peer(peer)
+			time.Sleep(30 * time.Millisecond)
+			n, err := c.Write(make([]byte, 2048)) // a long request: no write-then-wait
+			if tt.want == nil {
+				if err != nil || n != 2048 {
+					t.Fatalf("Write() = %d, %v; want all of it", n, err)
+				}
+				return
+			}
+			var op *net.OpError
+			if !errors.Is(err, tt.want) || !errors.As(err, &op) || n != 0 {
+				t.Fatalf("Write() = %d, %v; want 0 and a *net.OpError wrapping %v", n, err, tt.want)
+			}
+		})
 	}
 }

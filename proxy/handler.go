@@ -23,6 +23,7 @@ import (
 	"sluice/config"
 	"sluice/health"
 	"sluice/metrics"
+	"sluice/netconn"
 )
 
 // Proxy serves requests from whatever snapshot was published last.
@@ -192,8 +193,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			start = time.Now()
 		}
 		up.backend.Begin()
-		// One deadline for the whole exchange, request write included.
-		err = up.client.DoTimeout(req, &ctx.Response, s.responseTimeout)
+		for range maxIdleRetries {
+			// One deadline for the whole exchange, request write included.
+			err = up.client.DoTimeout(req, &ctx.Response, s.responseTimeout)
+			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
+				break
+			}
+			// The connection was closed, or sent bytes nobody asked for,
+			// while idle; nothing of the request left. Again on another
+			// connection to the same backend, without counting a retry.
+		}
 		up.backend.End()
 		done := time.Now()
 		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
@@ -405,6 +414,12 @@ func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
 	return balancer.HashKey(v)
 }
 
+// maxIdleRetries bounds how many idle connections found dead (closed by
+// the backend, or holding unrequested bytes) one attempt goes through
+// before it counts as failed: after a backend restart, every idle
+// connection to it is.
+const maxIdleRetries = 8
+
 // retryable says whether a failed attempt may be tried again on another
 // backend: always when the request never left (connect failed, no free
 // connection), and for idempotent methods when the connection broke.
@@ -466,6 +481,7 @@ func errorKind(err error) errKind {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return kindTooLarge
 	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, netconn.ErrIdleClosed), errors.Is(err, netconn.ErrUnsolicited),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return kindReset
 	}
