@@ -496,10 +496,11 @@ func (c *Conn) checkIdle() error {
 }
 
 // peek is Control's callback for checkIdle. A raw recvfrom: the syscall
-// package's Recvfrom returns an address, which allocates.
+// package's Recvfrom returns an address, which allocates; and RawSyscall6,
+// without the scheduler's enter/exit, since MSG_DONTWAIT never blocks.
 func (c *Conn) peek(fd uintptr) {
 	for {
-		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		if e == syscall.EINTR {
 			continue
