@@ -7,6 +7,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -127,10 +128,10 @@ type outcome struct {
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
 	out := outcome{target: -1}
 	found := scanRequest(ctx.Request.Header.RawHeaders())
-	if found.smuggled() {
-		// Content-Length beside chunked framing: the two ends of a proxy
-		// may disagree on where this message ends (request smuggling).
-		writeError(ctx, fasthttp.StatusBadRequest, "400 both Content-Length and Transfer-Encoding\n")
+	if code, msg := rejected(ctx, found); code != 0 {
+		writeError(ctx, code, msg)
+		// The rest of the connection cannot be trusted to be framed as
+		// the next hop would frame it.
 		ctx.SetConnectionClose()
 		return out
 	}
@@ -245,7 +246,17 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// the upstream client already; it says nothing about the
 		// downstream connection.
 		resp.Header.ResetConnectionClose()
-		sc.buf = stripHopByHop(&resp.Header, scanResponse(&resp.Header), sc.buf)
+		found := scanResponse(&resp.Header)
+		if bad := badResponse(resp, found); bad != "" {
+			if resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+				// The connection it came on went back to the pool; the
+				// backend may be speaking something else on it now.
+				out.upstream.client.CloseIdleConnections()
+			}
+			writeError(ctx, fasthttp.StatusBadGateway, bad)
+			break
+		}
+		sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		if pl.sticky != nil && stuck != idx {
 			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 		}
@@ -260,6 +271,69 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		req.Header.SetProtocolBytes(strHTTP10)
 	}
 	return out
+}
+
+// badResponse says why an upstream response must not be passed on ("" if
+// it may): a 101 to a request whose Upgrade sluice removed (the backend
+// would then speak another protocol on a connection sluice reuses), or a
+// field name that is not a token.
+func badResponse(resp *fasthttp.Response, found headerSet) string {
+	switch {
+	case resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
+		return "502 upstream switched protocols unasked\n"
+	case found&hBadName != 0:
+		return "502 upstream sent an invalid header field name\n"
+	}
+	return ""
+}
+
+// rejected returns the status and body for a request that must not be
+// forwarded (0 when it may be), beyond what fasthttp's parser refuses.
+func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
+	h := &ctx.Request.Header
+	switch {
+	case found.smuggled():
+		// Content-Length beside chunked framing: the two ends of a proxy
+		// may disagree on where this message ends (request smuggling).
+		return fasthttp.StatusBadRequest, "400 both Content-Length and Transfer-Encoding\n"
+	case found&hBadTE != 0:
+		return fasthttp.StatusBadRequest, "400 Transfer-Encoding other than chunked\n"
+	case found&hBadName != 0:
+		return fasthttp.StatusBadRequest, "400 invalid header field name\n"
+	case !bytes.Equal(h.Protocol(), strHTTP11) && !bytes.Equal(h.Protocol(), strHTTP10):
+		return fasthttp.StatusHTTPVersionNotSupported, "505 HTTP version not supported\n"
+	case h.IsConnect():
+		return fasthttp.StatusMethodNotAllowed, "405 CONNECT is not supported\n"
+	case bytes.IndexByte(h.Host(), '@') >= 0:
+		// fasthttp would turn user:pass@ into an Authorization header.
+		return fasthttp.StatusBadRequest, "400 userinfo in Host\n"
+	}
+	return checkTarget(h.RequestURI())
+}
+
+// checkTarget vets the request-target as received: no fragment (RFC 9112
+// §3.2), and an absolute-form target only with the http scheme and no
+// userinfo, which fasthttp would turn into an Authorization header.
+func checkTarget(t []byte) (int, string) {
+	if bytes.IndexByte(t, '#') >= 0 {
+		return fasthttp.StatusBadRequest, "400 fragment in request target\n"
+	}
+	if len(t) == 0 || t[0] == '/' || (len(t) == 1 && t[0] == '*') {
+		return 0, ""
+	}
+	// sluice speaks plain HTTP to its backends: an https:// target would
+	// make the upstream client try TLS and fail as a 502.
+	if len(t) <= 7 || !bytes.EqualFold(t[:7], []byte("http://")) {
+		return fasthttp.StatusBadRequest, "400 request target must be a path or an http:// URL\n"
+	}
+	rest := t[7:]
+	if end := bytes.IndexAny(rest, "/?"); end >= 0 {
+		rest = rest[:end]
+	}
+	if bytes.IndexByte(rest, '@') >= 0 {
+		return fasthttp.StatusBadRequest, "400 userinfo in request target\n"
+	}
+	return 0, ""
 }
 
 // ClientWriteBufferSize is the write buffer of the server that calls
@@ -348,8 +422,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, b
 	buf = buf[:0]
 	if found&hXForwardedFor != 0 {
 		for _, v := range h.PeekAll("X-Forwarded-For") {
-			buf = append(buf, v...)
-			buf = append(buf, ", "...)
+			if v = bytes.TrimSpace(v); len(v) > 0 {
+				buf = append(buf, v...)
+				buf = append(buf, ", "...)
+			}
 		}
 		h.DelBytes(hdrXForwardedFor)
 	}

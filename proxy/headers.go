@@ -18,6 +18,7 @@ var (
 	hdrSetCookie       = []byte("Set-Cookie")
 	hdrRetryAfter      = []byte("Retry-After")
 	valueHTTP          = []byte("http")
+	valueChunked       = []byte("chunked")
 	valueOne           = []byte("1")
 )
 
@@ -66,6 +67,10 @@ const (
 	// possible. It leaves out Content-Length so that it reads as not
 	// smuggled.
 	hAll = (hConnectionNames<<1 - 1) &^ hContentLength
+
+	// Problems the scan found; never part of hAll.
+	hBadName = hConnectionNames << 1 // a field name that is not a token
+	hBadTE   = hConnectionNames << 2 // a Transfer-Encoding other than chunked
 )
 
 // knownHeader is a header name and its bit.
@@ -91,16 +96,51 @@ var knownHeaders = func() []knownHeader {
 
 // classifyHeader returns the bits of one header field.
 func classifyHeader(name, value []byte) headerSet {
+	if !isToken(name) {
+		return hBadName
+	}
 	for _, k := range knownHeaders {
 		if len(k.name) != len(name) || !bytes.EqualFold(k.name, name) {
 			continue
 		}
-		if k.bit == hConnection && namesHeaders(value) {
+		switch {
+		case k.bit == hConnection && namesHeaders(value):
 			return hConnection | hConnectionNames
+		case k.bit == hTransferEncoding && !bytes.EqualFold(bytes.TrimSpace(value), valueChunked):
+			// chunked is the only coding a request may carry here
+			// (RFC 9112 §6.3: anything else cannot be framed).
+			return hTransferEncoding | hBadTE
 		}
 		return k.bit
 	}
 	return 0
+}
+
+// tchar marks the bytes of a token (RFC 9110 §5.6.2), which a field name
+// must be.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // namesHeaders reports whether a Connection value lists anything but the

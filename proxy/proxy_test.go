@@ -353,6 +353,16 @@ func TestHostileRequests(t *testing.T) {
 		{"headers too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n", 431},
 		{"body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("a", 5000), 413},
 		{"control char in uri", "GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"transfer-encoding identity", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"space inside a header name", "GET / HTTP/1.1\r\nHost: x\r\nX A: a\r\n\r\n", 400},
+		{"transfer encoding with a space", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer Encoding: chunked\r\n\r\nhello", 400},
+		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+		{"CONNECT", "CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n", 405},
+		{"userinfo in Host", "GET / HTTP/1.1\r\nHost: u@x\r\n\r\n", 400},
+		{"userinfo in absolute target", "GET http://user:pw@x/p HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"ftp absolute target", "GET ftp://x/p HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"https absolute target", "GET https://x/p HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"fragment in target", "GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

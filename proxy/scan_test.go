@@ -147,3 +147,22 @@ func TestScannedHeadersEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestBadResponsesBecome502: a response sluice cannot pass on safely gets
+// the client a 502: a 101 to a request whose Upgrade was removed, and a
+// field name that is not a token.
+func TestBadResponsesBecome502(t *testing.T) {
+	for _, tt := range []struct{ name, resp string }{
+		{"unasked 101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
+		{"space in a field name", "HTTP/1.1 200 OK\r\nX F: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startRawBackend(t, tt.resp)
+			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
+			out := rawWire(t, px.addr, "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\r\n")
+			if !strings.HasPrefix(out, "HTTP/1.1 502") {
+				t.Fatalf("proxy answered %q, want a 502", out)
+			}
+		})
+	}
+}
