@@ -49,6 +49,15 @@
 // and sent with the rest in one writev (scenario c: 3 writes per request
 // become a write and a writev).
 //
+// Idle upstream connections. A kept-alive client connection may have been
+// closed by the peer, or been sent bytes nobody asked for, while it sat in
+// the pool; an HTTP client would then fail the request, or read those
+// bytes as its response. NewClient connections look first (one
+// recv(MSG_PEEK) before each request, the price of this check) and fail
+// the request's first write with nothing sent (ErrIdleClosed,
+// ErrUnsolicited). Accept errors. Listener waits out running out of file
+// descriptors instead of passing the error to a server that would stop.
+//
 // A Conn serves one reader and one writer at a time, like fasthttp's use of
 // a connection. Deadlines may be set from any goroutine: the last one set
 // wins, as with net.Conn.
