@@ -19,10 +19,16 @@ const (
 	KindConnect                  // dialing failed, was refused or timed out
 	KindTimeout                  // sent, but no response in time
 	KindReset                    // the connection broke mid-exchange
+	// KindIdle: a kept-alive connection the backend had closed, or sent
+	// unrequested bytes on, while idle; found before the request was
+	// written, which then went out on another connection. Not a failed
+	// request, but a sign of a keep-alive timeout below upstream_idle or
+	// of a backend that writes more than its responses.
+	KindIdle
 	numKinds
 )
 
-var kindNames = [numKinds]string{"other", "connect", "timeout", "reset"}
+var kindNames = [numKinds]string{"other", "connect", "timeout", "reset", "idle"}
 
 func (k ErrorKind) String() string {
 	if k >= numKinds {

@@ -200,6 +200,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}
+			up.series.UpstreamError(metrics.KindIdle)
 			// The connection was closed, or sent bytes nobody asked for,
 			// while idle; nothing of the request left. Again on another
 			// connection to the same backend, without counting a retry.

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/metrics"
 )
 
 // misbehavingBackend is an HTTP/1.1 backend written on bare TCP, so that it can
@@ -111,7 +113,8 @@ func TestIdleConnectionChecked(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 8\r\n\r\nsmuggled")
 			}
 		})
-		px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\n", b.addr()))
+		m := metrics.New("test")
+		px := startProxyWith(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\n", b.addr()), m)
 		if code, _ := rawDo(t, px.addr, "HEAD", "/first", ""); code != 200 {
 			t.Fatalf("HEAD = %d, want 200", code)
 		}
@@ -121,6 +124,15 @@ func TestIdleConnectionChecked(t *testing.T) {
 			if code != 200 || body != fmt.Sprintf("answer to GET /victim%d", i) {
 				t.Fatalf("GET /victim%d = %d %q, want the backend's answer to it", i, code, body)
 			}
+		}
+		idle := 0.0
+		for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
+			if strings.Contains(k, `kind="idle"`) {
+				idle += v
+			}
+		}
+		if idle != 1 {
+			t.Errorf(`sluice_upstream_errors_total{kind="idle"} = %v, want 1 (the connection with the unasked response)`, idle)
 		}
 	})
 	t.Run("closed while idle", func(t *testing.T) {
