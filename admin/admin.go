@@ -76,6 +76,8 @@ func Handler(o Options) fasthttp.RequestHandler {
 			return
 		}
 		switch {
+		case (path == "/healthz" || path == "/readyz" || path == "/metrics") && !allow(ctx, method, "GET"):
+			return
 		case path == "/healthz":
 			text(ctx, 200, "ok\n")
 		case path == "/readyz":

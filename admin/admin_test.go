@@ -102,6 +102,8 @@ func TestAdminEndpoints(t *testing.T) {
 	}{
 		{"healthz", "GET", "/healthz", "", 200, "ok"},
 		{"readyz", "GET", "/readyz", "", 200, "ready"},
+		{"healthz wrong method", "POST", "/healthz", "", 405, "not allowed"},
+		{"readyz wrong method", "DELETE", "/readyz", "", 405, "not allowed"},
 		{"pools", "GET", "/admin/pools", "", 200, `"address": "127.0.0.1:9002"`},
 		{"config json", "GET", "/admin/config", "", 200, `"generation": 7`},
 		{"config yaml", "GET", "/admin/config?format=yaml", "", 200, "algorithm: round_robin"},

@@ -431,6 +431,12 @@ func (c *Controller) publishOrLog(now time.Time) {
 // drain takes up out of service: it is already absent from the next
 // snapshot; its connections are closed once idle.
 func (c *Controller) drain(up *upstream, timeout time.Duration, now time.Time) {
+	// Until its series are forgotten they say what it is: draining, out
+	// of rotation. (A member replaced for new settings shares its series
+	// with its successor, which the next snapshot sets again.)
+	up.series.SetUp(false)
+	up.series.SetState(metrics.StateDraining)
+	up.series.SetWeight(0)
 	c.draining = append(c.draining, &draining{up: up, deadline: now.Add(timeout)})
 }
 
@@ -547,7 +553,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		}
 	}
 	for _, m := range members {
-		m.up.series.SetUp(m.healthy && m.ejectedUntil.IsZero())
+		// up: takes new requests; set below for those the snapshot uses
+		// (a drained or weight-0 one does not, one in panic mode does).
+		m.up.series.SetUp(false)
 		m.up.series.SetState(metricState(m.state()))
 	}
 	use := ready
@@ -563,6 +571,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		c.ramping = c.ramping || ramping
 		m.effWeight = w
 		m.up.series.SetWeight(float64(w))
+		m.up.series.SetUp(true)
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
 	}

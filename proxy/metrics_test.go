@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,4 +196,86 @@ func TestAccessLogLines(t *testing.T) {
 	if n != 5 {
 		t.Errorf("access log lines = %d, want 5", n)
 	}
+}
+
+// backendGauge returns the value of gauge name for backend addr, with
+// label state=state when state is not "".
+func backendGauge(t *testing.T, m *metrics.Metrics, name, addr, state string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["backend"] == addr && (state == "" || labels["state"] == state) {
+				return metric.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s for %s (state %q)", name, addr, state)
+	return 0
+}
+
+// TestBackendMetricsFollowRotation: sluice_backend_up says whether a
+// backend takes new requests, and a backend removed by a reload while a
+// request is still running on it shows as draining and down until it is
+// forgotten, as /admin/pools shows it (found by a live probe: it stayed
+// "healthy", up 1).
+func TestBackendMetricsFollowRotation(t *testing.T) {
+	release := make(chan struct{})
+	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) { <-release })
+	other := startBackend(t, "other", nil)
+	m := metrics.New("test")
+	yml := func(bs ...*testBackend) string { return poolYAML("round_robin", bs, nil) + "drain_timeout: 30s\n" }
+	px := startProxyWith(t, yml(slow, other), m)
+	ctx := context.Background()
+
+	if err := px.ctrl.SetDrain(ctx, "p", other.addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if up := backendGauge(t, m, "sluice_backend_up", other.addr(), ""); up != 0 {
+		t.Errorf("admin-drained backend: up = %v, want 0", up)
+	}
+	if err := px.ctrl.SetDrain(ctx, "p", other.addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if up := backendGauge(t, m, "sluice_backend_up", other.addr(), ""); up != 1 {
+		t.Errorf("undrained backend: up = %v, want 1", up)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: 10 * time.Second}
+		for range 2 { // round robin: one of two reaches slow
+			resp, err := c.Get("http://" + px.addr + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	waitFor(t, "a request running on slow", 5*time.Second, func() bool { return slow.hits.Load() > 0 })
+	cfg, err := config.Parse("test.yaml", []byte(yml(other)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := px.ctrl.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if v := backendGauge(t, m, "sluice_backend_state", slow.addr(), "draining"); v != 1 {
+		t.Errorf("removed backend with a request in flight: state draining = %v, want 1", v)
+	}
+	if up := backendGauge(t, m, "sluice_backend_up", slow.addr(), ""); up != 0 {
+		t.Errorf("removed backend with a request in flight: up = %v, want 0", up)
+	}
+	close(release)
+	<-done
 }
