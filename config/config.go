@@ -252,6 +252,21 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, Errors{syntaxError(name, err)}
 	}
+	// A second document (after a stray ---) would be ignored silently,
+	// and with it whatever was edited there.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, Errors{syntaxError(name, err)}
+		}
+		if len(next.Content) > 0 && !(next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null") {
+			return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (after ---): sluice reads one"}}
+		}
+	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
