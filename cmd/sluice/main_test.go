@@ -166,8 +166,9 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 }
 
 // TestSecondSIGTERMExitsAtOnce: the first SIGTERM starts the graceful
-// shutdown (here a long shutdown_delay); a second one ends the process at
-// once, killed by the signal, as a second Ctrl-C does.
+// shutdown (here a long shutdown_delay), during which the admin API
+// refuses runtime changes; a second one ends the process at once, killed
+// by the signal, as a second Ctrl-C does.
 func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	listen, admin := freePort(t), freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nroutes: [{pool: p}]\npools: {p: {backends: [{address: 127.0.0.1:9}]}}\nshutdown_delay: 20s\nlog: {level: warn}\n",
@@ -192,6 +193,15 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 503
 	})
+	// Runtime changes are refused while shutting down, as reloads are.
+	resp, err := http.Post("http://"+admin+"/admin/pools/p/backends/127.0.0.1:9/drain", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("drain during shutdown = %d, want 503", resp.StatusCode)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

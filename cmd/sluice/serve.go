@@ -225,7 +225,7 @@ func (a *app) warnPublicAdmin(addr string) {
 func (a *app) newAdminServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler: admin.Handler(admin.Options{
-			Controller: a.ctrl,
+			Controller: stoppingGuard{a},
 			Ready:      a.ready.Load,
 			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
 			Config:     a.configInfo,
@@ -538,4 +538,33 @@ func startPprof(addr string, wg *sync.WaitGroup, log zerolog.Logger) (*http.Serv
 		}
 	}()
 	return srv, nil
+}
+
+// stoppingGuard is the admin API's view of the controller: once shutdown
+// has started, runtime changes (drain, weight) are refused with 503, as
+// reloads are; reading the pools still works.
+type stoppingGuard struct{ a *app }
+
+func (g stoppingGuard) stopping() bool {
+	g.a.reloadMu.Lock()
+	defer g.a.reloadMu.Unlock()
+	return g.a.stopping
+}
+
+func (g stoppingGuard) Status(ctx context.Context) ([]proxy.PoolStatus, error) {
+	return g.a.ctrl.Status(ctx)
+}
+
+func (g stoppingGuard) SetDrain(ctx context.Context, pool, addr string, drain bool) error {
+	if g.stopping() {
+		return fmt.Errorf("%w: shutting down", proxy.ErrStopped)
+	}
+	return g.a.ctrl.SetDrain(ctx, pool, addr, drain)
+}
+
+func (g stoppingGuard) SetWeight(ctx context.Context, pool, addr string, weight uint32) error {
+	if g.stopping() {
+		return fmt.Errorf("%w: shutting down", proxy.ErrStopped)
+	}
+	return g.a.ctrl.SetWeight(ctx, pool, addr, weight)
 }
