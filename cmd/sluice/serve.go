@@ -303,6 +303,11 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 	} else if serverSettingsChanged(old, cfg) {
 		a.log.Warn().Msg("client timeouts and limits apply to new listeners only: change listen or restart to apply them")
 	}
+	if cfg.Log != old.Log {
+		// The logger is built once, at start; saying so beats a log.level
+		// that /admin/config shows but that is not in force.
+		a.log.Warn().Msg("log.level and log.format changes need a restart; logging goes on as it was")
+	}
 	if cfg.Admin.Listen != old.Admin.Listen {
 		if cfg.Admin.Listen == "" {
 			st.adminOff = true
