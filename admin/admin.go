@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -184,26 +185,43 @@ func serveBackendOp(ctx *fasthttp.RequestCtx, o Options, method, rest string) {
 
 // parseWeight accepts {"weight": N} or a bare number.
 func parseWeight(body []byte) (uint32, error) {
+	bad := errors.New(`want a body {"weight": N} or a number`)
 	s := strings.TrimSpace(string(body))
-	var n int64
 	if strings.HasPrefix(s, "{") {
-		var v struct {
-			Weight *int64 `json:"weight"`
-		}
+		// Token by token: exactly one key, spelled "weight", one number,
+		// nothing after (encoding/json's struct decoding would take
+		// "Weight", a repeated key or trailing data without a word).
 		dec := json.NewDecoder(strings.NewReader(s))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&v); err != nil || v.Weight == nil {
-			return 0, errors.New(`want a body {"weight": N} or a number`)
+		dec.UseNumber()
+		var toks []json.Token
+		for range 4 {
+			tok, err := dec.Token()
+			if err != nil {
+				return 0, bad
+			}
+			toks = append(toks, tok)
 		}
-		n = *v.Weight
-	} else {
-		var err error
-		if n, err = strconv.ParseInt(s, 10, 64); err != nil {
-			return 0, errors.New(`want a body {"weight": N} or a number`)
+		num, ok := toks[2].(json.Number)
+		if toks[0] != json.Delim('{') || toks[1] != "weight" || !ok || toks[3] != json.Delim('}') {
+			return 0, bad
 		}
+		if _, err := dec.Token(); err != io.EOF {
+			return 0, bad
+		}
+		s = num.String()
 	}
-	if n < 0 || n > 1_000_000 {
-		return 0, errors.New("weight must be from 0 to 1000000")
+	// A plain decimal: no sign, no leading zeros, no exponent.
+	outOfRange := errors.New("weight must be from 0 to 1000000")
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || (len(digits) > 1 && digits[0] == '0') || strings.Trim(digits, "0123456789") != "" {
+		return 0, bad
+	}
+	if len(digits) != len(s) || len(digits) > 7 {
+		return 0, outOfRange
+	}
+	n, _ := strconv.Atoi(digits)
+	if n > 1_000_000 {
+		return 0, outOfRange
 	}
 	return uint32(n), nil
 }

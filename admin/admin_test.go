@@ -112,6 +112,13 @@ func TestAdminEndpoints(t *testing.T) {
 		{"weight number", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `3`, 200, `"result": "ok"`},
 		{"bad weight", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight": -1}`, 400, "weight must be from 0"},
 		{"garbage weight", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `heavy`, 400, "want a body"},
+		{"weight trailing data", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight":5}{"weight":6}`, 400, "want a body"},
+		{"weight key case", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"Weight":3}`, 400, "want a body"},
+		{"weight twice", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight":3,"weight":4}`, 400, "want a body"},
+		{"weight with sign", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `+5`, 400, "want a body"},
+		{"weight leading zero", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `05`, 400, "want a body"},
+		{"weight too large", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `99999999`, 400, "weight must be from 0"},
+		{"weight negative", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `-3`, 400, "weight must be from 0"},
 		{"unknown pool", "POST", "/admin/pools/nope/backends/127.0.0.1:9001/drain", "", 404, `pool \"nope\": not found`},
 		{"unknown backend", "POST", "/admin/pools/web/backends/127.0.0.1:1/drain", "", 404, "not found"},
 		{"unknown op", "POST", "/admin/pools/web/backends/127.0.0.1:9001/explode", "", 404, "unknown operation"},
@@ -303,4 +310,25 @@ func TestAdminErrorCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseWeight: the weight body is untrusted input. Whatever it is,
+// parseWeight does not panic, accepts only weights in range, and what it
+// accepts as a number it also accepts, with the same value, as JSON.
+func FuzzParseWeight(f *testing.F) {
+	for _, s := range []string{`{"weight": 5}`, `3`, `-1`, `{"Weight":3}`, `{"weight":1}{}`, `05`, `1e3`, ` 7 `, `{"weight":1000000}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w, err := parseWeight(body)
+		if err != nil {
+			return
+		}
+		if w > 1_000_000 {
+			t.Fatalf("parseWeight(%q) = %d, over the limit", body, w)
+		}
+		if w2, err := parseWeight(fmt.Appendf(nil, `{"weight": %d}`, w)); err != nil || w2 != w {
+			t.Fatalf("parseWeight(%q) = %d, but its JSON form gives %d, %v", body, w, w2, err)
+		}
+	})
 }
