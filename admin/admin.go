@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -239,10 +240,22 @@ func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 		return
 	}
 	redact(tree)
-	if string(ctx.QueryArgs().Peek("format")) == "yaml" {
+	switch format := string(ctx.QueryArgs().Peek("format")); format {
+	case "", "json":
+	case "yaml":
+		// The config as YAML, its history as comments above it.
 		y, _ := yaml.Marshal(tree)
+		head := fmt.Sprintf("# file: %s\n# generation: %d\n# loaded_at: %s\n", info.Config.File, info.Generation,
+			info.LoadedAt.UTC().Format(time.RFC3339))
+		if info.LastError != "" {
+			head += fmt.Sprintf("# last_reload_error: %s (at %s)\n", strings.ReplaceAll(info.LastError, "\n", " "),
+				info.LastErrorAt.UTC().Format(time.RFC3339))
+		}
 		ctx.SetContentType("application/yaml")
-		ctx.SetBody(y)
+		ctx.SetBody(append([]byte(head), y...))
+		return
+	default:
+		fail(ctx, 400, "format "+strconv.Quote(format)+": want json or yaml")
 		return
 	}
 	resp := map[string]any{

@@ -107,6 +107,8 @@ func TestAdminEndpoints(t *testing.T) {
 		{"pools", "GET", "/admin/pools", "", 200, `"address": "127.0.0.1:9002"`},
 		{"config json", "GET", "/admin/config", "", 200, `"generation": 7`},
 		{"config yaml", "GET", "/admin/config?format=yaml", "", 200, "algorithm: round_robin"},
+		{"config yaml history", "GET", "/admin/config?format=yaml", "", 200, "# generation: 7"},
+		{"config unknown format", "GET", "/admin/config?format=xml", "", 400, "want json or yaml"},
 		{"drain", "POST", "/admin/pools/web/backends/127.0.0.1:9001/drain", "", 200, `"operation": "drain"`},
 		{"weight json", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight": 5}`, 200, `"result": "ok"`},
 		{"weight number", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `3`, 200, `"result": "ok"`},

@@ -107,6 +107,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"limits.max_header_bytes: must be from 1024 to 1048576"}},
 		{"zero upstream idle", "idle: 90s }=>idle: 90s, upstream_idle: 0s }",
 			[]string{"sluice.yaml:18: timeouts.upstream_idle: must be > 0"}},
+		{"hash without a key", "    algorithm: round_robin=>    algorithm: maglev",
+			[]string{"pools.web.hash_key: required for maglev"}},
 		{"second document", "timeouts: {=>---\nfoo: 1\n---\ntimeouts: {",
 			[]string{"a second YAML document (after ---): sluice reads one"}},
 		{"every error at once", "weight: 1 }=>weight: -3 }\n      - { address: nope }",

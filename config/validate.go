@@ -211,6 +211,10 @@ func (v *validator) pool(path string, p *Pool) {
 	}
 	if _, err := ParseHashKey(p.HashKey); err != nil {
 		v.fail(path+".hash_key", "%v", err)
+	} else if p.HashKey == "" && (p.Algorithm == "ring_hash" || p.Algorithm == "maglev") {
+		// Without a key every pick is random: no affinity, which is the
+		// only reason to choose these (nginx's hash needs a key too).
+		v.fail(path+".hash_key", "required for %s (source_ip, header:NAME, cookie:NAME, query:NAME, path or host)", p.Algorithm)
 	}
 	if p.Sticky != nil && !validToken(p.Sticky.Cookie) {
 		v.fail(path+".sticky.cookie", "must be a cookie name")
