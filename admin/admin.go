@@ -64,6 +64,13 @@ type Options struct {
 	Metrics http.Handler
 }
 
+// ErrorHandler answers a request fasthttp's server could not read (too
+// large, malformed, too slow) in the admin API's JSON error form.
+func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	code, msg := proxy.ClientErrorStatus(err)
+	fail(ctx, code, msg)
+}
+
 // Handler returns the admin request handler.
 func Handler(o Options) fasthttp.RequestHandler {
 	var metrics fasthttp.RequestHandler

@@ -59,7 +59,7 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h}
+	srv := &fasthttp.Server{Handler: h, ErrorHandler: ErrorHandler}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return "http://" + ln.Addr().String()
@@ -128,6 +128,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"reload ok", "POST", "/admin/reload", "", 200, "reloaded"},
 		{"reload rejected", "POST", "/admin/reload", "", 400, "admin.yaml:3: pools: broken"},
 		{"no such endpoint", "GET", "/nope", "", 404, "no such endpoint"},
+		{"path too long", "GET", "/admin/" + strings.Repeat("x", 9000), "", 431, `"error": "request header fields too large"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

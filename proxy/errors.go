@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"strconv"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -18,17 +19,24 @@ func isDial(err error) bool {
 // ServerErrorHandler answers requests fasthttp could not parse or accept,
 // before any handler (and so any backend) sees them.
 func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	code, msg := ClientErrorStatus(err)
+	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
+}
+
+// ClientErrorStatus maps an error fasthttp's server met reading a request
+// to the status and reason the client gets.
+func ClientErrorStatus(err error) (int, string) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		ctx.Error("431 request header fields too large\n", fasthttp.StatusRequestHeaderFieldsTooLarge)
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		ctx.Error("413 request body too large\n", fasthttp.StatusRequestEntityTooLarge)
+		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
 	case errors.As(err, &ne) && ne.Timeout():
-		ctx.Error("408 request timeout\n", fasthttp.StatusRequestTimeout)
+		return fasthttp.StatusRequestTimeout, "request timeout"
 	default:
-		ctx.Error("400 bad request\n", fasthttp.StatusBadRequest)
+		return fasthttp.StatusBadRequest, "bad request"
 	}
 }
 

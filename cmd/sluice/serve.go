@@ -231,6 +231,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 			Config:     a.configInfo,
 			Metrics:    a.metrics.Handler(),
 		}),
+		ErrorHandler:    admin.ErrorHandler,
 		Logger:          proxy.Logger{Log: a.log},
 		ReadTimeout:     10 * time.Second,
 		WriteTimeout:    10 * time.Second,
