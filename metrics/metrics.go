@@ -220,6 +220,16 @@ func (m *Metrics) AccessLogDropped() {
 	m.logDropped.Inc()
 }
 
+// Loaded records the configuration loaded at start: generation and time,
+// but not a reload (a restart would otherwise count as one).
+func (m *Metrics) Loaded(generation uint64, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.generation.Set(float64(generation))
+	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+}
+
 // Reload records a reload attempt. A successful one also sets the
 // generation and the last-success timestamp to at; a failed one leaves
 // them, since the previous configuration is still the one serving.
@@ -232,8 +242,7 @@ func (m *Metrics) Reload(ok bool, generation uint64, at time.Time) {
 		return
 	}
 	m.reloadOK[1].Inc()
-	m.generation.Set(float64(generation))
-	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+	m.Loaded(generation, at)
 }
 
 // factory creates series families under the sluice namespace and registers

@@ -199,6 +199,7 @@ func TestGlobalSeries(t *testing.T) {
 	m.AccessLogDropped()
 	m.AccessLogDropped()
 	at := time.Unix(1700000000, 500_000_000)
+	m.Loaded(6, at.Add(-time.Hour)) // the start: not a reload
 	m.Reload(true, 7, at)
 	m.Reload(false, 8, at.Add(time.Minute))
 	m.Reload(false, 9, at.Add(2*time.Minute))

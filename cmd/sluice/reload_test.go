@@ -98,6 +98,20 @@ func TestReloadInProcess(t *testing.T) {
 	if m := adminGet("/metrics"); !strings.Contains(m, `sluice_config_reloads_total{result="failure"} 1`) {
 		t.Errorf("metrics do not count the failed reload:\n%s", grepLines(m, "sluice_config_reloads_total"))
 	}
+	// The start is generation 1 and not a reload: every later generation is.
+	m := adminGet("/metrics")
+	var gen, ok float64
+	for _, line := range strings.Split(m, "\n") {
+		if v, found := strings.CutPrefix(line, "sluice_config_generation "); found {
+			fmt.Sscan(v, &gen)
+		}
+		if v, found := strings.CutPrefix(line, `sluice_config_reloads_total{result="success"} `); found {
+			fmt.Sscan(v, &ok)
+		}
+	}
+	if gen < 2 || ok != gen-1 {
+		t.Errorf("successful reloads = %v at generation %v, want generation-1 (the start is no reload)", ok, gen)
+	}
 }
 
 func grepLines(text, substr string) string {

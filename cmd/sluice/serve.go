@@ -121,7 +121,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		return 1
 	}
 	defer a.closeAccessLog()
-	a.metrics.Reload(true, a.generation, a.loadedAt)
+	a.metrics.Loaded(a.generation, a.loadedAt)
 	a.disc.update(cfg)
 	defer a.disc.stop()
 
