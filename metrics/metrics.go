@@ -55,6 +55,7 @@ type Metrics struct {
 	upErrors     *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	noBackend    *prometheus.CounterVec
+	panicMode    *prometheus.GaugeVec
 	reloads      *prometheus.CounterVec
 	reloadOK     [2]prometheus.Counter // [failure, success]
 	lastReload   prometheus.Gauge
@@ -115,8 +116,10 @@ func New(version string) *Metrics {
 	m.ejections = f.counterVec("outlier_ejections_total",
 		"Times the backend was ejected by outlier detection.", "pool", "backend")
 	m.upErrors = f.counterVec("upstream_errors_total",
-		"Failed upstream attempts, by kind (connect, timeout, reset, other).", "pool", "backend", "kind")
+		"Failed upstream attempts, by kind (connect, timeout, reset, other), and idle connections found dead (idle).", "pool", "backend", "kind")
 	m.retries = f.counterVec("retries_total", "Upstream attempts after the first, by pool.", "pool")
+	m.panicMode = f.gaugeVec("pool_panic_mode",
+		"1 while the pool balances over all its backends because too few are healthy (panic_threshold), 0 otherwise.", "pool")
 	m.noBackend = f.counterVec("no_backend_total",
 		"Requests answered 503 because the pool had no backend to pick.", "pool")
 	m.reloads = f.counterVec("config_reloads_total",

@@ -278,6 +278,7 @@ func (c *RequestCounters) Inc(status int) {
 type PoolSeries struct {
 	retries   prometheus.Counter
 	noBackend prometheus.Counter
+	panicMode prometheus.Gauge
 }
 
 // Pool returns the series of pool, the same pointer until ForgetPool.
@@ -294,6 +295,7 @@ func (m *Metrics) Pool(pool string) *PoolSeries {
 	p := &PoolSeries{
 		retries:   m.retries.WithLabelValues(pool),
 		noBackend: m.noBackend.WithLabelValues(pool),
+		panicMode: m.panicMode.WithLabelValues(pool),
 	}
 	m.pools[pool] = p
 	return p
@@ -305,6 +307,18 @@ func (p *PoolSeries) Retry() {
 		return
 	}
 	p.retries.Inc()
+}
+
+// SetPanic sets sluice_pool_panic_mode. Control plane.
+func (p *PoolSeries) SetPanic(on bool) {
+	if p == nil {
+		return
+	}
+	if on {
+		p.panicMode.Set(1)
+	} else {
+		p.panicMode.Set(0)
+	}
 }
 
 // NoBackend counts one request the pool had no backend for. Request path.
@@ -389,6 +403,7 @@ func (m *Metrics) ForgetPool(pool string) {
 	l := prometheus.Labels{"pool": pool}
 	m.retries.Delete(l)
 	m.noBackend.Delete(l)
+	m.panicMode.Delete(l)
 	m.discoveryErr.Delete(l)
 	// Rows with backend "" belong to the pool, not to any backend.
 	m.requests.DeletePartialMatch(l)

@@ -559,7 +559,9 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		m.up.series.SetState(metricState(m.state()))
 	}
 	use := ready
-	if health.Panic(len(ready), len(candidates), pc.PanicThreshold) {
+	panicking := health.Panic(len(ready), len(candidates), pc.PanicThreshold)
+	pl.series.SetPanic(panicking)
+	if panicking {
 		// Too few healthy backends: spread over all rather than crush
 		// the survivors (Envoy's panic mode).
 		use = candidates

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/metrics"
 )
 
 // modalBackend is a real HTTP backend whose behaviour a test switches at
@@ -327,12 +329,13 @@ func TestMaxEjectionPercent(t *testing.T) {
 
 func TestNoHealthyBackendAndPanicMode(t *testing.T) {
 	tests := []struct {
-		name     string
-		extra    string
-		wantCode int
+		name      string
+		extra     string
+		wantCode  int
+		wantPanic float64 // sluice_pool_panic_mode
 	}{
-		{"no panic: 503 with Retry-After", "", 503},
-		{"panic mode: balance over all", "    panic_threshold: 50%\n", 200},
+		{"no panic: 503 with Retry-After", "", 503, 0},
+		{"panic mode: balance over all", "    panic_threshold: 50%\n", 200, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,7 +343,8 @@ func TestNoHealthyBackendAndPanicMode(t *testing.T) {
 			for _, b := range bs {
 				b.healthStatus.Store(500)
 			}
-			px := startProxy(t, modalYAML(bs, fastChecks+tt.extra))
+			m := metrics.New("test")
+			px := startProxyWith(t, modalYAML(bs, fastChecks+tt.extra), m)
 			waitFor(t, "both unhealthy", 2*time.Second, func() bool {
 				return !stateOf(t, px, bs[0].addr).Healthy && !stateOf(t, px, bs[1].addr).Healthy
 			})
@@ -354,6 +358,9 @@ func TestNoHealthyBackendAndPanicMode(t *testing.T) {
 			}
 			if tt.wantCode == 503 && resp.Header.Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
+			}
+			if got := gatherCounts(t, m, "sluice_pool_panic_mode")[`pool="p"`]; got != tt.wantPanic {
+				t.Errorf("sluice_pool_panic_mode = %v, want %v", got, tt.wantPanic)
 			}
 		})
 	}
