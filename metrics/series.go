@@ -130,10 +130,15 @@ func (b *BackendSeries) SetUp(up bool) {
 	if b == nil {
 		return
 	}
-	if up {
-		b.up.Set(1)
+	setBool(b.up, up)
+}
+
+// setBool sets g to 1 for true, 0 for false.
+func setBool(g prometheus.Gauge, on bool) {
+	if on {
+		g.Set(1)
 	} else {
-		b.up.Set(0)
+		g.Set(0)
 	}
 }
 
@@ -314,11 +319,7 @@ func (p *PoolSeries) SetPanic(on bool) {
 	if p == nil {
 		return
 	}
-	if on {
-		p.panicMode.Set(1)
-	} else {
-		p.panicMode.Set(0)
-	}
+	setBool(p.panicMode, on)
 }
 
 // NoBackend counts one request the pool had no backend for. Request path.
