@@ -128,7 +128,14 @@ type outcome struct {
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
 	out := outcome{target: -1}
 	found := scanRequest(ctx.Request.Header.RawHeaders())
-	if code, msg := rejected(ctx, found); code != 0 {
+	code, msg := rejected(ctx, found)
+	if code == 0 && found&hTransferEncoding != 0 {
+		var ok bool
+		if sc.buf, ok = dropTrailers(&ctx.Request.Header, ctx.Request.Header.RawHeaders(), sc.buf); !ok {
+			code, msg = fasthttp.StatusBadRequest, "400 a trailer field repeats a header field\n"
+		}
+	}
+	if code != 0 {
 		writeError(ctx, code, msg)
 		// The rest of the connection cannot be trusted to be framed as
 		// the next hop would frame it.
@@ -256,6 +263,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			writeError(ctx, fasthttp.StatusBadGateway, bad)
 			break
+		}
+		if found&hTransferEncoding != 0 {
+			sc.buf, _ = dropTrailers(&resp.Header, nil, sc.buf)
 		}
 		sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		if pl.sticky != nil && stuck != idx {

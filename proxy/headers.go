@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -252,6 +253,49 @@ func stripHopByHop(h header, found headerSet, scratch []byte) []byte {
 		}
 	}
 	return scratch
+}
+
+// trailerHeader is what dropTrailers needs of fasthttp's request and
+// response headers.
+type trailerHeader interface {
+	Trailers() iter.Seq[[]byte]
+	DelBytes(key []byte)
+}
+
+// dropTrailers removes the trailer fields of a chunked message, as nginx
+// does. fasthttp keeps them apart only while the Trailer header announces
+// them and merges them into the headers when it is deleted (stripHopByHop
+// deletes it): a field a client hid in the trailer, where a filter in
+// front of sluice does not look, would reach the backend as a header (RFC
+// 9110 §6.5.1 forbids the merge). raw is the message's raw header block,
+// nil if unknown: a trailer name that is also a header there cannot be
+// told apart from it, and dropTrailers reports false (refuse the message).
+// Without raw such a header goes too. Call it before stripHopByHop.
+func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
+	scratch = scratch[:0]
+	for name := range h.Trailers() {
+		if raw != nil && hasField(raw, name) {
+			return scratch, false
+		}
+		scratch = append(scratch, name...)
+		scratch = append(scratch, '\n')
+	}
+	for name := range bytes.SplitSeq(scratch, []byte("\n")) {
+		if len(name) > 0 {
+			h.DelBytes(name)
+		}
+	}
+	return scratch, true
+}
+
+// hasField reports whether the raw header block has a field named name.
+func hasField(raw, name []byte) bool {
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		if n, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(n), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendIP writes ip in its textual form without allocating.

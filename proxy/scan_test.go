@@ -118,6 +118,20 @@ func TestScannedHeadersEndToEnd(t *testing.T) {
 			notUpstream: []string{"upgrade", "\ntrailer:", "transfer-encoding"},
 		},
 		{
+			name: "request trailer field is dropped, not merged into the headers",
+			request: "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+				"5\r\nhello\r\n0\r\nX-Api-Key: hidden\r\n\r\n",
+			resp:        okResp,
+			notUpstream: []string{"x-api-key", "hidden"},
+		},
+		{
+			name:    "response trailer field is dropped, not merged into the headers",
+			request: "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+			resp: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+				"2\r\nok\r\n0\r\nX-T: tv\r\n\r\n",
+			notClient: []string{"x-t:", "tv"},
+		},
+		{
 			name:    "response trailer with a hop-by-hop name",
 			request: "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
 			resp: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nConnection: close\r\n\r\n" +
@@ -164,5 +178,21 @@ func TestBadResponsesBecome502(t *testing.T) {
 				t.Fatalf("proxy answered %q, want a 502", out)
 			}
 		})
+	}
+}
+
+// TestTrailerRepeatingAHeaderRefused: a request whose trailer repeats a
+// header's name cannot have its trailer dropped without guessing which
+// value is which; it is refused and never reaches the backend.
+func TestTrailerRepeatingAHeaderRefused(t *testing.T) {
+	b := startRawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
+	out := rawWire(t, px.addr, "POST / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+		"1\r\na\r\n0\r\nX-A: 2\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400") {
+		t.Fatalf("proxy answered %q, want a 400", out)
+	}
+	if got := b.got(); got != "" {
+		t.Errorf("backend received %q, want nothing", got)
 	}
 }
