@@ -127,11 +127,12 @@ type outcome struct {
 // where that is safe; the response (or error) is left in ctx.Response.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
 	out := outcome{target: -1}
-	found := scanRequest(ctx.Request.Header.RawHeaders())
+	raw := ctx.Request.Header.RawHeaders()
+	found := scanRequest(raw)
 	code, msg := rejected(ctx, found)
 	if code == 0 && found&hTransferEncoding != 0 {
 		var ok bool
-		if sc.buf, ok = dropTrailers(&ctx.Request.Header, ctx.Request.Header.RawHeaders(), sc.buf); !ok {
+		if sc.buf, ok = dropTrailers(&ctx.Request.Header, raw, sc.buf); !ok {
 			code, msg = fasthttp.StatusBadRequest, "400 a trailer field repeats a header field\n"
 		}
 	}

@@ -84,7 +84,7 @@ retries: { attempts: 1 }
 }
 
 // gatherCounts returns the values of one metric family keyed by
-// `label="value",...` in route, pool, backend, code/kind order.
+// `label="value",...` in route, pool, backend, code/kind/state order.
 func gatherCounts(t *testing.T, m *metrics.Metrics, name string) map[string]float64 {
 	t.Helper()
 	mfs, err := m.Registry().Gather()
@@ -92,7 +92,7 @@ func gatherCounts(t *testing.T, m *metrics.Metrics, name string) map[string]floa
 		t.Fatal(err)
 	}
 	out := map[string]float64{}
-	order := []string{"route", "pool", "backend", "code", "kind"}
+	order := []string{"route", "pool", "backend", "code", "kind", "state"}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -202,22 +202,9 @@ func TestAccessLogLines(t *testing.T) {
 // label state=state when state is not "".
 func backendGauge(t *testing.T, m *metrics.Metrics, name, addr, state string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, metric := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range metric.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["backend"] == addr && (state == "" || labels["state"] == state) {
-				return metric.GetGauge().GetValue()
-			}
+	for k, v := range gatherCounts(t, m, name) {
+		if strings.Contains(k, fmt.Sprintf("backend=%q", addr)) && (state == "" || strings.Contains(k, fmt.Sprintf("state=%q", state))) {
+			return v
 		}
 	}
 	t.Fatalf("no %s for %s (state %q)", name, addr, state)

@@ -185,14 +185,7 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first signal is taken: readiness goes off, the process stays.
-	waitUntil(t, "readiness off after SIGTERM", 5*time.Second, func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 503
-	})
+	waitUntil(t, "readiness off after SIGTERM", 5*time.Second, func() bool { return answers("http://"+admin+"/readyz", 503) })
 	// Runtime changes are refused while shutting down, as reloads are.
 	resp, err := http.Post("http://"+admin+"/admin/pools/p/backends/127.0.0.1:9/drain", "", nil)
 	if err != nil {
@@ -243,6 +236,16 @@ func noRaceReport(t *testing.T, name, stderr string) {
 	if strings.Contains(stderr, "WARNING: DATA RACE") {
 		t.Errorf("%s reported a data race:\n%s", name, stderr)
 	}
+}
+
+// answers reports whether a GET of url gets status code.
+func answers(url string, code int) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == code
 }
 
 func waitReady(t *testing.T, url string) {

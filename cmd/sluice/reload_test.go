@@ -69,14 +69,7 @@ func TestReloadInProcess(t *testing.T) {
 	}
 
 	write(render(listen2, up1.addr, up2.addr))
-	waitUntil(t, "listener moved", 3*time.Second, func() bool {
-		resp, err := http.Get("http://" + listen2 + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitUntil(t, "listener moved", 3*time.Second, func() bool { return answers("http://"+listen2+"/", 200) })
 	waitUntil(t, "old listener closed", 3*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", listen1, 200*time.Millisecond)
 		if err != nil {
@@ -191,12 +184,5 @@ func TestReloadAllOrNothing(t *testing.T) {
 	if !strings.Contains(pools(), up2.addr) {
 		t.Error("fixed reload did not add the backend")
 	}
-	waitUntil(t, "new listener serving", 2*time.Second, func() bool {
-		resp, err := http.Get("http://" + listen2 + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitUntil(t, "new listener serving", 2*time.Second, func() bool { return answers("http://"+listen2+"/", 200) })
 }

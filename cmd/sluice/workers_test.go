@@ -98,16 +98,7 @@ func TestWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "worker 1 restarted", 5*time.Second, func() bool {
-		p := workerPID(t, stderr.String(), 1)
-		if p == pid {
-			return false
-		}
-		resp, err := http.Get(admins[1] + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return workerPID(t, stderr.String(), 1) != pid && answers(admins[1]+"/readyz", 200)
 	})
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
