@@ -186,7 +186,7 @@ func (b *BackendSeries) Ejected() {
 }
 
 // SetConnsFunc sets the function that sluice_upstream_connections reads at
-// scrape time, such as the backend's fasthttp HostClient.ConnsCount. It is
+// scrape time, such as the backend client's ConnsCount. It is
 // called with the metrics lock held, so it must not call back into Metrics.
 // nil removes the series.
 func (b *BackendSeries) SetConnsFunc(f func() int) {

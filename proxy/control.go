@@ -49,6 +49,8 @@ type Controller struct {
 	ramping  bool
 	// lastBuild is when the last snapshot was built.
 	lastBuild time.Time
+	// lastSweep is when idle upstream connections were last swept.
+	lastSweep time.Time
 	events    []health.Event
 	// routeNames and poolNames are those of the last snapshot (metrics).
 	routeNames map[string]bool
@@ -137,10 +139,10 @@ func (c *Controller) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			for _, m := range c.members {
-				m.up.client.CloseIdleConnections()
+				m.up.client.Close()
 			}
 			for _, d := range c.draining {
-				d.up.client.CloseIdleConnections()
+				d.up.client.Close()
 			}
 			return
 		case f := <-c.cmds:
@@ -265,7 +267,7 @@ func (c *Controller) reconcile(now time.Time) error {
 			// New timeouts or limits need a new client; the old one
 			// finishes what it has in flight, like a leaving backend.
 			c.drain(m.up, cfg.DrainTimeout, now)
-			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool))
+			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs)
 			fresh.backend = m.up.backend // counters carry over
 			fresh.series = m.up.series
 			fresh.series.SetConnsFunc(fresh.client.ConnsCount)
@@ -273,7 +275,7 @@ func (c *Controller) reconcile(now time.Time) error {
 		}
 		if !ok {
 			m = &member{
-				up:       newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool)),
+				up:       newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs),
 				settings: settings,
 				healthy:  true,
 				since:    now,
@@ -420,6 +422,24 @@ func (c *Controller) onTick(now time.Time) {
 		c.publishOrLog(now)
 	}
 	c.finishDrains(now)
+	c.sweepIdle(now)
+}
+
+// sweepIdle closes upstream connections left idle for longer than
+// timeouts.upstream_idle, every half of it (at most every second): a
+// connection lives at most one and a half times the idle timeout, and is
+// never used past it (upClient.acquire).
+func (c *Controller) sweepIdle(now time.Time) {
+	if c.cfg == nil || now.Sub(c.lastSweep) < min(c.cfg.Timeouts.UpstreamIdle/2, time.Second) {
+		return
+	}
+	c.lastSweep = now
+	for _, m := range c.members {
+		m.up.client.sweep(now)
+	}
+	for _, d := range c.draining {
+		d.up.client.sweep(now)
+	}
 }
 
 func (c *Controller) publishOrLog(now time.Time) {
@@ -447,7 +467,7 @@ func (c *Controller) finishDrains(now time.Time) {
 			kept = append(kept, d)
 			continue
 		}
-		d.up.client.CloseIdleConnections()
+		d.up.client.Close()
 		b := d.up.backend
 		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", b.InFlight()).Msg("backend drained")
 		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && c.Metrics != nil {

@@ -1,9 +1,7 @@
 // Package proxy is sluice's data plane: the fasthttp handler that routes
 // each request, picks a backend from the published snapshot and forwards
-// the request over a kept-alive upstream connection. The request path takes
-// no lock of its own (fasthttp's HostClient locks its connection pool
-// briefly to hand out and take back a connection) and, in steady state,
-// allocates nothing.
+// the request over a kept-alive upstream connection (upClient). The request
+// path takes no lock and, in steady state, allocates nothing.
 package proxy
 
 import (
@@ -32,6 +30,8 @@ type Proxy struct {
 	snap atomic.Pointer[Snapshot]
 	// scratch holds reusable *scratch buffers, one per request in flight.
 	scratch sync.Pool
+	// upBufs pools the upstream exchanges' buffers (*upBuffers).
+	upBufs *sync.Pool
 	// trips receives passive-health trips for the controller; set once
 	// by NewController before serving starts.
 	trips *health.Inbox
@@ -53,7 +53,7 @@ type scratch struct {
 // New returns a proxy with no snapshot: it answers 503 until one is
 // published.
 func New() *Proxy {
-	p := &Proxy{}
+	p := &Proxy{upBufs: newUpBuffers(upstreamBufferSize)}
 	p.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
 	return p
 }
@@ -204,7 +204,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		up.backend.Begin()
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
-			err = up.client.DoTimeout(req, &ctx.Response, s.responseTimeout)
+			err = up.client.do(req, &ctx.Response, start, s.responseTimeout)
 			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}
@@ -257,11 +257,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		resp.Header.ResetConnectionClose()
 		found := scanResponse(&resp.Header)
 		if bad := badResponse(resp, found); bad != "" {
-			if resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
-				// The connection it came on went back to the pool; the
-				// backend may be speaking something else on it now.
-				out.upstream.client.CloseIdleConnections()
-			}
+			// (The connection a 101 came on was closed by the client.)
 			writeError(ctx, fasthttp.StatusBadGateway, bad)
 			break
 		}

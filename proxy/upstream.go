@@ -2,9 +2,8 @@ package proxy
 
 import (
 	"net"
+	"sync"
 	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"sluice/balancer"
 	"sluice/config"
@@ -19,7 +18,7 @@ import (
 // rebuild never drops its connections.
 type upstream struct {
 	backend *balancer.Backend
-	client  *fasthttp.HostClient
+	client  *upClient
 	// outlier counts consecutive failures on real traffic (passive
 	// health); it trips once per streak.
 	outlier *health.Outlier
@@ -47,18 +46,23 @@ func settingsOf(c *config.Config) clientSettings {
 
 // upstreamBufferSize is the upstream client's read and write buffer size;
 // netconn.NewClient takes a write shorter than it for the end of a request.
+// Buffers are pooled per request in flight, not held per connection, so
+// they can be large: a 16 KiB POST then goes upstream in one write, and a
+// large response is read in few syscalls (measured: scenario d of make
+// bench).
 const upstreamBufferSize = 64 << 10
 
 // newUpstream builds the client for one backend; dial, when not nil,
-// replaces TCP dialing (in-memory benchmarks).
-func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int) *upstream {
+// replaces TCP dialing (in-memory benchmarks); bufs pools the exchanges'
+// buffers (newUpBuffers).
+func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int, bufs *sync.Pool) *upstream {
 	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	inner := dial
-	// fasthttp sets two deadlines per exchange: keep them lazily; and
-	// wait for the response before the read that fetches it.
+	// One deadline per exchange, kept lazily; and the wait for the
+	// response made before the read that fetches it.
 	dial = func(addr string) (net.Conn, error) {
 		c, err := inner(addr)
 		if err != nil {
@@ -69,25 +73,6 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),
 		outlier: health.NewOutlier(outlierThreshold),
-		client: &fasthttp.HostClient{
-			Addr: addr,
-			Dial: dial,
-			// Retries are sluice's own policy (see handler); fasthttp's hidden
-			// idempotent retries would double-count and hide failures.
-			MaxIdemponentCallAttempts: 1,
-			MaxConns:                  s.maxConns,
-			MaxIdleConnDuration:       s.idle,
-			// The response timeout is one deadline per exchange, set by
-			// the handler (DoTimeout), so no per-read/per-write ones here.
-			MaxResponseBodySize:      s.maxResponseBody,
-			NoDefaultUserAgentHeader: true,
-			DisablePathNormalizing:   true,
-			// Buffers are pooled per request in flight, not held per
-			// connection, so they can be large: a 16 KiB POST then goes
-			// upstream in one write, and a large response is read in
-			// few syscalls (measured: scenario d of make bench).
-			ReadBufferSize:  upstreamBufferSize,
-			WriteBufferSize: upstreamBufferSize,
-		},
+		client:  newUpClient(addr, dial, s, bufs),
 	}
 }

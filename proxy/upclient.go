@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// upClient is one backend's HTTP/1.1 keep-alive client. Messages are
+// fasthttp's (Request.Write, Response.ReadLimitBody); the connections are
+// its own: each has a slot, and the idle ones sit on a lock-free stack, so
+// taking one and giving it back is a compare-and-swap each. It replaces
+// fasthttp's HostClient on the request path, which locks its pool twice
+// per request and reads the clock four times: this client takes the time
+// from its caller and locks nothing. The idle timeout is kept twice: a
+// connection idle for longer is never used (checked as it is taken), and
+// the controller's sweep closes those left idle (sweep), so the client
+// runs no goroutine of its own.
+type upClient struct {
+	addr    string
+	dial    func(addr string) (net.Conn, error)
+	maxBody int
+	idle    time.Duration
+	bufs    *sync.Pool // *upBuffers, shared by every client of a proxy
+
+	// slots has one entry per connection that may be open
+	// (max_conns_per_backend). A slot is on the idle stack (its
+	// connection is idle), on the free stack (no connection), or held by
+	// one request (in use, or being dialled).
+	slots []upSlot
+	idleS slotStack
+	freeS slotStack
+	open  atomic.Int64
+	// closed is set once the backend has left (drained): connections
+	// given back from then on are closed.
+	closed atomic.Bool
+}
+
+// upSlot is one connection's place in an upClient. Only next is shared;
+// conn and lastUse belong to whoever holds the slot (the stacks' atomic
+// operations order them between holders).
+type upSlot struct {
+	next    atomic.Uint32
+	conn    net.Conn
+	lastUse int64 // UnixNano of the start of its last exchange
+}
+
+// upBuffers are the buffered reader and writer of one exchange; pooled
+// per request in flight, not held per connection, so they can be large.
+type upBuffers struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+func newUpBuffers(size int) *sync.Pool {
+	return &sync.Pool{New: func() any {
+		return &upBuffers{r: bufio.NewReaderSize(nil, size), w: bufio.NewWriterSize(nil, size)}
+	}}
+}
+
+func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSettings, bufs *sync.Pool) *upClient {
+	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, bufs: bufs,
+		slots: make([]upSlot, max(s.maxConns, 1))}
+	for i := len(c.slots) - 1; i >= 0; i-- {
+		c.freeS.push(c.slots, uint32(i))
+	}
+	return c
+}
+
+// do sends req on an idle connection, or a new one, and reads the
+// response into resp. now is the caller's clock reading (it dates the
+// connection's use); timeout bounds the whole exchange from now, request
+// write included. Any error leaves the connection closed.
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.Time, timeout time.Duration) error {
+	i, err := c.acquire(now.UnixNano())
+	if err != nil {
+		return err
+	}
+	s := &c.slots[i]
+	if err := s.conn.SetDeadline(now.Add(timeout)); err != nil {
+		c.discard(i)
+		return err
+	}
+	// The target goes out as it came (Request.Write rebuilds it from the
+	// parsed URI once routing has parsed it).
+	req.URI().DisablePathNormalizing = true
+	b := c.bufs.Get().(*upBuffers)
+	b.w.Reset(s.conn)
+	err = req.Write(b.w)
+	if err == nil {
+		err = b.w.Flush()
+	}
+	b.w.Reset(nil)
+	if err != nil {
+		c.bufs.Put(b)
+		c.discard(i)
+		return err
+	}
+	resp.SkipBody = req.Header.IsHead()
+	b.r.Reset(s.conn)
+	err = resp.ReadLimitBody(b.r, c.maxBody)
+	// Bytes after the response came with it unasked (a body after a HEAD
+	// or 204 answer, a second response): the connection is out of step.
+	extra := b.r.Buffered() > 0
+	b.r.Reset(nil)
+	c.bufs.Put(b)
+	switch {
+	case err == io.EOF:
+		c.discard(i)
+		return fasthttp.ErrConnectionClosed
+	case err != nil:
+		c.discard(i)
+		return err
+	case extra || resp.ConnectionClose() || req.Header.ConnectionClose() ||
+		resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
+		// A 101 means the backend may speak another protocol on it now.
+		c.discard(i)
+		return nil
+	}
+	s.lastUse = now.UnixNano()
+	c.idleS.push(c.slots, i)
+	if c.closed.Load() {
+		// Close ran after this connection was last checked out: it
+		// must not outlive it.
+		c.closeIdle(0)
+	}
+	return nil
+}
+
+// acquire takes an idle connection not idle for longer than the idle
+// timeout at now, or dials one in a free slot.
+func (c *upClient) acquire(now int64) (uint32, error) {
+	for {
+		i, ok := c.idleS.pop(c.slots)
+		if !ok {
+			break
+		}
+		if now-c.slots[i].lastUse <= int64(c.idle) {
+			return i, nil
+		}
+		c.discard(i)
+	}
+	i, ok := c.freeS.pop(c.slots)
+	if !ok {
+		return 0, fasthttp.ErrNoFreeConns
+	}
+	conn, err := c.dial(c.addr)
+	if err != nil {
+		c.freeS.push(c.slots, i)
+		return 0, err
+	}
+	c.slots[i].conn = conn
+	c.open.Add(1)
+	return i, nil
+}
+
+// discard closes the connection of held slot i and frees the slot.
+func (c *upClient) discard(i uint32) {
+	s := &c.slots[i]
+	_ = s.conn.Close()
+	s.conn = nil
+	c.open.Add(-1)
+	c.freeS.push(c.slots, i)
+}
+
+// closeIdle closes the idle connections last used before cutoff
+// (UnixNano; 0 closes them all) and puts the others back in their order.
+// Requests that find the stack empty meanwhile dial a new connection.
+func (c *upClient) closeIdle(cutoff int64) {
+	var keep [64]uint32
+	kept := keep[:0]
+	for {
+		i, ok := c.idleS.pop(c.slots)
+		if !ok {
+			break
+		}
+		if cutoff != 0 && c.slots[i].lastUse >= cutoff {
+			kept = append(kept, i)
+			continue
+		}
+		c.discard(i)
+	}
+	for j := len(kept) - 1; j >= 0; j-- {
+		c.idleS.push(c.slots, kept[j])
+	}
+}
+
+// sweep closes the connections idle for longer than the idle timeout at
+// now (the controller's timed work).
+func (c *upClient) sweep(now time.Time) { c.closeIdle(now.Add(-c.idle).UnixNano()) }
+
+// Close closes the idle connections, and those in use as they are given
+// back: the backend has left.
+func (c *upClient) Close() {
+	c.closed.Store(true)
+	c.closeIdle(0)
+}
+
+// ConnsCount is the number of open connections, idle or in use.
+func (c *upClient) ConnsCount() int { return int(c.open.Load()) }
+
+// slotStack is a lock-free LIFO of slot indexes (a Treiber stack). The
+// head packs the top index+1 (0: empty) with a count of changes, so a
+// pop that read a top which has since been popped and pushed again fails
+// its compare-and-swap (the ABA problem) instead of corrupting the stack.
+type slotStack struct{ head atomic.Uint64 }
+
+func (st *slotStack) push(slots []upSlot, i uint32) {
+	for {
+		h := st.head.Load()
+		slots[i].next.Store(uint32(h))
+		if st.replace(h, i+1) {
+			return
+		}
+	}
+}
+
+func (st *slotStack) pop(slots []upSlot) (uint32, bool) {
+	for {
+		h := st.head.Load()
+		top := uint32(h)
+		if top == 0 {
+			return 0, false
+		}
+		if st.replace(h, slots[top-1].next.Load()) {
+			return top - 1, true
+		}
+	}
+}
+
+// replace makes top (index+1) the top of the stack if the head is still
+// old, and counts the change.
+func (st *slotStack) replace(old uint64, top uint32) bool {
+	return st.head.CompareAndSwap(old, (old>>32+1)<<32|uint64(top))
+}

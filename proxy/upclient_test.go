@@ -1,0 +1,317 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"sluice/metrics"
+	"sluice/netconn"
+)
+
+// testUpClient is an upClient to addr over real TCP, as the controller
+// builds one (netconn client connections).
+func testUpClient(t *testing.T, addr string, maxConns int, idle time.Duration) *upClient {
+	t.Helper()
+	s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: idle, maxConns: maxConns, maxResponseBody: 1 << 10}
+	up := newUpstream("p", addr, s, nil, 0, newUpBuffers(upstreamBufferSize))
+	t.Cleanup(up.client.Close)
+	return up.client
+}
+
+// upGet sends GET path through c with the clock reading now.
+func upGet(c *upClient, method, path string, now time.Time) (int, string, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(path)
+	req.Header.SetHost(c.addr)
+	err := c.do(req, resp, now, 5*time.Second)
+	return resp.StatusCode(), string(resp.Body()), err
+}
+
+func TestUpClientReusesOneConnection(t *testing.T) {
+	b := startMisbehavingBackend(t, nil)
+	c := testUpClient(t, b.addr(), 4, time.Minute)
+	for i := range 20 {
+		code, body, err := upGet(c, "GET", "/x", time.Now())
+		if err != nil || code != 200 || body != "answer to GET /x" {
+			t.Fatalf("request %d = %d %q %v, want 200 and the backend's answer", i, code, body, err)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections for 20 sequential requests, want 1", got)
+	}
+	if got := c.ConnsCount(); got != 1 {
+		t.Errorf("ConnsCount() = %d, want 1", got)
+	}
+}
+
+// TestUpClientConnectionLimit: max_conns_per_backend exchanges in flight
+// make the next one fail at once with ErrNoFreeConns (a 503), and a
+// connection given back is taken again.
+func TestUpClientConnectionLimit(t *testing.T) {
+	release := make(chan struct{})
+	var entered sync.WaitGroup
+	entered.Add(2)
+	var n atomic.Int64
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) <= 2 {
+			entered.Done()
+			<-release
+		}
+	})
+	c := testUpClient(t, b.addr(), 2, time.Minute)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { _, _, err := upGet(c, "GET", "/slow", time.Now()); errs <- err }()
+	}
+	entered.Wait()
+	if _, _, err := upGet(c, "GET", "/third", time.Now()); !errors.Is(err, fasthttp.ErrNoFreeConns) {
+		t.Errorf("third exchange in flight: err = %v, want ErrNoFreeConns", err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("held exchange: %v", err)
+		}
+	}
+	if code, _, err := upGet(c, "GET", "/after", time.Now()); err != nil || code != 200 {
+		t.Errorf("after the limit cleared: %d %v, want 200", code, err)
+	}
+	if got := b.conns.Load(); got != 2 {
+		t.Errorf("backend accepted %d connections, want 2 (the third exchange reuses one)", got)
+	}
+}
+
+// TestUpClientIdleTimeout: a connection idle for longer than the idle
+// timeout is never used again, and the sweep closes it.
+func TestUpClientIdleTimeout(t *testing.T) {
+	const idle = time.Second
+	t.Run("taken after the timeout", func(t *testing.T) {
+		b := startMisbehavingBackend(t, nil)
+		c := testUpClient(t, b.addr(), 4, idle)
+		t0 := time.Now()
+		if _, _, err := upGet(c, "GET", "/1", t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := upGet(c, "GET", "/2", t0.Add(idle)); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.conns.Load(); got != 1 {
+			t.Fatalf("backend accepted %d connections within the idle timeout, want 1", got)
+		}
+		if _, _, err := upGet(c, "GET", "/3", t0.Add(3*idle)); err != nil {
+			t.Fatal(err)
+		}
+		if got, open := b.conns.Load(), c.ConnsCount(); got != 2 || open != 1 {
+			t.Errorf("after the idle timeout: backend accepted %d, client holds %d; want 2 and 1 (old one closed)", got, open)
+		}
+	})
+	t.Run("swept", func(t *testing.T) {
+		b := startMisbehavingBackend(t, nil)
+		c := testUpClient(t, b.addr(), 4, idle)
+		t0 := time.Now()
+		if _, _, err := upGet(c, "GET", "/1", t0); err != nil {
+			t.Fatal(err)
+		}
+		c.sweep(t0.Add(idle / 2))
+		if got := c.ConnsCount(); got != 1 {
+			t.Fatalf("swept before the idle timeout: ConnsCount() = %d, want 1", got)
+		}
+		c.sweep(t0.Add(2 * idle))
+		if got := c.ConnsCount(); got != 0 {
+			t.Errorf("swept after the idle timeout: ConnsCount() = %d, want 0", got)
+		}
+	})
+}
+
+// TestUpClientClosesOutOfStepConnections: a connection is kept only after
+// a clean keep-alive exchange.
+func TestUpClientClosesOutOfStepConnections(t *testing.T) {
+	tests := []struct {
+		name     string
+		method   string
+		resp     string
+		wantErr  error
+		wantKept bool
+	}{
+		{"clean exchange", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", nil, true},
+		{"connection close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", nil, false},
+		{"HTTP/1.0 without keep-alive", "GET", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", nil, false},
+		{"switching protocols", "GET", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", nil, false},
+		{"bytes after the response", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", nil, false},
+		{"body too large", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n" + string(make([]byte, 2048)), fasthttp.ErrBodyTooLarge, false},
+		{"closed before answering", "GET", "", fasthttp.ErrConnectionClosed, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startRawBackend(t, tt.resp)
+			c := testUpClient(t, b.ln.Addr().String(), 4, time.Minute)
+			_, _, err := upGet(c, tt.method, "/", time.Now())
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("do() err = %v, want %v", err, tt.wantErr)
+			}
+			if kept := c.ConnsCount() == 1; kept != tt.wantKept {
+				t.Errorf("connection kept = %v, want %v", kept, tt.wantKept)
+			}
+		})
+	}
+}
+
+// TestUpClientCloseWithExchangeInFlight: a connection in use when the
+// client is closed (its backend drained) is closed when given back.
+func TestUpClientCloseWithExchangeInFlight(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(entered) })
+		<-release
+	})
+	c := testUpClient(t, b.addr(), 4, time.Minute)
+	done := make(chan error, 1)
+	go func() { _, _, err := upGet(c, "GET", "/", time.Now()); done <- err }()
+	<-entered
+	c.Close()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("exchange in flight at Close: %v", err)
+	}
+	if got := c.ConnsCount(); got != 0 {
+		t.Errorf("ConnsCount() after the exchange = %d, want 0", got)
+	}
+}
+
+// TestUpClientIdleCheck: the netconn check before each request still
+// runs (the client must use netconn.NewClient connections).
+func TestUpClientIdleCheck(t *testing.T) {
+	b := startMisbehavingBackend(t, func(c net.Conn, _ string) {
+		time.Sleep(20 * time.Millisecond)
+		c.Close()
+	})
+	c := testUpClient(t, b.addr(), 4, time.Minute)
+	if _, _, err := upGet(c, "GET", "/1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the close has arrived
+	_, _, err := upGet(c, "GET", "/2", time.Now())
+	if !errors.Is(err, netconn.ErrIdleClosed) {
+		t.Errorf("request on a connection closed while idle: err = %v, want ErrIdleClosed", err)
+	}
+}
+
+// TestSlotStackConcurrent: under concurrent pops and pushes no slot is
+// ever held twice, and none is lost.
+func TestSlotStackConcurrent(t *testing.T) {
+	const slots, workers, rounds = 16, 8, 5000
+	s := make([]upSlot, slots)
+	var st slotStack
+	for i := range slots {
+		st.push(s, uint32(i))
+	}
+	held := make([]atomic.Bool, slots)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []uint32
+			for r := range rounds {
+				if i, ok := st.pop(s); ok {
+					if !held[i].CompareAndSwap(false, true) {
+						t.Errorf("slot %d popped while held", i)
+						return
+					}
+					mine = append(mine, i)
+				}
+				if len(mine) > 0 && (r%3 == 0 || len(mine) > 2) {
+					i := mine[0]
+					mine = mine[1:]
+					held[i].Store(false)
+					st.push(s, i)
+				}
+			}
+			for _, i := range mine {
+				held[i].Store(false)
+				st.push(s, i)
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[uint32]bool{}
+	for {
+		i, ok := st.pop(s)
+		if !ok {
+			break
+		}
+		if seen[i] {
+			t.Fatalf("slot %d twice on the stack", i)
+		}
+		seen[i] = true
+	}
+	if len(seen) != slots {
+		t.Errorf("stack holds %d slots after the run, want %d", len(seen), slots)
+	}
+}
+
+// TestSlotStackABA: a pop that read the top and the slot under it, then
+// lost the race to pops and pushes that put the same top back, must fail:
+// the slot it read as next is held by someone else by then.
+func TestSlotStackABA(t *testing.T) {
+	s := make([]upSlot, 3)
+	var st slotStack
+	for i := range 3 {
+		st.push(s, uint32(i)) // stack, top first: 2 1 0
+	}
+	h := st.head.Load()
+	next := s[uint32(h)-1].next.Load() // this pop's view: top 2, then 1
+	a, _ := st.pop(s)                  // others: take 2 and 1, give 2 back
+	b, _ := st.pop(s)
+	st.push(s, a)
+	if st.replace(h, next) {
+		t.Fatalf("a pop with a stale view succeeded: slot %d (held) is on the stack again", b)
+	}
+	if i, _ := st.pop(s); i != a {
+		t.Errorf("pop() = %d, want %d", i, a)
+	}
+}
+
+// TestControllerSweepsIdleConnections: with no traffic, upstream
+// connections are closed about upstream_idle after their last use (the
+// controller's sweep; nothing else would close them).
+func TestControllerSweepsIdleConnections(t *testing.T) {
+	b := startMisbehavingBackend(t, nil)
+	m := metrics.New("test")
+	px := startProxyWith(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {upstream_idle: 200ms}\n", b.addr()), m)
+	if code, _ := rawDo(t, px.addr, "GET", "/", ""); code != 200 {
+		t.Fatalf("GET = %d, want 200", code)
+	}
+	conns := func() float64 {
+		for k, v := range gatherCounts(t, m, "sluice_upstream_connections") {
+			if strings.Contains(k, b.addr()) {
+				return v
+			}
+		}
+		return -1
+	}
+	if got := conns(); got != 1 {
+		t.Fatalf("sluice_upstream_connections right after the request = %v, want 1", got)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for conns() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice_upstream_connections = %v 3 s after the last request, want 0 (upstream_idle 200ms)", conns())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
