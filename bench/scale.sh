@@ -10,7 +10,7 @@
 #                  [--scenario b]
 #                  [--targets "sluice nginx haproxy"] [--pprof DIR]
 #
-# Targets: sluice, sluice-rp, sluice-w, sluice-w-base, nginx, haproxy
+# Targets: sluice, sluice-base, sluice-rp, sluice-w, sluice-w-base, nginx, haproxy
 # (default "sluice nginx haproxy").
 #
 # --pprof DIR saves a CPU profile of the sluice target (one process,
@@ -19,8 +19,9 @@
 #
 # sluice-rp is N sluice processes, one per core with GOMAXPROCS=1, sharing
 # the port through listen_reuseport (as nginx runs N workers). sluice-w is
-# `sluice -workers N`; sluice-w-base is the same with the binary named by
-# SCALE_BASE_BIN (an older build, to compare two commits in one run).
+# `sluice -workers N`; sluice-base and sluice-w-base are sluice and
+# sluice-w with the binary named by SCALE_BASE_BIN (an older build, to
+# compare two commits in one run).
 #
 # --bindir holds wrk, nginx and haproxy plus lib/ with their shared
 # libraries and the dynamic loader (for machines without the packages; see
@@ -156,11 +157,12 @@ start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
   local t=$1 n=$2 d=$3 cpus="0-$(( $2 - 1 ))"
   mkdir -p "$d/tmp"
   case $t in
-    sluice)
+    sluice|sluice-base)
+      local bin=$go_bin pprof=()
+      [ "$t" = sluice-base ] && bin=${SCALE_BASE_BIN:?sluice-base needs SCALE_BASE_BIN}
       sluice_conf 28210 false >"$d/sluice.yaml"
-      local pprof=()
-      [ -n "$PPROF_DIR" ] && pprof=(-pprof 127.0.0.1:28290)
-      GOMAXPROCS=$n taskset -c "$cpus" "$go_bin" -config "$d/sluice.yaml" "${pprof[@]}" >"$d/out.log" 2>&1 &
+      [ -n "$PPROF_DIR" ] && [ "$t" = sluice ] && pprof=(-pprof 127.0.0.1:28290)
+      GOMAXPROCS=$n taskset -c "$cpus" "$bin" -config "$d/sluice.yaml" "${pprof[@]}" >"$d/out.log" 2>&1 &
       echo $! ;;
     sluice-w|sluice-w-base)
       local bin=$go_bin

@@ -23,6 +23,12 @@ type countingConn struct {
 	reads, writes atomic.Int64
 }
 
+// SyscallConn passes the socket through, so that the wrapping Conn reads
+// and writes with raw system calls as it does on a bare *net.TCPConn.
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
 func (c *countingConn) SetReadDeadline(t time.Time) error {
 	c.reads.Add(1)
 	return c.Conn.SetReadDeadline(t)
@@ -801,5 +807,109 @@ func TestClientIdleCheck(t *testing.T) {
 				t.Fatalf("Write() = %d, %v; want 0 and a *net.OpError wrapping %v", n, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRawIOKeepsNetConnErrors: reads and writes made with raw system calls
+// report what net.Conn's would, as fasthttp and the proxy's error
+// classification rely on it (io.EOF itself, timeouts, closed, resets).
+func TestRawIOKeepsNetConnErrors(t *testing.T) {
+	t.Run("data then EOF", func(t *testing.T) {
+		c, _, peer := pair(t)
+		if c.sys == nil {
+			t.Fatal("Conn over a TCP socket has no raw path")
+		}
+		_, _ = peer.Write([]byte("hello"))
+		peer.Close()
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != "hello" {
+			t.Fatalf("Read() = %q, %v; want hello", buf[:n], err)
+		}
+		if n, err = c.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("Read() after the peer closed = %d, %v; want 0, io.EOF", n, err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		c, _, _ := pair(t)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := readErr(c)
+		var op *net.OpError
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &op) || op.Op != "read" || !op.Timeout() {
+			t.Fatalf("Read() past its deadline: %v, want a read *net.OpError that times out", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		c, _, _ := pair(t)
+		c.Close()
+		if _, err := c.Read(make([]byte, 4)); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read() on a closed Conn: %v, want net.ErrClosed", err)
+		}
+		if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Write() on a closed Conn: %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		c, _, peer := pair(t)
+		_, _ = c.Write([]byte("unread by the peer"))
+		time.Sleep(20 * time.Millisecond)
+		// Closing with unread data makes the kernel send a reset.
+		peer.(*Conn).Conn.(*net.TCPConn).SetLinger(0)
+		peer.Close()
+		time.Sleep(20 * time.Millisecond)
+		_, err := c.Read(make([]byte, 4))
+		var op *net.OpError
+		if !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "read" {
+			t.Errorf("Read() after a reset: %v, want ECONNRESET in a read *net.OpError", err)
+		}
+		_, err = c.Write([]byte("x"))
+		if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "write" {
+			t.Errorf("Write() after a reset: %v, want EPIPE or ECONNRESET in a write *net.OpError", err)
+		}
+	})
+	t.Run("write waits for room", func(t *testing.T) {
+		c, _, peer := pair(t)
+		big := make([]byte, 8<<20) // far more than the socket buffers hold
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		got := make(chan []byte, 1)
+		go func() {
+			time.Sleep(20 * time.Millisecond) // the write meets a full buffer
+			b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+			got <- b
+		}()
+		n, err := c.Write(big)
+		if n != len(big) || err != nil {
+			t.Fatalf("Write(8 MiB) = %d, %v; want all of it", n, err)
+		}
+		if b := <-got; string(b) != string(big) {
+			t.Errorf("the peer read %d bytes, not what was written", len(b))
+		}
+	})
+}
+
+// TestRawIOAllocatesNothing: a write and a read through the raw path make
+// no allocation.
+func TestRawIOAllocatesNothing(t *testing.T) {
+	c, _, peer := pair(t)
+	msg, buf := make([]byte, 1024), make([]byte, 1024)
+	pbuf := make([]byte, 1024)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, pbuf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(pbuf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a write and a read allocate %v times, want 0", allocs)
 	}
 }
