@@ -99,15 +99,13 @@ type Conn struct {
 	wrote atomic.Bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
-	// through it with raw system calls (sysRead, sysWrite); ioBuf, ioN
-	// and ioErr carry one call's state to the callbacks read1 and write1,
-	// bound once.
+	// through it with raw system calls (sysRead, sysWrite); rd and wr
+	// carry one call's state to the callbacks read1 and write1, bound
+	// once. One each, as a read and a write may run at the same time.
 	sys    syscall.RawConn
 	read1  func(uintptr) bool
 	write1 func(uintptr) bool
-	ioBuf  []byte
-	ioN    int
-	ioErr  syscall.Errno
+	rd, wr rawIO
 
 	// Client connections (NewClient): raw is the socket, flushSize the
 	// client's write buffer size (a shorter write ends a request), step1
@@ -145,6 +143,14 @@ type Conn struct {
 	holds   *sync.Pool
 	vec     [2][]byte
 	bufs    net.Buffers
+}
+
+// rawIO is the state of one raw read or write: the buffer, how much of it
+// was done, and the error that stopped it.
+type rawIO struct {
+	buf []byte
+	n   int
+	err syscall.Errno
 }
 
 // maxHold bounds the write HoldNextWrite copies; a longer one goes out at
@@ -296,7 +302,12 @@ func (c *Conn) rearm(d *direction, read bool) bool {
 // Read reads from the connection, retrying when a timer armed for an
 // earlier deadline fired before the current one.
 func (c *Conn) Read(p []byte) (int, error) {
-	c.hold = false
+	if c.hold {
+		// Written only when set (server connections, whose reads and
+		// writes alternate): a Read beside a Write on another goroutine
+		// stays race-free.
+		c.hold = false
+	}
 	if c.held != nil {
 		// HoldNextWrite's promise of a second write was not kept; what
 		// is held goes out before the peer is asked for anything.
@@ -381,10 +392,10 @@ func (c *Conn) sysRead(p []byte) (int, error) {
 	if c.sys == nil || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
-	c.ioBuf, c.ioN, c.ioErr = p, 0, 0
+	c.rd = rawIO{buf: p}
 	err := c.sys.Read(c.read1)
-	n, e := c.ioN, c.ioErr
-	c.ioBuf = nil
+	n, e := c.rd.n, c.rd.err
+	c.rd.buf = nil
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -399,14 +410,14 @@ func (c *Conn) sysRead(p []byte) (int, error) {
 // readStep is RawConn.Read's callback for sysRead: false asks to wait.
 func (c *Conn) readStep(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.ioBuf[0])), uintptr(len(c.ioBuf)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rd.buf[0])), uintptr(len(c.rd.buf)))
 		switch e {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		c.ioN, c.ioErr = int(n), e
+		c.rd.n, c.rd.err = int(n), e
 		return true
 	}
 }
@@ -417,10 +428,10 @@ func (c *Conn) sysWrite(p []byte) (int, error) {
 	if c.sys == nil || len(p) == 0 {
 		return c.Conn.Write(p)
 	}
-	c.ioBuf, c.ioN, c.ioErr = p, 0, 0
+	c.wr = rawIO{buf: p}
 	err := c.sys.Write(c.write1)
-	n, e := c.ioN, c.ioErr
-	c.ioBuf = nil
+	n, e := c.wr.n, c.wr.err
+	c.wr.buf = nil
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -433,16 +444,17 @@ func (c *Conn) sysWrite(p []byte) (int, error) {
 // writeStep is RawConn.Write's callback for sysWrite: false asks to wait
 // for room.
 func (c *Conn) writeStep(fd uintptr) bool {
-	for c.ioN < len(c.ioBuf) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.ioBuf[c.ioN])), uintptr(len(c.ioBuf)-c.ioN))
+	w := &c.wr
+	for w.n < len(w.buf) {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.buf[w.n])), uintptr(len(w.buf)-w.n))
 		switch e {
 		case 0:
-			c.ioN += int(n)
+			w.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			c.ioErr = e
+			w.err = e
 			return true
 		}
 	}

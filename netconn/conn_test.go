@@ -913,3 +913,37 @@ func TestRawIOAllocatesNothing(t *testing.T) {
 		t.Fatalf("a write and a read allocate %v times, want 0", allocs)
 	}
 }
+
+// TestRawReadBesideWrite: a Read parked on the raw path and a Write made
+// meanwhile from another goroutine (net.Conn allows one of each) keep
+// their own buffers.
+func TestRawReadBesideWrite(t *testing.T) {
+	c, _, peer := pair(t)
+	type result struct {
+		got string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		done <- result{string(buf[:n]), err}
+	}()
+	time.Sleep(20 * time.Millisecond) // the Read is parked
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "ping" {
+		t.Fatalf("peer read %q, %v; want ping", got, err)
+	}
+	_, _ = peer.Write([]byte("pong"))
+	select {
+	case r := <-done:
+		if r.err != nil || r.got != "pong" {
+			t.Fatalf("Read() = %q, %v; want pong", r.got, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read() still blocked 5 s after the peer wrote")
+	}
+}

@@ -202,9 +202,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			start = time.Now()
 		}
 		up.backend.Begin()
+		var done time.Time
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
-			err = up.client.do(req, &ctx.Response, start, s.responseTimeout)
+			done, err = up.client.do(req, &ctx.Response, start, s.responseTimeout)
 			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}
@@ -214,7 +215,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// connection to the same backend, without counting a retry.
 		}
 		up.backend.End()
-		done := time.Now()
 		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
 		if err == nil {
 			up.series.ObserveUpstream(out.upTime)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,10 @@ import (
 // its own: each has a slot, and the idle ones sit on a lock-free stack, so
 // taking one and giving it back is a compare-and-swap each. It replaces
 // fasthttp's HostClient on the request path, which locks its pool twice
-// per request and reads the clock four times: this client takes the time
-// from its caller and locks nothing. The idle timeout is kept twice: a
+// per request and reads the clock four times: this client locks nothing,
+// takes the start time from its caller and reads the clock once, at the
+// end of the exchange (which the caller uses too). The idle timeout is
+// kept twice: a
 // connection idle for longer is never used (checked as it is taken), and
 // the controller's sweep closes those left idle (sweep), so the client
 // runs no goroutine of its own.
@@ -36,6 +39,9 @@ type upClient struct {
 	idleS slotStack
 	freeS slotStack
 	open  atomic.Int64
+	// sweeping counts closeIdle calls under way: they hold the idle
+	// connections for a moment, which acquire waits out (see there).
+	sweeping atomic.Int32
 	// closed is set once the backend has left (drained): connections
 	// given back from then on are closed.
 	closed atomic.Bool
@@ -47,7 +53,7 @@ type upClient struct {
 type upSlot struct {
 	next    atomic.Uint32
 	conn    net.Conn
-	lastUse int64 // UnixNano of the start of its last exchange
+	lastUse int64 // UnixNano of the end of its last exchange
 }
 
 // upBuffers are the buffered reader and writer of one exchange; pooled
@@ -73,18 +79,20 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 }
 
 // do sends req on an idle connection, or a new one, and reads the
-// response into resp. now is the caller's clock reading (it dates the
-// connection's use); timeout bounds the whole exchange from now, request
-// write included. Any error leaves the connection closed.
-func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.Time, timeout time.Duration) error {
+// response into resp. now is the caller's clock reading; timeout bounds
+// the whole exchange from now, request write included. It returns when
+// the exchange ended (the one clock reading it makes: it dates the
+// connection's use, and the caller's metrics). Any error leaves the
+// connection closed.
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.Time, timeout time.Duration) (time.Time, error) {
 	i, err := c.acquire(now.UnixNano())
 	if err != nil {
-		return err
+		return time.Now(), err
 	}
 	s := &c.slots[i]
 	if err := s.conn.SetDeadline(now.Add(timeout)); err != nil {
 		c.discard(i)
-		return err
+		return time.Now(), err
 	}
 	// The target goes out as it came (Request.Write rebuilds it from the
 	// parsed URI once routing has parsed it).
@@ -99,11 +107,12 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	if err != nil {
 		c.bufs.Put(b)
 		c.discard(i)
-		return err
+		return time.Now(), err
 	}
 	resp.SkipBody = req.Header.IsHead()
 	b.r.Reset(s.conn)
 	err = resp.ReadLimitBody(b.r, c.maxBody)
+	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.
 	extra := b.r.Buffered() > 0
@@ -112,33 +121,51 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	switch {
 	case err == io.EOF:
 		c.discard(i)
-		return fasthttp.ErrConnectionClosed
+		return end, fasthttp.ErrConnectionClosed
 	case err != nil:
 		c.discard(i)
-		return err
+		return end, err
 	case extra || resp.ConnectionClose() || req.Header.ConnectionClose() ||
 		resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
 		// A 101 means the backend may speak another protocol on it now.
 		c.discard(i)
-		return nil
+		return end, nil
 	}
-	s.lastUse = now.UnixNano()
+	s.lastUse = end.UnixNano()
 	c.idleS.push(c.slots, i)
 	if c.closed.Load() {
 		// Close ran after this connection was last checked out: it
 		// must not outlive it.
 		c.closeIdle(0)
 	}
-	return nil
+	return end, nil
 }
+
+// maxSweepWait bounds how long acquire waits for a sweep to give back the
+// idle connections it holds.
+const maxSweepWait = 10 * time.Millisecond
 
 // acquire takes an idle connection not idle for longer than the idle
 // timeout at now, or dials one in a free slot.
 func (c *upClient) acquire(now int64) (uint32, error) {
+	var waitUntil time.Time
 	for {
 		i, ok := c.idleS.pop(c.slots)
 		if !ok {
-			break
+			if c.sweeping.Load() == 0 {
+				break
+			}
+			// A sweep holds the idle connections while it looks at
+			// them (a few microseconds, unless it was preempted): wait
+			// for them rather than dial one more, or answer 503 at the
+			// connection limit.
+			if waitUntil.IsZero() {
+				waitUntil = time.Now().Add(maxSweepWait)
+			} else if time.Now().After(waitUntil) {
+				break
+			}
+			runtime.Gosched()
+			continue
 		}
 		if now-c.slots[i].lastUse <= int64(c.idle) {
 			return i, nil
@@ -172,6 +199,8 @@ func (c *upClient) discard(i uint32) {
 // (UnixNano; 0 closes them all) and puts the others back in their order.
 // Requests that find the stack empty meanwhile dial a new connection.
 func (c *upClient) closeIdle(cutoff int64) {
+	c.sweeping.Add(1)
+	defer c.sweeping.Add(-1)
 	var keep [64]uint32
 	kept := keep[:0]
 	for {

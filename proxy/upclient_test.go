@@ -37,7 +37,7 @@ func upGet(c *upClient, method, path string, now time.Time) (int, string, error)
 	req.Header.SetMethod(method)
 	req.SetRequestURI(path)
 	req.Header.SetHost(c.addr)
-	err := c.do(req, resp, now, 5*time.Second)
+	_, err := c.do(req, resp, now, 5*time.Second)
 	return resp.StatusCode(), string(resp.Body()), err
 }
 
@@ -392,4 +392,51 @@ func FuzzUpClientResponse(f *testing.F) {
 			t.Fatalf("after do() = %v: ConnsCount() = %d, want 0 after an error, at most 1", err, n)
 		}
 	})
+}
+
+// TestUpClientWaitsOutASweep: a request that finds the idle stack empty
+// while a sweep holds its connections waits for them, instead of failing
+// at the connection limit (a spurious 503) or dialling one more.
+func TestUpClientWaitsOutASweep(t *testing.T) {
+	b := startMisbehavingBackend(t, nil)
+	c := testUpClient(t, b.addr(), 1, time.Minute)
+	if _, _, err := upGet(c, "GET", "/1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// What closeIdle does: count itself, take the idle connections, and
+	// give the fresh ones back when done.
+	c.sweeping.Add(1)
+	i, ok := c.idleS.pop(c.slots)
+	if !ok {
+		t.Fatal("no idle connection after a request")
+	}
+	go func() {
+		time.Sleep(2 * time.Millisecond)
+		c.idleS.push(c.slots, i)
+		c.sweeping.Add(-1)
+	}()
+	if _, _, err := upGet(c, "GET", "/2", time.Now()); err != nil {
+		t.Fatalf("request during a sweep: %v, want it to wait for the idle connection", err)
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1", got)
+	}
+}
+
+// TestUpClientSlowExchangeReused: a connection is idle from the end of its
+// last exchange, so one that served a response slower than the idle
+// timeout is reused, not closed as idle.
+func TestUpClientSlowExchangeReused(t *testing.T) {
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond)
+	})
+	c := testUpClient(t, b.addr(), 4, 100*time.Millisecond)
+	for i := range 3 {
+		if code, _, err := upGet(c, "GET", "/slow", time.Now()); err != nil || code != 200 {
+			t.Fatalf("request %d: %d %v", i, code, err)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections for 3 back-to-back slow exchanges, want 1", got)
+	}
 }
