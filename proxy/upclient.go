@@ -40,8 +40,10 @@ type upClient struct {
 	freeS slotStack
 	open  atomic.Int64
 	// sweeping counts closeIdle calls under way: they hold the idle
-	// connections for a moment, which acquire waits out (see there).
-	sweeping atomic.Int32
+	// connections for a moment, which acquire waits out for at most
+	// sweepWait (see there).
+	sweeping  atomic.Int32
+	sweepWait time.Duration
 	// closed is set once the backend has left (drained): connections
 	// given back from then on are closed.
 	closed atomic.Bool
@@ -71,7 +73,7 @@ func newUpBuffers(size int) *sync.Pool {
 
 func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSettings, bufs *sync.Pool) *upClient {
 	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, bufs: bufs,
-		slots: make([]upSlot, max(s.maxConns, 1))}
+		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		c.freeS.push(c.slots, uint32(i))
 	}
@@ -160,7 +162,7 @@ func (c *upClient) acquire(now int64) (uint32, error) {
 			// for them rather than dial one more, or answer 503 at the
 			// connection limit.
 			if waitUntil.IsZero() {
-				waitUntil = time.Now().Add(maxSweepWait)
+				waitUntil = time.Now().Add(c.sweepWait)
 			} else if time.Now().After(waitUntil) {
 				break
 			}

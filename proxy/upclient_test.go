@@ -400,6 +400,7 @@ func FuzzUpClientResponse(f *testing.F) {
 func TestUpClientWaitsOutASweep(t *testing.T) {
 	b := startMisbehavingBackend(t, nil)
 	c := testUpClient(t, b.addr(), 1, time.Minute)
+	c.sweepWait = 10 * time.Second // a loaded test machine may be slow to run the sweeper
 	if _, _, err := upGet(c, "GET", "/1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +412,7 @@ func TestUpClientWaitsOutASweep(t *testing.T) {
 		t.Fatal("no idle connection after a request")
 	}
 	go func() {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 		c.idleS.push(c.slots, i)
 		c.sweeping.Add(-1)
 	}()
