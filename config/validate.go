@@ -12,6 +12,9 @@ import (
 // MaxHeaderBytesLimit is the largest limits.max_header_bytes (1 MiB).
 const MaxHeaderBytesLimit = 1 << 20
 
+// MaxConnsPerBackendLimit is the largest limits.max_conns_per_backend.
+const MaxConnsPerBackendLimit = 65535
+
 // algorithms are the names accepted by a pool's algorithm field.
 var algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
 
@@ -42,7 +45,12 @@ func (c *Config) validate() Errors {
 	v.positive("limits.max_body_bytes", int64(c.Limits.MaxBodyBytes))
 	// 0 would mean "no limit" to the upstream client, not "nothing".
 	v.positive("limits.max_response_bytes", int64(c.Limits.MaxResponseBytes))
-	v.positive("limits.max_conns_per_backend", int64(c.Limits.MaxConnsPerBackend))
+	// The upstream client reserves a slot (32 bytes) per allowed
+	// connection up front; one source address cannot open more than
+	// 65535 connections to one backend address anyway.
+	if c.Limits.MaxConnsPerBackend < 1 || c.Limits.MaxConnsPerBackend > MaxConnsPerBackendLimit {
+		v.fail("limits.max_conns_per_backend", "must be from 1 to %d", MaxConnsPerBackendLimit)
+	}
 	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
 		v.fail("retries.attempts", "must be from 1 to 10")
 	}
