@@ -441,3 +441,55 @@ func TestUpClientSlowExchangeReused(t *testing.T) {
 		t.Errorf("backend accepted %d connections for 3 back-to-back slow exchanges, want 1", got)
 	}
 }
+
+// BenchmarkSlotStack: taking an idle connection's slot and giving it back,
+// from every P at once (the request path's whole pool cost).
+func BenchmarkSlotStack(b *testing.B) {
+	for _, n := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
+			s := make([]upSlot, n)
+			var st slotStack
+			for i := range n {
+				st.push(s, uint32(i))
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i, ok := st.pop(s)
+					if !ok {
+						b.Error("stack empty")
+						return
+					}
+					st.push(s, i)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSlotStackMutex is the same take-and-give-back with a
+// mutex-guarded slice, as fasthttp's HostClient keeps its idle
+// connections: the reference for BenchmarkSlotStack.
+func BenchmarkSlotStackMutex(b *testing.B) {
+	for _, n := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
+			var mu sync.Mutex
+			idle := make([]uint32, 0, n)
+			for i := range n {
+				idle = append(idle, uint32(i))
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mu.Lock()
+					i := idle[len(idle)-1]
+					idle = idle[:len(idle)-1]
+					mu.Unlock()
+					mu.Lock()
+					idle = append(idle, i)
+					mu.Unlock()
+				}
+			})
+		})
+	}
+}
