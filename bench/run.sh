@@ -23,11 +23,34 @@ WARMUP=1
 QUICK=0
 OUT_DIR=""
 INSTALL=1
+FORWARDED=0
+
+# With --forwarded-headers, nginx and HAProxy set what sluice sets on every
+# request (see README, Forwarding), so that all do the same work.
+nginx_forwarded_map() {
+  [ "$FORWARDED" = 1 ] || return 0
+  printf '  map $http_x_request_id $fwd_request_id { default $http_x_request_id; "" $request_id; }\n'
+}
+nginx_forwarded_headers() {
+  [ "$FORWARDED" = 1 ] || return 0
+  printf '      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n'
+  printf '      proxy_set_header X-Forwarded-Proto $scheme;\n'
+  printf '      proxy_set_header X-Forwarded-Host $host;\n'
+  printf '      proxy_set_header X-Request-Id $fwd_request_id;\n'
+}
+haproxy_forwarded_headers() {
+  [ "$FORWARDED" = 1 ] || return 0
+  printf '  option forwardfor\n'
+  printf '  http-request set-header X-Forwarded-Proto http\n'
+  printf '  http-request set-header X-Forwarded-Host %%[req.hdr(host)]\n'
+  printf '  http-request set-header X-Request-Id %%[uuid] unless { req.hdr(x-request-id) -m found }\n'
+}
 
 usage() {
   cat <<EOF
 usage: bench/run.sh [--quick] [--targets LIST] [--scenarios LIST] [--rounds N]
                     [--duration S] [--warmup S] [--out DIR] [--no-install]
+                    [--forwarded-headers]
   --quick        scenario a, 1 round; results go to bench/work/results unless --out
   --targets      comma list from: $ALL_TARGETS   (default: all)
   --scenarios    comma list from: a,b,c,d                 (default: all)
@@ -38,6 +61,10 @@ usage: bench/run.sh [--quick] [--targets LIST] [--scenarios LIST] [--rounds N]
   --warmup S     unmeasured seconds before each one    (default: $WARMUP)
   --out DIR      where the .md/.csv/.json/.png go      (default: bench/results)
   --no-install   do not apt-get install missing tools
+  --forwarded-headers  nginx and HAProxy also set the headers sluice always
+                 sets (X-Forwarded-For appended, X-Forwarded-Proto and -Host,
+                 X-Request-Id when absent); Caddy sets the X-Forwarded ones
+                 by default, Go httputil X-Forwarded-For
 Environment: BENCH_PORT_BASE (default 28100), BENCH_LOAD_CPU (0), BENCH_PROXY_CPU (1).
 EOF
 }
@@ -59,6 +86,7 @@ while [ $# -gt 0 ]; do
     --out) OUT_DIR=$2; shift ;;
     --out=*) OUT_DIR=${1#*=} ;;
     --no-install) INSTALL=0 ;;
+    --forwarded-headers) FORWARDED=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -164,6 +192,7 @@ http {
 $(nginx_http_common "$d")
   client_body_buffer_size 64k;
 $(nginx_proxy_buffers)
+$(nginx_forwarded_map)
   upstream up {
     server 127.0.0.1:$UP1_PORT;
     server 127.0.0.1:$UP2_PORT;
@@ -177,6 +206,7 @@ $(nginx_proxy_buffers)
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+$(nginx_forwarded_headers)
     }
   }
 }
@@ -199,6 +229,7 @@ defaults
   timeout http-keep-alive 60s
 frontend fe
   bind 127.0.0.1:$PROXY_PORT
+$(haproxy_forwarded_headers)
   default_backend up
 backend up
   balance roundrobin
