@@ -39,11 +39,11 @@ type upClient struct {
 	idleS slotStack
 	freeS slotStack
 	open  atomic.Int64
-	// sweeping counts closeIdle calls under way: they hold the idle
-	// connections for a moment, which acquire waits out for at most
-	// sweepWait (see there).
-	sweeping  atomic.Int32
-	sweepWait time.Duration
+	// sweepsStarted and sweepsEnded count closeIdle calls: while one
+	// runs it holds the idle connections, which acquire waits out for at
+	// most sweepWait (see there).
+	sweepsStarted, sweepsEnded atomic.Uint64
+	sweepWait                  time.Duration
 	// closed is set once the backend has left (drained): connections
 	// given back from then on are closed.
 	closed atomic.Bool
@@ -152,10 +152,11 @@ const maxSweepWait = 10 * time.Millisecond
 func (c *upClient) acquire(now int64) (uint32, error) {
 	var waitUntil time.Time
 	for {
+		started, ended := c.sweepsStarted.Load(), c.sweepsEnded.Load()
 		i, ok := c.idleS.pop(c.slots)
 		if !ok {
-			if c.sweeping.Load() == 0 {
-				break
+			if started == ended && c.sweepsStarted.Load() == started {
+				break // no sweep held connections at any time during the pop
 			}
 			// A sweep holds the idle connections while it looks at
 			// them (a few microseconds, unless it was preempted): wait
@@ -201,8 +202,8 @@ func (c *upClient) discard(i uint32) {
 // (UnixNano; 0 closes them all) and puts the others back in their order.
 // Requests that find the stack empty meanwhile dial a new connection.
 func (c *upClient) closeIdle(cutoff int64) {
-	c.sweeping.Add(1)
-	defer c.sweeping.Add(-1)
+	c.sweepsStarted.Add(1)
+	defer c.sweepsEnded.Add(1)
 	var keep [64]uint32
 	kept := keep[:0]
 	for {

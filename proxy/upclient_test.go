@@ -406,7 +406,7 @@ func TestUpClientWaitsOutASweep(t *testing.T) {
 	}
 	// What closeIdle does: count itself, take the idle connections, and
 	// give the fresh ones back when done.
-	c.sweeping.Add(1)
+	c.sweepsStarted.Add(1)
 	i, ok := c.idleS.pop(c.slots)
 	if !ok {
 		t.Fatal("no idle connection after a request")
@@ -414,7 +414,7 @@ func TestUpClientWaitsOutASweep(t *testing.T) {
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		c.idleS.push(c.slots, i)
-		c.sweeping.Add(-1)
+		c.sweepsEnded.Add(1)
 	}()
 	if _, _, err := upGet(c, "GET", "/2", time.Now()); err != nil {
 		t.Fatalf("request during a sweep: %v, want it to wait for the idle connection", err)
