@@ -393,18 +393,11 @@ func (c *Conn) sysRead(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	c.rd = rawIO{buf: p}
-	err := c.sys.Read(c.read1)
-	n, e := c.rd.n, c.rd.err
-	c.rd.buf = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case e != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", e))
-	case n == 0:
+	n, err := c.rawDone("read", &c.rd, c.sys.Read(c.read1))
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 // readStep is RawConn.Read's callback for sysRead: false asks to wait.
@@ -429,14 +422,20 @@ func (c *Conn) sysWrite(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	c.wr = rawIO{buf: p}
-	err := c.sys.Write(c.write1)
-	n, e := c.wr.n, c.wr.err
-	c.wr.buf = nil
+	return c.rawDone("write", &c.wr, c.sys.Write(c.write1))
+}
+
+// rawDone reports a finished raw read or write as net.Conn would: how
+// much was done (a failed read reports none), and RawConn's error or the
+// system call's, wrapped.
+func (c *Conn) rawDone(op string, r *rawIO, err error) (int, error) {
+	n, e := max(r.n, 0), r.err
+	r.buf = nil
 	switch {
 	case err != nil:
-		return n, c.opError("write", err)
+		return n, c.opError(op, err)
 	case e != 0:
-		return n, c.opError("write", os.NewSyscallError("write", e))
+		return n, c.opError(op, os.NewSyscallError(op, e))
 	}
 	return n, nil
 }

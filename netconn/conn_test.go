@@ -857,10 +857,10 @@ func TestRawIOKeepsNetConnErrors(t *testing.T) {
 		peer.(*Conn).Conn.(*net.TCPConn).SetLinger(0)
 		peer.Close()
 		time.Sleep(20 * time.Millisecond)
-		_, err := c.Read(make([]byte, 4))
+		n, err := c.Read(make([]byte, 4))
 		var op *net.OpError
-		if !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "read" {
-			t.Errorf("Read() after a reset: %v, want ECONNRESET in a read *net.OpError", err)
+		if n != 0 || !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "read" {
+			t.Errorf("Read() after a reset = %d, %v; want 0 and ECONNRESET in a read *net.OpError", n, err)
 		}
 		_, err = c.Write([]byte("x"))
 		if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "write" {
