@@ -41,6 +41,11 @@
 //
 // Together: 2.1 reads and 1.9 writes per request in scenario a.
 //
+// Request bodies. WriteRequest sends a request's head and its body with
+// one writev, so that the body goes out from the request that holds it
+// instead of being copied into the client's write buffer first; on a
+// NewClient connection it is the end of a request, as above.
+//
 // Long responses. fasthttp sends a response longer than its write buffer
 // with one writev, but only on a bare *net.TCPConn; through a wrapper it
 // takes two writes (the full buffer, then the rest), one more syscall and
@@ -106,6 +111,9 @@ type Conn struct {
 	read1  func(uintptr) bool
 	write1 func(uintptr) bool
 	rd, wr rawIO
+	// iov backs the writev of two buffers (see writeOnce): one writer at
+	// a time uses it.
+	iov [2]syscall.Iovec
 
 	// Client connections (NewClient): raw is the socket, flushSize the
 	// client's write buffer size (a shorter write ends a request), step1
@@ -119,7 +127,7 @@ type Conn struct {
 	// for readiness that is not coming, so the plain write is used.
 	unread     atomic.Bool
 	step1      func(uintptr) bool
-	pending    []byte
+	pending    [2][]byte
 	pendingN   int
 	pendingErr error
 	stepped    bool
@@ -145,12 +153,14 @@ type Conn struct {
 	bufs    net.Buffers
 }
 
-// rawIO is the state of one raw read or write: the buffer, how much of it
-// was done, and the error that stopped it.
+// rawIO is the state of one raw read or write: the buffer (for a write,
+// buf and then more), how much of it was done, and the error that stopped
+// it.
 type rawIO struct {
-	buf []byte
-	n   int
-	err syscall.Errno
+	buf  []byte
+	more []byte
+	n    int
+	err  syscall.Errno
 }
 
 // maxHold bounds the write HoldNextWrite copies; a longer one goes out at
@@ -358,7 +368,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 	}
 	if c.raw != nil && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
-		return c.writeThenWait(p)
+		return c.writeThenWait(p, nil)
 	}
 	if c.raw != nil {
 		// Part of a longer request: the peer may answer before the end
@@ -366,13 +376,52 @@ func (c *Conn) Write(p []byte) (int, error) {
 		// readiness must not be forgotten by writeThenWait.
 		c.unread.Store(true)
 	}
-	return c.writeAll(p)
+	return c.writeAll(p, nil)
 }
 
-func (c *Conn) writeAll(p []byte) (int, error) {
+// WriteRequest writes head and then body, as Write would write them
+// joined, without joining them: one writev where the socket takes both,
+// so a request body goes out from where it lies instead of being copied
+// into a write buffer first. On a NewClient connection the two must be
+// the whole request (its response is waited for as Write waits after the
+// end of a request, and the idle check comes first); on any other Conn
+// they are just written.
+func (c *Conn) WriteRequest(head, body []byte) (int, error) {
+	switch {
+	case len(body) == 0:
+		return c.Write(head)
+	case len(head) == 0:
+		return c.Write(body)
+	case c.raw == nil:
+		return c.writeAll(head, body)
+	}
+	if !c.sending {
+		c.sending = true
+		if err := c.checkIdle(); err != nil {
+			return 0, c.opError("write", err)
+		}
+	}
+	// The request goes whole in this call, so the response cannot have
+	// started before it (see writeThenWait) unless something was already
+	// unread; a part the socket does not take is written the usual way.
+	if !c.unread.Load() {
+		return c.writeThenWait(head, body)
+	}
+	return c.writeAll(head, body)
+}
+
+// writeAll writes p and then more (which may be empty) whole, unless an
+// error other than an early timer stops it.
+func (c *Conn) writeAll(p, more []byte) (int, error) {
 	written := 0
 	for {
-		n, err := c.sysWrite(p[written:])
+		var n int
+		var err error
+		if written < len(p) {
+			n, err = c.sysWrite(p[written:], more)
+		} else {
+			n, err = c.sysWrite(more[written-len(p):], nil)
+		}
 		written += n
 		if c.yield && n > 0 {
 			c.wrote.Store(true)
@@ -415,13 +464,24 @@ func (c *Conn) readStep(fd uintptr) bool {
 	}
 }
 
-// sysWrite writes p whole, or up to an error, like net.Conn.Write, with
-// raw system calls (see sysRead).
-func (c *Conn) sysWrite(p []byte) (int, error) {
-	if c.sys == nil || len(p) == 0 {
-		return c.Conn.Write(p)
+// sysWrite writes p and then more whole, or up to an error, like
+// net.Conn.Write of the two joined, with raw system calls (see sysRead).
+func (c *Conn) sysWrite(p, more []byte) (int, error) {
+	if len(p) == 0 {
+		p, more = more, nil
 	}
-	c.wr = rawIO{buf: p}
+	if c.sys == nil || len(p) == 0 {
+		if len(more) == 0 {
+			return c.Conn.Write(p)
+		}
+		n, err := c.Conn.Write(p)
+		if err != nil {
+			return n, err
+		}
+		m, err := c.Conn.Write(more)
+		return n + m, err
+	}
+	c.wr = rawIO{buf: p, more: more}
 	return c.rawDone("write", &c.wr, c.sys.Write(c.write1))
 }
 
@@ -430,7 +490,7 @@ func (c *Conn) sysWrite(p []byte) (int, error) {
 // system call's, wrapped.
 func (c *Conn) rawDone(op string, r *rawIO, err error) (int, error) {
 	n, e := max(r.n, 0), r.err
-	r.buf = nil
+	r.buf, r.more = nil, nil
 	switch {
 	case err != nil:
 		return n, c.opError(op, err)
@@ -444,11 +504,17 @@ func (c *Conn) rawDone(op string, r *rawIO, err error) (int, error) {
 // for room.
 func (c *Conn) writeStep(fd uintptr) bool {
 	w := &c.wr
-	for w.n < len(w.buf) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.buf[w.n])), uintptr(len(w.buf)-w.n))
+	for w.n < len(w.buf)+len(w.more) {
+		var n int
+		var e syscall.Errno
+		if w.n < len(w.buf) {
+			n, e = c.writeOnce(fd, w.buf[w.n:], w.more)
+		} else {
+			n, e = c.writeOnce(fd, w.more[w.n-len(w.buf):], nil)
+		}
 		switch e {
 		case 0:
-			w.n += int(n)
+			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
@@ -458,6 +524,21 @@ func (c *Conn) writeStep(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// writeOnce makes one raw write of p (not empty) and then more: a write,
+// or a writev when more is not empty.
+func (c *Conn) writeOnce(fd uintptr, p, more []byte) (int, syscall.Errno) {
+	if len(more) == 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		return int(n), e
+	}
+	c.iov[0].Base, c.iov[1].Base = &p[0], &more[0]
+	c.iov[0].SetLen(len(p))
+	c.iov[1].SetLen(len(more))
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), 2)
+	c.iov[0].Base, c.iov[1].Base = nil, nil
+	return int(n), e
 }
 
 // opError wraps err as net.Conn's methods do (RawConn's own wrapping,
@@ -542,30 +623,33 @@ func (c *Conn) releaseHeld() {
 // a close after them (a 408 before closing, say) wakes the wait, as the
 // request then meets a reset; bytes and no close (no valid HTTP/1.1 peer
 // does that) leave the wait to the exchange deadline.
-func (c *Conn) writeThenWait(p []byte) (int, error) {
+func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 	// The wait runs under the read deadline, which fasthttp sets only
 	// after the write: bound it by the write deadline, the same one for
 	// the whole exchange.
 	if w := c.write.want.Load(); w != none {
 		if err := c.set(&c.read, c.base.Add(time.Duration(w)), true); err != nil {
-			return c.writeAll(p)
+			return c.writeAll(p, more)
 		}
 	}
-	c.pending, c.pendingN, c.pendingErr, c.stepped = p, 0, nil, false
+	c.pending, c.pendingN, c.pendingErr, c.stepped = [2][]byte{p, more}, 0, nil, false
 	_ = c.raw.Read(c.step1) // a failed wait (deadline, close) leaves the read to report it
 	n, err, stepped := c.pendingN, c.pendingErr, c.stepped
-	c.pending, c.pendingErr = nil, nil
+	c.pending, c.pendingErr = [2][]byte{}, nil
 	switch {
 	case !stepped:
 		// RawConn.Read failed before writing (closed, or the read
 		// deadline had passed): write the usual way.
-		return c.writeAll(p)
+		return c.writeAll(p, more)
 	case err != nil:
 		return n, err
 	case n < len(p):
 		// The socket took part of it: the rest the usual way, which
 		// waits for room under the write deadline.
-		m, err := c.writeAll(p[n:])
+		m, err := c.writeAll(p[n:], more)
+		return n + m, err
+	case n < len(p)+len(more):
+		m, err := c.writeAll(more[n-len(p):], nil)
 		return n + m, err
 	}
 	return n, nil
@@ -580,7 +664,7 @@ func (c *Conn) step(fd uintptr) bool {
 	}
 	c.stepped = true
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.pending[0])), uintptr(len(c.pending)))
+		n, e := c.writeOnce(fd, c.pending[0], c.pending[1])
 		switch e {
 		case 0:
 		case syscall.EINTR:
@@ -591,8 +675,8 @@ func (c *Conn) step(fd uintptr) bool {
 			c.pendingErr = c.opError("write", os.NewSyscallError("write", e))
 			return true
 		}
-		c.pendingN = int(n)
-		return int(n) < len(c.pending)
+		c.pendingN = n
+		return n < len(c.pending[0])+len(c.pending[1])
 	}
 }
 

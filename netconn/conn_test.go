@@ -1,6 +1,7 @@
 package netconn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -945,5 +946,155 @@ func TestRawReadBesideWrite(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Read() still blocked 5 s after the peer wrote")
+	}
+}
+
+// patterned returns n bytes that differ from any shifted copy of
+// themselves over short spans, so that bytes out of order show.
+func patterned(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7+i/251) ^ seed
+	}
+	return b
+}
+
+// TestWriteRequest: head and body arrive joined and in order; on a client
+// connection the call is the end of a request (it returns once the
+// response arrives, or at the write deadline), on a plain one it does not
+// wait; a request the socket does not take whole goes out in order up to
+// the deadline, its boundary between head and body included.
+func TestWriteRequest(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	tests := []struct {
+		name       string
+		client     bool
+		head, body int
+		// slowPeer: the peer reads in small pieces with pauses, so that
+		// writes are taken in parts.
+		slowPeer bool
+		wantWait bool
+	}{
+		{"client: head and body, waits for the response", true, 300, 16 << 10, false, true},
+		{"client: no body is a plain request write", true, 300, 0, false, true},
+		{"client: no head", true, 0, 2048, false, true},
+		{"plain connection does not wait", false, 300, 16 << 10, false, false},
+		{"client: taken in parts across the head and the body", true, 3 << 20, 3 << 20, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain, raw, peer := pair(t)
+			c := plain
+			if tt.client {
+				c = NewClient(raw.Conn, 64<<10)
+			}
+			head, body := patterned(tt.head, 1), patterned(tt.body, 2)
+			want := append(append([]byte(nil), head...), body...)
+			got := make(chan []byte, 1)
+			go func() {
+				buf := make([]byte, len(want))
+				var err error
+				if tt.slowPeer {
+					for off := 0; off < len(buf) && err == nil; {
+						var n int
+						n, err = peer.Read(buf[off:min(off+64<<10, len(buf))])
+						off += n
+						time.Sleep(time.Millisecond)
+					}
+				} else {
+					_, err = io.ReadFull(peer, buf)
+				}
+				if err != nil {
+					got <- nil
+					return
+				}
+				got <- buf
+				time.Sleep(delay)
+				peer.Write([]byte("response"))
+			}()
+			start := time.Now()
+			c.SetWriteDeadline(start.Add(10 * time.Second))
+			n, err := c.WriteRequest(head, body)
+			took := time.Since(start)
+			if n != len(want) || err != nil {
+				t.Fatalf("WriteRequest() = %d, %v; want %d, nil", n, err, len(want))
+			}
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Fatal("the peer did not get head then body, in order")
+			}
+			if tt.wantWait && took < delay {
+				t.Fatalf("WriteRequest() returned after %v, before the response (%v)", took, delay)
+			}
+			if !tt.wantWait && !tt.slowPeer && took >= delay {
+				t.Fatalf("WriteRequest() returned after %v, waited for the response", took)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 8)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "response" {
+				t.Fatalf("Read() = %q, %v; want the response", buf, err)
+			}
+		})
+	}
+}
+
+// TestWriteRequestNotTakenWhole: with the peer not reading, the write
+// stops at the deadline, and every byte reported written arrives.
+func TestWriteRequestNotTakenWhole(t *testing.T) {
+	_, raw, peer := pair(t)
+	c := NewClient(raw.Conn, 64<<10)
+	c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := c.WriteRequest(make([]byte, 1<<10), make([]byte, 32<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= 1<<10+32<<20 {
+		t.Fatalf("WriteRequest() = %d, %v; want a partial write and a deadline error", n, err)
+	}
+	peerGetsWhatWasWritten(t, c, peer, n)
+}
+
+// TestWriteRequestIdleCheck: WriteRequest begins a request, so an idle
+// connection the peer closed fails it with nothing sent, as Write does.
+func TestWriteRequestIdleCheck(t *testing.T) {
+	_, raw, peer := pair(t)
+	c := NewClient(raw.Conn, 64<<10)
+	c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	peer.Close()
+	time.Sleep(30 * time.Millisecond)
+	n, err := c.WriteRequest(make([]byte, 100), make([]byte, 4096))
+	if !errors.Is(err, ErrIdleClosed) || n != 0 {
+		t.Fatalf("WriteRequest() = %d, %v; want 0, ErrIdleClosed", n, err)
+	}
+}
+
+// TestWriteRequestAllocatesNothing: a request written with WriteRequest
+// and its response read make no allocation.
+func TestWriteRequestAllocatesNothing(t *testing.T) {
+	_, raw, peer := pair(t)
+	c := NewClient(raw.Conn, 64<<10)
+	head, body := make([]byte, 200), make([]byte, 8<<10)
+	pbuf, resp, buf := make([]byte, len(head)+len(body)), make([]byte, 512), make([]byte, 512)
+	c.SetDeadline(time.Now().Add(time.Minute))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := io.ReadFull(peer, pbuf); err != nil {
+				return
+			}
+			if _, err := peer.Write(resp); err != nil {
+				return
+			}
+		}
+	}()
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.WriteRequest(head, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c.Close()
+	<-done
+	if allocs != 0 {
+		t.Fatalf("a request and its response allocate %v times, want 0", allocs)
 	}
 }

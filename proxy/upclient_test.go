@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -492,4 +493,92 @@ func BenchmarkSlotStackMutex(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestRequestBodySentApart: a request whose body is sent apart from its
+// head (WriteRequest) reaches the backend byte for byte as Request.Write
+// would have sent it; the requests that may not be sent that way take
+// Request.Write's path.
+func TestRequestBodySentApart(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 1024) // 16 KiB
+	tests := []struct {
+		name  string
+		raw   string
+		apart bool
+	}{
+		{"POST with a Content-Length", "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 16384\r\n\r\n" + body, true},
+		{"no Content-Type, leading zeros in the length, odd target",
+			"PUT /a/../b//c?x=1&y HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 016384\r\n\r\n" + body, true},
+		{"short body", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", false},
+		{"chunked, with a trailer",
+			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n800\r\n" + body[:2048] + "\r\n0\r\nX-T: 1\r\n\r\n", false},
+		{"userinfo in the target", "POST http://u:p@h/x HTTP/1.1\r\nHost: h\r\nContent-Length: 16384\r\n\r\n" + body, false},
+	}
+	// parse reads raw as fasthttp's server does and prepares it as the
+	// handler does before the upstream write.
+	parse := func(t *testing.T, raw string) *fasthttp.Request {
+		req := new(fasthttp.Request)
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatalf("parsing the test request: %v", err)
+		}
+		req.URI().DisablePathNormalizing = true
+		req.UseHostHeader = true
+		return req
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	bufs := newUpBuffers(upstreamBufferSize)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want bytes.Buffer
+			w := bufio.NewWriter(&want)
+			if err := parse(t, tt.raw).Write(w); err != nil {
+				t.Fatal(err)
+			}
+			w.Flush()
+
+			req := parse(t, tt.raw)
+			if got := sendsBodyApart(req); got != tt.apart {
+				t.Fatalf("sendsBodyApart() = %v, want %v", got, tt.apart)
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- nil
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+			conn, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc := netconn.New(conn) // writes without waiting for a response
+			b := bufs.Get().(*upBuffers)
+			err = b.writeRequest(nc, req)
+			bufs.Put(b)
+			nc.Close()
+			if err != nil {
+				t.Fatalf("writeRequest() = %v", err)
+			}
+			if g := <-got; !bytes.Equal(g, want.Bytes()) {
+				t.Fatalf("the backend got\n%q\nwant (Request.Write)\n%q", trimMiddle(g), trimMiddle(want.Bytes()))
+			}
+		})
+	}
+}
+
+// trimMiddle shortens b for a failure message.
+func trimMiddle(b []byte) []byte {
+	if len(b) <= 400 {
+		return b
+	}
+	return append(append(append([]byte(nil), b[:300]...), "..."...), b[len(b)-100:]...)
 }
