@@ -392,6 +392,14 @@ func (c *Conn) WriteRequest(head, body []byte) (int, error) {
 		return c.Write(head)
 	case len(head) == 0:
 		return c.Write(body)
+	case c.hold || c.held != nil:
+		// A server connection's held write goes first (see Write).
+		n, err := c.Write(head)
+		if err != nil {
+			return n, err
+		}
+		m, err := c.Write(body)
+		return n + m, err
 	case c.raw == nil:
 		return c.writeAll(head, body)
 	}

@@ -1038,16 +1038,65 @@ func TestWriteRequest(t *testing.T) {
 }
 
 // TestWriteRequestNotTakenWhole: with the peer not reading, the write
-// stops at the deadline, and every byte reported written arrives.
+// stops at the deadline, and the bytes reported written arrive, in order.
 func TestWriteRequestNotTakenWhole(t *testing.T) {
 	_, raw, peer := pair(t)
 	c := NewClient(raw.Conn, 64<<10)
+	head, body := patterned(1<<10, 1), patterned(32<<20, 2)
 	c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
-	n, err := c.WriteRequest(make([]byte, 1<<10), make([]byte, 32<<20))
-	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= 1<<10+32<<20 {
+	n, err := c.WriteRequest(head, body)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n >= len(head)+len(body) {
 		t.Fatalf("WriteRequest() = %d, %v; want a partial write and a deadline error", n, err)
 	}
-	peerGetsWhatWasWritten(t, c, peer, n)
+	peerGetsPrefix(t, c, peer, append(head, body...), n)
+}
+
+// peerGetsPrefix closes c and checks that peer gets exactly the first n
+// bytes of want.
+func peerGetsPrefix(t *testing.T, c net.Conn, peer net.Conn, want []byte, n int) {
+	t.Helper()
+	c.Close()
+	got, err := io.ReadAll(peer)
+	if err != nil || !bytes.Equal(got, want[:n]) {
+		t.Fatalf("peer read %d bytes (%v), not the first %d written", len(got), err, n)
+	}
+}
+
+// TestWriteRequestInParts: a head and body written in many parts, the
+// socket taking a little at a time, arrive whole and in order, with
+// writes that start inside the body (writeStep's second buffer) and an
+// early deadline timer interrupting the write after the head (writeAll's
+// continuation).
+func TestWriteRequestInParts(t *testing.T) {
+	c, _, peer := pair(t) // a plain Conn: written at once, no wait
+	head, body := patterned(1<<20, 3), patterned(16<<20, 4)
+	want := append(append([]byte(nil), head...), body...)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, len(want))
+		off := 0
+		for off < len(buf) {
+			n, err := peer.Read(buf[off:min(off+64<<10, len(buf))])
+			off += n
+			if err != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		got <- buf[:off]
+	}()
+	// A later deadline leaves the earlier timer armed: it fires while the
+	// body is being written, and the write goes on from where it was.
+	start := time.Now()
+	c.SetWriteDeadline(start.Add(50 * time.Millisecond))
+	c.SetWriteDeadline(start.Add(20 * time.Second))
+	n, err := c.WriteRequest(head, body)
+	if n != len(want) || err != nil {
+		t.Fatalf("WriteRequest() = %d, %v; want %d, nil", n, err, len(want))
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("the peer got %d bytes, not head then body in order", len(b))
+	}
 }
 
 // TestWriteRequestIdleCheck: WriteRequest begins a request, so an idle
@@ -1096,5 +1145,27 @@ func TestWriteRequestAllocatesNothing(t *testing.T) {
 	<-done
 	if allocs != 0 {
 		t.Fatalf("a request and its response allocate %v times, want 0", allocs)
+	}
+}
+
+// TestWriteRequestAfterAHeldWrite: on a server connection, a write held
+// by HoldNextWrite goes out before the head and body written after it.
+func TestWriteRequestAfterAHeldWrite(t *testing.T) {
+	c, _, peer := pair(t)
+	server := peer.(*Conn)
+	held, head, body := patterned(4096, 5), patterned(100, 6), patterned(8192, 7)
+	want := append(append(append([]byte(nil), held...), head...), body...)
+	server.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	server.HoldNextWrite()
+	if n, err := server.Write(held); n != len(held) || err != nil {
+		t.Fatalf("Write() = %d, %v", n, err)
+	}
+	if n, err := server.WriteRequest(head, body); n != len(head)+len(body) || err != nil {
+		t.Fatalf("WriteRequest() = %d, %v; want %d, nil", n, err, len(head)+len(body))
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the client read %v, not the held write, head and body in order", err)
 	}
 }

@@ -512,6 +512,8 @@ func TestRequestBodySentApart(t *testing.T) {
 		{"short body", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", false},
 		{"chunked, with a trailer",
 			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n800\r\n" + body[:2048] + "\r\n0\r\nX-T: 1\r\n\r\n", false},
+		{"absolute-form target: origin-form goes upstream",
+			"PUT http://other/abs?q HTTP/1.1\r\nHost: h\r\nContent-Length: 16384\r\n\r\n" + body, true},
 		{"userinfo in the target", "POST http://u:p@h/x HTTP/1.1\r\nHost: h\r\nContent-Length: 16384\r\n\r\n" + body, false},
 	}
 	// parse reads raw as fasthttp's server does and prepares it as the
@@ -570,6 +572,40 @@ func TestRequestBodySentApart(t *testing.T) {
 			}
 			if g := <-got; !bytes.Equal(g, want.Bytes()) {
 				t.Fatalf("the backend got\n%q\nwant (Request.Write)\n%q", trimMiddle(g), trimMiddle(want.Bytes()))
+			}
+		})
+	}
+}
+
+// TestSendsBodyApartGuards: what the handler always arranges, and a
+// streamed body, are checked rather than assumed: without them
+// Request.Write would send a different head, or the body is not in memory.
+func TestSendsBodyApartGuards(t *testing.T) {
+	tests := []struct {
+		name string
+		prep func(req *fasthttp.Request)
+	}{
+		{"Host taken from the URI (UseHostHeader off)", func(req *fasthttp.Request) { req.UseHostHeader = false }},
+		{"no Host", func(req *fasthttp.Request) { req.Header.SetHost("") }},
+		{"streamed body", func(req *fasthttp.Request) {
+			req.SetBodyStream(strings.NewReader(strings.Repeat("x", 4096)), 4096)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := new(fasthttp.Request)
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.SetRequestURI("/x")
+			req.Header.SetHost("h")
+			req.SetBody(make([]byte, 4096))
+			req.Header.SetContentLength(4096) // as read by the server
+			req.UseHostHeader = true
+			if !sendsBodyApart(req) {
+				t.Fatal("the base request is not sent apart; the case tests nothing")
+			}
+			tt.prep(req)
+			if sendsBodyApart(req) {
+				t.Error("sendsBodyApart() = true, want false")
 			}
 		})
 	}
