@@ -556,8 +556,6 @@ const (
 
 func errorKind(err error) errKind {
 	switch {
-	case errors.Is(err, fasthttp.ErrDialTimeout):
-		return kindConnectTimeout
 	case errors.Is(err, fasthttp.ErrTimeout):
 		return kindTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,7 +80,8 @@ func TestErrorKinds(t *testing.T) {
 		retryPOST bool
 	}{
 		{"refused", dial, kindConnect, 502, true, true},
-		{"dial timeout", fasthttp.ErrDialTimeout, kindConnectTimeout, 504, true, true},
+		{"dial timeout", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, kindConnectTimeout, 504, true, true},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, kindTimeout, 504, false, false},
 		{"response timeout", fasthttp.ErrTimeout, kindTimeout, 504, false, false},
 		{"no free connection", fasthttp.ErrNoFreeConns, kindNoConn, 503, true, true},
 		{"closed", fasthttp.ErrConnectionClosed, kindReset, 502, true, false},
