@@ -1,4 +1,4 @@
-# Shared helpers for bench/run.sh and bench/profile.sh. Source it; do not run it.
+# Shared helpers for bench/run.sh, bench/profile.sh and bench/syscalls.sh. Source it; do not run it.
 # Everything listens on 127.0.0.1 only; every process started here is recorded
 # in STARTED_PIDS and stopped by bench_cleanup (installed as an EXIT trap).
 
