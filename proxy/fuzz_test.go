@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -149,6 +150,51 @@ func FuzzSmuggled(f *testing.F) {
 		}
 		if got := scanRequest([]byte(raw)).smuggled(); got != (cl && te) {
 			t.Fatalf("smuggled(%q) = %v, want %v", raw, got, cl && te)
+		}
+	})
+}
+
+// FuzzRequestHead: for any request the handler would send upstream with
+// its body apart from the head (sendsBodyApart), the head appendRequestHead
+// builds, followed by the body, is byte for byte what Request.Write sends.
+func FuzzRequestHead(f *testing.F) {
+	f.Add("POST", "/upload?x=1", "Content-Type: text/plain\r\n", strings.Repeat("b", 2048))
+	f.Add("PUT", "http://other/abs?q", "Cookie: a=b\r\nConnection: close\r\n", strings.Repeat("c", 1500))
+	f.Add("DELETE", "/a/../b//c?%zz", "User-Agent: x\r\nContent-Type: a/b\r\n", strings.Repeat("d", 4096))
+	f.Add("GET", "/", "Content-Type:\r\nX-Forwarded-For: 1.2.3.4\r\n", strings.Repeat("e", 1024))
+	f.Fuzz(func(t *testing.T, method, target, headers, body string) {
+		raw := method + " " + target + " HTTP/1.1\r\nHost: example.com\r\nX-Request-Id: fixed\r\n" + headers +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		// build reads raw as fasthttp's server does and prepares it as
+		// forward does before the upstream write.
+		build := func() *fasthttp.Request {
+			ctx := new(fasthttp.RequestCtx)
+			if err := ctx.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+				t.Skip("not a request fasthttp accepts")
+			}
+			h := &ctx.Request.Header
+			found := scanRequest(h.RawHeaders())
+			if code, _ := rejected(ctx, found); code != 0 {
+				t.Skip("refused before any upstream write")
+			}
+			prepareRequest(ctx, h.Host(), found, nil)
+			h.SetHost("127.0.0.1:8080") // a backend's address, as for preserve_host: false
+			return &ctx.Request
+		}
+		apart, whole := build(), build()
+		if !sendsBodyApart(apart) {
+			t.Skip("takes Request.Write's path")
+		}
+		var want bytes.Buffer
+		w := bufio.NewWriter(&want)
+		if err := whole.Write(w); err != nil {
+			t.Fatalf("Request.Write refuses a request sent apart: %v", err)
+		}
+		_ = w.Flush()
+		got := append(appendRequestHead(nil, apart, len(apart.Body())), apart.Body()...)
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("head and body sent apart differ from Request.Write\nraw:\n%q\napart:\n%q\nwrite:\n%q",
+				raw, trimMiddle(got), trimMiddle(want.Bytes()))
 		}
 	})
 }
