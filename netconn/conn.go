@@ -67,8 +67,12 @@
 // bytes as its response. NewClient connections look first (one
 // recv(MSG_PEEK) before each request, the price of this check) and fail
 // the request's first write with nothing sent (ErrIdleClosed,
-// ErrUnsolicited). Accept errors. Listener waits out running out of file
-// descriptors instead of passing the error to a server that would stop.
+// ErrUnsolicited). A close that comes just after that look is told
+// afterwards: RequestUnreceived sees from the peer's acknowledgements
+// that none of the request reached it.
+//
+// Accept errors. Listener waits out running out of file descriptors
+// instead of passing the error to a server that would stop.
 //
 // A Conn serves one reader and one writer at a time, like fasthttp's use of
 // a connection. Deadlines may be set from any goroutine: the last one set
@@ -76,6 +80,7 @@
 package netconn
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"math"
@@ -132,13 +137,25 @@ type Conn struct {
 	pendingErr error
 	stepped    bool
 	// sending is set from the first write of a request to the next read;
-	// the first write checks the idle connection first (checkIdle), with
-	// peek1 (peek bound once) filling peekN and peekErr.
-	sending bool
-	peek1   func(uintptr)
-	peekN   uintptr
-	peekErr syscall.Errno
-	peekBuf [1]byte
+	// on a client connection the first write checks the idle connection
+	// first (checkIdle), with peek1 (peek bound once) filling peekN and
+	// peekErr. sent counts the bytes written (all but a server's held
+	// writes), reqStart is sent at the first write of the current
+	// request, and sawEOF says the last read met the peer's orderly
+	// close: what RequestUnreceived needs.
+	sending  bool
+	sent     uint64
+	reqStart uint64
+	sawEOF   bool
+	// ackBase is what the peer had acknowledged when the Conn was made
+	// (the SYN of a connection this side opened counts as one byte), for
+	// connections that are not a server's; ackBaseOK says it is known.
+	ackBase   uint64
+	ackBaseOK bool
+	peek1     func(uintptr)
+	peekN     uintptr
+	peekErr   syscall.Errno
+	peekBuf   [1]byte
 
 	// Server connections, for HoldNextWrite: hold is set until the next
 	// write, held is that write's copy (in *heldBuf) until the write after
@@ -190,6 +207,9 @@ func newConn(c net.Conn, yield bool) *Conn {
 			cc.sys = raw
 			cc.read1, cc.write1 = cc.readStep, cc.writeStep
 		}
+	}
+	if !yield && cc.sys != nil {
+		cc.ackBase, cc.ackBaseOK = cc.bytesAcked()
 	}
 	cc.read.want.Store(none)
 	cc.read.armed.Store(none)
@@ -332,6 +352,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.sending = false
 	for {
 		n, err := c.sysRead(p)
+		c.sawEOF = n == 0 && err == io.EOF
 		if c.raw != nil {
 			// A read that did not fill p emptied the socket; any other
 			// may have left data the poller already reported.
@@ -361,11 +382,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	if c.raw != nil && !c.sending {
-		c.sending = true
-		if err := c.checkIdle(); err != nil {
-			return 0, c.opError("write", err)
-		}
+	if err := c.beginRequest(); err != nil {
+		return 0, err
 	}
 	if c.raw != nil && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
 		return c.writeThenWait(p, nil)
@@ -400,14 +418,12 @@ func (c *Conn) WriteRequest(head, body []byte) (int, error) {
 		}
 		m, err := c.Write(body)
 		return n + m, err
-	case c.raw == nil:
-		return c.writeAll(head, body)
 	}
-	if !c.sending {
-		c.sending = true
-		if err := c.checkIdle(); err != nil {
-			return 0, c.opError("write", err)
-		}
+	if err := c.beginRequest(); err != nil {
+		return 0, err
+	}
+	if c.raw == nil {
+		return c.writeAll(head, body)
 	}
 	// The request goes whole in this call, so the response cannot have
 	// started before it (see writeThenWait) unless something was already
@@ -416,6 +432,20 @@ func (c *Conn) WriteRequest(head, body []byte) (int, error) {
 		return c.writeThenWait(head, body)
 	}
 	return c.writeAll(head, body)
+}
+
+// beginRequest, on a client connection (whose reads and writes take
+// turns), notes where a request starts (the first write after a read)
+// and checks the idle connection first.
+func (c *Conn) beginRequest() error {
+	if c.raw == nil || c.sending {
+		return nil
+	}
+	c.sending, c.reqStart = true, c.sent
+	if err := c.checkIdle(); err != nil {
+		return c.opError("write", err)
+	}
+	return nil
 }
 
 // writeAll writes p and then more (which may be empty) whole, unless an
@@ -480,17 +510,23 @@ func (c *Conn) sysWrite(p, more []byte) (int, error) {
 	}
 	if c.sys == nil || len(p) == 0 {
 		if len(more) == 0 {
-			return c.Conn.Write(p)
+			n, err := c.Conn.Write(p)
+			c.sent += uint64(n)
+			return n, err
 		}
 		n, err := c.Conn.Write(p)
+		c.sent += uint64(n)
 		if err != nil {
 			return n, err
 		}
 		m, err := c.Conn.Write(more)
+		c.sent += uint64(m)
 		return n + m, err
 	}
 	c.wr = rawIO{buf: p, more: more}
-	return c.rawDone("write", &c.wr, c.sys.Write(c.write1))
+	n, err := c.rawDone("write", &c.wr, c.sys.Write(c.write1))
+	c.sent += uint64(n)
+	return n, err
 }
 
 // rawDone reports a finished raw read or write as net.Conn would: how
@@ -644,6 +680,7 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 	_ = c.raw.Read(c.step1) // a failed wait (deadline, close) leaves the read to report it
 	n, err, stepped := c.pendingN, c.pendingErr, c.stepped
 	c.pending, c.pendingErr = [2][]byte{}, nil
+	c.sent += uint64(n)
 	switch {
 	case !stepped:
 		// RawConn.Read failed before writing (closed, or the read
@@ -729,6 +766,51 @@ func (c *Conn) peek(fd uintptr) {
 		c.peekN, c.peekErr = n, e
 		return
 	}
+}
+
+// RequestUnreceived reports whether the peer closed the connection in
+// order (the last read met EOF) having acknowledged none of the request
+// last written on it. The peer's FIN acknowledges all its kernel had
+// received when it was sent, and its application can have read nothing
+// more: so none of the request reached the application, and it may be
+// sent again on another connection even when it is not idempotent. That
+// is the case of a backend that closed an idle connection just after the
+// idle check looked (see NewClient). A reset while the request is out
+// says nothing of the kind (it acknowledges nothing, and the peer may
+// have read the request before it): the read meets the reset, not EOF,
+// and this gives false. (A reset that came before the request fails its
+// write, with nothing sent.) It gives false, too, where that cannot be
+// known: a connection not made by NewClient over TCP, or a kernel older
+// than Linux 4.1 (no tcpi_bytes_acked). Call it from the goroutine that writes and reads, after a
+// read met EOF before any byte of the response, and before closing the
+// connection.
+func (c *Conn) RequestUnreceived() bool {
+	if !c.sawEOF || c.raw == nil || !c.ackBaseOK {
+		return false
+	}
+	acked, ok := c.bytesAcked()
+	return ok && acked-c.ackBase <= c.reqStart
+}
+
+// tcpInfoBytesAcked is the offset of tcpi_bytes_acked (a __u64, since
+// Linux 4.1) in struct tcp_info; the kernel fills as much of the struct
+// as it knows and says how much.
+const tcpInfoBytesAcked = 120
+
+// bytesAcked is how many of the bytes written the peer has acknowledged
+// (getsockopt TCP_INFO), and whether the kernel told.
+func (c *Conn) bytesAcked() (uint64, bool) {
+	var info [256]byte
+	size := uint32(len(info))
+	var e syscall.Errno
+	err := c.sys.Control(func(fd uintptr) {
+		_, _, e = syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	})
+	if err != nil || e != 0 || size < tcpInfoBytesAcked+8 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(info[tcpInfoBytesAcked:]), true
 }
 
 // Listener wraps every connection it accepts with NewServer; its

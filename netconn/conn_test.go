@@ -1169,3 +1169,83 @@ func TestWriteRequestAfterAHeldWrite(t *testing.T) {
 		t.Fatalf("the client read %v, not the held write, head and body in order", err)
 	}
 }
+
+// TestRequestUnreceived: after a read meets EOF, a request the peer closed
+// the connection before receiving (its FIN acknowledges none of it) is
+// told apart from one it received, and from a reset (which acknowledges
+// nothing, and so may follow a request read unacknowledged), on a client
+// connection whose idle check looked just before the close.
+func TestRequestUnreceived(t *testing.T) {
+	const req = "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+	tests := []struct {
+		name string
+		// before runs on the peer before the request is written; after,
+		// once it is written.
+		before, after func(t *testing.T, peer net.Conn)
+		first         bool // one request and response go first
+		want          bool
+	}{
+		{"closed before the request", func(_ *testing.T, p net.Conn) { p.Close() }, nil, false, true},
+		{"closed before the second request", func(_ *testing.T, p net.Conn) { p.Close() }, nil, true, true},
+		{"closed after reading the request", nil, func(t *testing.T, p net.Conn) {
+			buf := make([]byte, len(req))
+			if _, err := io.ReadFull(p, buf); err != nil {
+				t.Errorf("peer: %v", err)
+			}
+			p.Close()
+		}, false, false},
+		{"reset after reading the request", nil, func(t *testing.T, p net.Conn) {
+			buf := make([]byte, len(req))
+			if _, err := io.ReadFull(p, buf); err != nil {
+				t.Errorf("peer: %v", err)
+			}
+			p.(*Conn).Conn.(*net.TCPConn).SetLinger(0)
+			p.Close()
+		}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, raw, peer := pair(t)
+			c := NewClient(raw.Conn, 1024)
+			// The idle check looks just before the close: it finds
+			// nothing (a peek that saw the socket empty).
+			c.peek1 = func(uintptr) { c.peekErr = syscall.EAGAIN }
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			peer.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64)
+			if tt.first {
+				go func() {
+					if _, err := io.ReadFull(peer, make([]byte, len(req))); err == nil {
+						peer.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n"))
+					}
+				}()
+				if _, err := c.Write([]byte(req)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.before != nil {
+				tt.before(t, peer)
+				time.Sleep(30 * time.Millisecond)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if tt.after != nil {
+					tt.after(t, peer)
+				}
+			}()
+			_, werr := c.Write([]byte(req)) // returns once the peer answers or closes
+			n, err := c.Read(buf)
+			<-done
+			if tt.want && (werr != nil || n != 0 || err != io.EOF) {
+				t.Fatalf("write: %v; read: %d, %v; want the request written and then EOF", werr, n, err)
+			}
+			if got := c.RequestUnreceived(); got != tt.want {
+				t.Errorf("RequestUnreceived() = %v, want %v (read: %d, %v)", got, tt.want, n, err)
+			}
+		})
+	}
+}

@@ -24,11 +24,31 @@ type rawBackend struct {
 
 func startRawBackend(t *testing.T, resp string) *rawBackend {
 	t.Helper()
+	b := &rawBackend{resp: resp}
+	b.ln = serveRaw(t, func(c net.Conn) {
+		var rec bytes.Buffer
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(io.TeeReader(c, &rec))); err != nil {
+			return
+		}
+		b.mu.Lock()
+		b.last = rec.String()
+		b.mu.Unlock()
+		_, _ = io.WriteString(c, b.resp)
+	})
+	return b
+}
+
+// serveRaw listens on a random loopback port and runs handle on each
+// connection in a goroutine of its own, under a 5 s deadline, closing the
+// connection after; the listener is closed and every handler waited for
+// when the test ends.
+func serveRaw(tb testing.TB, handle func(c net.Conn)) net.Listener {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	b := &rawBackend{ln: ln, resp: resp}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -43,20 +63,12 @@ func startRawBackend(t *testing.T, resp string) *rawBackend {
 				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				var rec bytes.Buffer
-				var req fasthttp.Request
-				if err := req.Read(bufio.NewReader(io.TeeReader(c, &rec))); err != nil {
-					return
-				}
-				b.mu.Lock()
-				b.last = rec.String()
-				b.mu.Unlock()
-				_, _ = io.WriteString(c, b.resp)
+				handle(c)
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return b
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln
 }
 
 func (b *rawBackend) got() string {

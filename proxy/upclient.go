@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"sluice/netconn"
 )
 
 // upClient is one backend's HTTP/1.1 keep-alive client. Messages are
@@ -119,7 +122,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	c.bufs.Put(b)
 	switch {
 	case err == io.EOF:
+		// Nothing of a response came (fasthttp reports any failure of
+		// its first read as io.EOF).
+		unreceived := requestUnreceived(s.conn)
 		c.discard(i)
+		if unreceived {
+			return end, errClosedBeforeRequest
+		}
 		return end, fasthttp.ErrConnectionClosed
 	case err != nil:
 		c.discard(i)
@@ -190,6 +199,19 @@ func appendRequestHead(dst []byte, req *fasthttp.Request, n int) []byte {
 	req.Header.SetRequestURIBytes(req.URI().RequestURI())
 	req.Header.SetContentLength(n)
 	return req.Header.AppendBytes(dst)
+}
+
+// errClosedBeforeRequest: the backend closed the connection before any of
+// the request reached it (netconn.Conn.RequestUnreceived), so the request
+// goes again on another connection, as when the idle check finds a
+// connection closed.
+var errClosedBeforeRequest = fmt.Errorf("upstream closed the connection before the request reached it: %w", netconn.ErrIdleClosed)
+
+// requestUnreceived reports whether conn can tell that none of the request
+// last written on it reached the peer (see netconn.Conn.RequestUnreceived).
+func requestUnreceived(conn net.Conn) bool {
+	u, ok := conn.(interface{ RequestUnreceived() bool })
+	return ok && u.RequestUnreceived()
 }
 
 // maxSweepWait bounds how long acquire waits for a sweep to give back the

@@ -336,38 +336,18 @@ func FuzzUpClientResponse(f *testing.F) {
 		f.Add([]byte(seed), false)
 	}
 	var resp atomic.Pointer[[]byte]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				var req fasthttp.Request
-				if req.Read(bufio.NewReader(c)) == nil {
-					_, _ = c.Write(*resp.Load())
-				}
-				// The answer ends with a FIN (a body read until close ends
-				// there); the client then closes with a reset (see dial):
-				// no TIME_WAIT on either side, or a long fuzz run would
-				// use up the ephemeral ports.
-				_ = c.(*net.TCPConn).CloseWrite()
-				_, _ = io.Copy(io.Discard, c)
-			}()
+	ln := serveRaw(f, func(c net.Conn) {
+		var req fasthttp.Request
+		if req.Read(bufio.NewReader(c)) == nil {
+			_, _ = c.Write(*resp.Load())
 		}
-	}()
-	f.Cleanup(func() { ln.Close(); wg.Wait() })
+		// The answer ends with a FIN (a body read until close ends
+		// there); the client then closes with a reset (see dial): no
+		// TIME_WAIT on either side, or a long fuzz run would use up the
+		// ephemeral ports.
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	})
 	f.Fuzz(func(t *testing.T, answer []byte, head bool) {
 		resp.Store(&answer)
 		s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
@@ -617,4 +597,47 @@ func trimMiddle(b []byte) []byte {
 		return b
 	}
 	return append(append(append([]byte(nil), b[:300]...), "..."...), b[len(b)-100:]...)
+}
+
+// unreceivedConn answers RequestUnreceived as told, over a real
+// connection: what netconn decides is tested in netconn; this is how the
+// client acts on it.
+type unreceivedConn struct {
+	net.Conn
+	unreceived bool
+}
+
+func (c *unreceivedConn) RequestUnreceived() bool { return c.unreceived }
+
+// TestUpClientRequestUnreceived: an exchange that ends before any byte of
+// a response fails as a connection closed while idle (sent again on
+// another connection, whatever the method) when the connection tells that
+// none of the request reached the backend, and as a closed connection
+// (retried only when safe) when it does not.
+func TestUpClientRequestUnreceived(t *testing.T) {
+	// The backend reads each request and closes without answering.
+	ln := serveRaw(t, func(c net.Conn) { _, _ = http.ReadRequest(bufio.NewReader(c)) })
+	for _, unreceived := range []bool{true, false} {
+		t.Run(fmt.Sprint("unreceived=", unreceived), func(t *testing.T) {
+			s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
+			c := newUpClient(ln.Addr().String(), func(addr string) (net.Conn, error) {
+				conn, err := net.DialTimeout("tcp", addr, time.Second)
+				if err != nil {
+					return nil, err
+				}
+				return &unreceivedConn{Conn: conn, unreceived: unreceived}, nil
+			}, s, newUpBuffers(4<<10))
+			defer c.Close()
+			_, _, err := upGet(c, "POST", "/", time.Now())
+			switch {
+			case unreceived && !errors.Is(err, netconn.ErrIdleClosed):
+				t.Errorf("do() = %v, want an error wrapping netconn.ErrIdleClosed", err)
+			case !unreceived && !errors.Is(err, fasthttp.ErrConnectionClosed):
+				t.Errorf("do() = %v, want fasthttp.ErrConnectionClosed", err)
+			}
+			if n := c.ConnsCount(); n != 0 {
+				t.Errorf("ConnsCount() = %d after a failed exchange, want 0", n)
+			}
+		})
+	}
 }
