@@ -209,7 +209,11 @@ func newConn(c net.Conn, yield bool) *Conn {
 		}
 	}
 	if !yield && cc.sys != nil {
-		cc.ackBase, cc.ackBaseOK = cc.bytesAcked()
+		// The SYN counts: a kernel that reports nothing acknowledged on
+		// an open connection does not keep the count (gVisor fills
+		// tcp_info with zeros), and RequestUnreceived stays false.
+		_, base, ok := cc.tcpInfo()
+		cc.ackBase, cc.ackBaseOK = base, ok && base > 0
 	}
 	cc.read.want.Store(none)
 	cc.read.armed.Store(none)
@@ -768,38 +772,45 @@ func (c *Conn) peek(fd uintptr) {
 	}
 }
 
-// RequestUnreceived reports whether the peer closed the connection in
-// order (the last read met EOF) having acknowledged none of the request
-// last written on it. The peer's FIN acknowledges all its kernel had
-// received when it was sent, and its application can have read nothing
-// more: so none of the request reached the application, and it may be
-// sent again on another connection even when it is not idempotent. That
-// is the case of a backend that closed an idle connection just after the
-// idle check looked (see NewClient). A reset while the request is out
-// says nothing of the kind (it acknowledges nothing, and the peer may
-// have read the request before it): the read meets the reset, not EOF,
-// and this gives false. (A reset that came before the request fails its
-// write, with nothing sent.) It gives false, too, where that cannot be
-// known: a connection not made by NewClient over TCP, or a kernel older
-// than Linux 4.1 (no tcpi_bytes_acked). Call it from the goroutine that writes and reads, after a
-// read met EOF before any byte of the response, and before closing the
-// connection.
+// RequestUnreceived reports whether the peer closed the connection before
+// any of the request last written on it reached its application, so that
+// the request may be sent again on another connection even when it is
+// not idempotent: the case of a backend that closed an idle connection
+// just after the idle check looked (see NewClient). It takes three
+// things. The last read met EOF: the peer's FIN, which acknowledges all
+// its kernel had received when it was sent, and that acknowledged none of
+// the request (tcpi_bytes_acked). And the connection was then reset: the
+// request met a socket already closed, not one the peer only shut for
+// writing and may still read (a half-close; its acknowledgement of the
+// request may be delayed). A reset with no FIN before it gives false: it
+// acknowledges nothing, and may follow a request the peer did read. So
+// does a FIN whose reset has not arrived yet (the request is then not
+// sent again: safe, if not always needed), and anything that cannot be
+// known: a connection not made by NewClient over TCP, or a kernel that
+// does not count acknowledged bytes (older than Linux 4.1, or one that
+// reports none on an open connection). Call it from the goroutine that
+// writes and reads, after a read met EOF before any byte of the response,
+// and before closing the connection.
 func (c *Conn) RequestUnreceived() bool {
 	if !c.sawEOF || c.raw == nil || !c.ackBaseOK {
 		return false
 	}
-	acked, ok := c.bytesAcked()
-	return ok && acked-c.ackBase <= c.reqStart
+	state, acked, ok := c.tcpInfo()
+	return ok && state == tcpClose && acked-c.ackBase <= c.reqStart
 }
 
 // tcpInfoBytesAcked is the offset of tcpi_bytes_acked (a __u64, since
-// Linux 4.1) in struct tcp_info; the kernel fills as much of the struct
-// as it knows and says how much.
-const tcpInfoBytesAcked = 120
+// Linux 4.1) in struct tcp_info, whose first byte is tcpi_state; the
+// kernel fills as much of the struct as it knows and says how much.
+// tcpClose is the state of a connection that is over (here: reset).
+const (
+	tcpInfoBytesAcked = 120
+	tcpClose          = 7
+)
 
-// bytesAcked is how many of the bytes written the peer has acknowledged
-// (getsockopt TCP_INFO), and whether the kernel told.
-func (c *Conn) bytesAcked() (uint64, bool) {
+// tcpInfo is the connection's TCP state and how many bytes the peer has
+// acknowledged (getsockopt TCP_INFO), and whether the kernel told.
+func (c *Conn) tcpInfo() (state uint8, acked uint64, ok bool) {
 	var info [256]byte
 	size := uint32(len(info))
 	var e syscall.Errno
@@ -808,9 +819,9 @@ func (c *Conn) bytesAcked() (uint64, bool) {
 			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
 	})
 	if err != nil || e != 0 || size < tcpInfoBytesAcked+8 {
-		return 0, false
+		return 0, 0, false
 	}
-	return binary.NativeEndian.Uint64(info[tcpInfoBytesAcked:]), true
+	return info[0], binary.NativeEndian.Uint64(info[tcpInfoBytesAcked:]), true
 }
 
 // Listener wraps every connection it accepts with NewServer; its

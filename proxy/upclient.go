@@ -122,8 +122,11 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	c.bufs.Put(b)
 	switch {
 	case err == io.EOF:
-		// Nothing of a response came (fasthttp reports any failure of
-		// its first read as io.EOF).
+		// The connection closed before the response began (fasthttp
+		// reports any failure of its first read as io.EOF; also a close
+		// after a 1xx answer or at a chunk boundary, where any byte the
+		// backend sent after reading the request acknowledges it, so
+		// RequestUnreceived says false).
 		unreceived := requestUnreceived(s.conn)
 		c.discard(i)
 		if unreceived {
