@@ -799,6 +799,26 @@ func (c *Conn) RequestUnreceived() bool {
 	return ok && state == tcpClose && acked-c.ackBase <= c.reqStart
 }
 
+// AnsweredBeforeRequest reports whether a response that closes the
+// connection (Connection: close), just read on a client connection, was
+// sent before any of the request last written on it reached the peer: the
+// peer has acknowledged none of the request, while every segment it sends
+// after its kernel received some of it carries that acknowledgement. It
+// is then no answer to the request (a 408 a backend sends as it closes an
+// idle connection, arriving just after the idle check looked), and the
+// peer, having said it closes, must not process the request (RFC 9112,
+// 9.6), so the request may go again on another connection. False where
+// that cannot be known, as for RequestUnreceived. It costs a system call:
+// call it only for responses that close the connection, from the
+// goroutine that writes and reads.
+func (c *Conn) AnsweredBeforeRequest() bool {
+	if c.raw == nil || !c.ackBaseOK || c.sent == c.reqStart {
+		return false
+	}
+	_, acked, ok := c.tcpInfo()
+	return ok && acked-c.ackBase <= c.reqStart
+}
+
 // tcpInfoBytesAcked is the offset of tcpi_bytes_acked (a __u64, since
 // Linux 4.1) in struct tcp_info, whose first byte is tcpi_state; the
 // kernel fills as much of the struct as it knows and says how much.

@@ -1341,3 +1341,60 @@ func TestRequestUnreceivedWarmReset(t *testing.T) {
 		t.Errorf("RequestUnreceived() = true after a reset of a request the peer read (read %d, %v)", n, err)
 	}
 }
+
+// TestAnsweredBeforeRequest: a response that closes the connection, sent
+// by the peer before the request reached it (its acknowledgements cover
+// none of the request), is told apart from one sent after reading it, on
+// a client connection whose idle check looked just before the response
+// came.
+func TestAnsweredBeforeRequest(t *testing.T) {
+	const req = "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+	const closing = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+	tests := []struct {
+		name   string
+		warm   int  // exchanges first
+		before bool // the peer answers and closes before the request; else after reading it
+		want   bool
+	}{
+		{"answered and closed before the request", 0, true, true},
+		{"answered and closed before the second request", 1, true, true},
+		{"answered after reading the request", 0, false, false},
+		{"answered after reading the second request", 1, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, raw, peer := pair(t)
+			c := NewClient(raw.Conn, 1024)
+			c.peek1 = func(uintptr) { c.peekErr = syscall.EAGAIN } // the idle check saw nothing yet
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			peer.SetDeadline(time.Now().Add(5 * time.Second))
+			exchanges(t, c, peer, req, tt.warm)
+			done := make(chan struct{})
+			if tt.before {
+				peer.Write([]byte(closing))
+				peer.Close()
+				time.Sleep(30 * time.Millisecond)
+				close(done)
+			} else {
+				go func() {
+					defer close(done)
+					if _, err := io.ReadFull(peer, make([]byte, len(req))); err == nil {
+						peer.Write([]byte(closing))
+					}
+					peer.Close()
+				}()
+			}
+			if _, err := c.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, len(closing))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != closing {
+				t.Fatalf("read %q, %v; want the 408", buf, err)
+			}
+			<-done
+			if got := c.AnsweredBeforeRequest(); got != tt.want {
+				t.Errorf("AnsweredBeforeRequest() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -136,6 +136,12 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	case err != nil:
 		c.discard(i)
 		return end, err
+	case resp.ConnectionClose() && answeredBeforeRequest(s.conn):
+		// The backend sent this as it closed the connection, before the
+		// request reached it (a 408 for an idle connection): no answer
+		// to this request, which goes again on another connection.
+		c.discard(i)
+		return end, errAnsweredBeforeRequest
 	case extra || resp.ConnectionClose() || req.Header.ConnectionClose() ||
 		resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
 		// A 101 means the backend may speak another protocol on it now.
@@ -209,6 +215,20 @@ func appendRequestHead(dst []byte, req *fasthttp.Request, n int) []byte {
 // goes again on another connection, as when the idle check finds a
 // connection closed.
 var errClosedBeforeRequest = fmt.Errorf("upstream closed the connection before the request reached it: %w", netconn.ErrIdleClosed)
+
+// errAnsweredBeforeRequest: a response the backend sent as it closed the
+// connection, before the request reached it
+// (netconn.Conn.AnsweredBeforeRequest); the request goes again on another
+// connection, as for bytes the idle check finds.
+var errAnsweredBeforeRequest = fmt.Errorf("upstream answered before the request reached it, and closed: %w", netconn.ErrUnsolicited)
+
+// answeredBeforeRequest reports whether conn can tell that the response
+// just read was sent before the request reached the peer (see
+// netconn.Conn.AnsweredBeforeRequest).
+func answeredBeforeRequest(conn net.Conn) bool {
+	u, ok := conn.(interface{ AnsweredBeforeRequest() bool })
+	return ok && u.AnsweredBeforeRequest()
+}
 
 // requestUnreceived reports whether conn can tell that none of the request
 // last written on it reached the peer (see netconn.Conn.RequestUnreceived).

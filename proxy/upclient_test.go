@@ -599,6 +599,22 @@ func trimMiddle(b []byte) []byte {
 	return append(append(append([]byte(nil), b[:300]...), "..."...), b[len(b)-100:]...)
 }
 
+// wrappingUpClient is a one-connection upClient to addr whose dialled
+// connections are wrapped by wrap; closed when the test ends.
+func wrappingUpClient(t *testing.T, addr string, wrap func(net.Conn) net.Conn) *upClient {
+	t.Helper()
+	s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
+	c := newUpClient(addr, func(addr string) (net.Conn, error) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(conn), nil
+	}, s, newUpBuffers(4<<10))
+	t.Cleanup(c.Close)
+	return c
+}
+
 // unreceivedConn answers RequestUnreceived as told, over a real
 // connection: what netconn decides is tested in netconn; this is how the
 // client acts on it.
@@ -619,15 +635,9 @@ func TestUpClientRequestUnreceived(t *testing.T) {
 	ln := serveRaw(t, func(c net.Conn) { _, _ = http.ReadRequest(bufio.NewReader(c)) })
 	for _, unreceived := range []bool{true, false} {
 		t.Run(fmt.Sprint("unreceived=", unreceived), func(t *testing.T) {
-			s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
-			c := newUpClient(ln.Addr().String(), func(addr string) (net.Conn, error) {
-				conn, err := net.DialTimeout("tcp", addr, time.Second)
-				if err != nil {
-					return nil, err
-				}
-				return &unreceivedConn{Conn: conn, unreceived: unreceived}, nil
-			}, s, newUpBuffers(4<<10))
-			defer c.Close()
+			c := wrappingUpClient(t, ln.Addr().String(), func(conn net.Conn) net.Conn {
+				return &unreceivedConn{Conn: conn, unreceived: unreceived}
+			})
 			_, _, err := upGet(c, "POST", "/", time.Now())
 			switch {
 			case unreceived && !errors.Is(err, netconn.ErrIdleClosed):
@@ -637,6 +647,44 @@ func TestUpClientRequestUnreceived(t *testing.T) {
 			}
 			if n := c.ConnsCount(); n != 0 {
 				t.Errorf("ConnsCount() = %d after a failed exchange, want 0", n)
+			}
+		})
+	}
+}
+
+// answeredEarlyConn answers AnsweredBeforeRequest as told, over a real
+// connection (what netconn decides is tested in netconn).
+type answeredEarlyConn struct {
+	net.Conn
+	early bool
+}
+
+func (c *answeredEarlyConn) AnsweredBeforeRequest() bool { return c.early }
+
+// TestUpClientAnsweredBeforeRequest: a response that closes the connection
+// fails the exchange as bytes sent unasked (sent again on another
+// connection) when the connection tells it was sent before the request
+// reached the backend, and is the answer when it does not.
+func TestUpClientAnsweredBeforeRequest(t *testing.T) {
+	ln := serveRaw(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	for _, early := range []bool{true, false} {
+		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
+			c := wrappingUpClient(t, ln.Addr().String(), func(conn net.Conn) net.Conn {
+				return &answeredEarlyConn{Conn: conn, early: early}
+			})
+			code, _, err := upGet(c, "POST", "/", time.Now())
+			switch {
+			case early && !errors.Is(err, netconn.ErrUnsolicited):
+				t.Errorf("do() = %d, %v; want an error wrapping netconn.ErrUnsolicited", code, err)
+			case !early && (err != nil || code != 408):
+				t.Errorf("do() = %d, %v; want the 408", code, err)
+			}
+			if n := c.ConnsCount(); n != 0 {
+				t.Errorf("ConnsCount() = %d after a closing response, want 0", n)
 			}
 		})
 	}
