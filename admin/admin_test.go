@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,7 +129,6 @@ func TestAdminEndpoints(t *testing.T) {
 		{"reload ok", "POST", "/admin/reload", "", 200, "reloaded"},
 		{"reload rejected", "POST", "/admin/reload", "", 400, "admin.yaml:3: pools: broken"},
 		{"no such endpoint", "GET", "/nope", "", 404, "no such endpoint"},
-		{"path too long", "GET", "/admin/" + strings.Repeat("x", 9000), "", 431, `"error": "request header fields too large"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,6 +137,32 @@ func TestAdminEndpoints(t *testing.T) {
 				t.Errorf("%s %s = %d %s, want %d containing %q", tt.method, tt.path, code, body, tt.wantCode, tt.wantBody)
 			}
 		})
+	}
+}
+
+// TestAdminPathTooLong: a request line over the header limit is refused
+// with 431, or, when the server closes before reading the rest of it (the
+// known gap the README lists under Forwarding: 431 is sent without
+// reading the rest, so a client still sending may see a reset), with a
+// reset; never served.
+func TestAdminPathTooLong(t *testing.T) {
+	base, _ := startAdmin(t)
+	req, err := http.NewRequest("GET", base+"/admin/"+strings.Repeat("x", 9000), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			t.Logf("reset before the 431 arrived (known gap): %v", err)
+			return
+		}
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 431 || !strings.Contains(string(b), `"error": "request header fields too large"`) {
+		t.Errorf("GET of a too long path = %d %s, want 431 and the JSON error", resp.StatusCode, b)
 	}
 }
 
