@@ -136,10 +136,14 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	case err != nil:
 		c.discard(i)
 		return end, err
-	case resp.ConnectionClose() && answeredBeforeRequest(s.conn):
-		// The backend sent this as it closed the connection, before the
-		// request reached it (a 408 for an idle connection): no answer
-		// to this request, which goes again on another connection.
+	case resp.StatusCode() == fasthttp.StatusRequestTimeout && resp.ConnectionClose() &&
+		answeredBeforeRequest(s.conn):
+		// A 408 the backend sent as it closed an idle connection, before
+		// the request reached it: no answer to this request, which goes
+		// again on another connection (RFC 9110 15.5.9 lets a client
+		// repeat a request a 408 answered on a new connection). Only a
+		// 408: another closing answer sent early (a 503 at a connection
+		// limit) is the backend's word, passed on.
 		c.discard(i)
 		return end, errAnsweredBeforeRequest
 	case extra || resp.ConnectionClose() || req.Header.ConnectionClose() ||
@@ -216,7 +220,7 @@ func appendRequestHead(dst []byte, req *fasthttp.Request, n int) []byte {
 // connection closed.
 var errClosedBeforeRequest = fmt.Errorf("upstream closed the connection before the request reached it: %w", netconn.ErrIdleClosed)
 
-// errAnsweredBeforeRequest: a response the backend sent as it closed the
+// errAnsweredBeforeRequest: a 408 the backend sent as it closed the
 // connection, before the request reached it
 // (netconn.Conn.AnsweredBeforeRequest); the request goes again on another
 // connection, as for bytes the idle check finds.

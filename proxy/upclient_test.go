@@ -661,16 +661,35 @@ type answeredEarlyConn struct {
 
 func (c *answeredEarlyConn) AnsweredBeforeRequest() bool { return c.early }
 
-// TestUpClientAnsweredBeforeRequest: a response that closes the connection
+// TestUpClientAnsweredBeforeRequest: a 408 that closes the connection
 // fails the exchange as bytes sent unasked (sent again on another
 // connection) when the connection tells it was sent before the request
-// reached the backend, and is the answer when it does not.
+// reached the backend, and is the answer when it does not; another status,
+// or a 408 that keeps the connection, is the answer either way.
 func TestUpClientAnsweredBeforeRequest(t *testing.T) {
-	ln := serveRaw(t, func(c net.Conn) {
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-			_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	answer := func(resp string) net.Listener {
+		return serveRaw(t, func(c net.Conn) {
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				_, _ = io.WriteString(c, resp)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		resp string
+		code int
+	}{
+		{"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 503},
+		{"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n", 408},
+	} {
+		ln := answer(tt.resp)
+		c := wrappingUpClient(t, ln.Addr().String(), func(conn net.Conn) net.Conn {
+			return &answeredEarlyConn{Conn: conn, early: true}
+		})
+		if code, _, err := upGet(c, "POST", "/", time.Now()); err != nil || code != tt.code {
+			t.Errorf("do() with %q = %d, %v; want it passed on", tt.resp, code, err)
 		}
-	})
+	}
+	ln := answer("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 	for _, early := range []bool{true, false} {
 		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
 			c := wrappingUpClient(t, ln.Addr().String(), func(conn net.Conn) net.Conn {
