@@ -120,11 +120,11 @@ type Conn struct {
 	// a time uses it.
 	iov [2]syscall.Iovec
 
-	// Client connections (NewClient): raw is the socket, flushSize the
-	// client's write buffer size (a shorter write ends a request), step1
-	// the step callback bound once and pending* its state, for
-	// writeThenWait.
-	raw       syscall.RawConn
+	// Client connections (NewClient over a socket): client is set,
+	// flushSize is the client's write buffer size (a shorter write ends a
+	// request), step1 the step callback bound once and pending* its
+	// state, for writeThenWait.
+	client    bool
 	flushSize int
 	// unread is set when the socket may hold data whose readiness the
 	// poller has already reported (a read filled its buffer, a long
@@ -147,9 +147,9 @@ type Conn struct {
 	sent     uint64
 	reqStart uint64
 	sawEOF   bool
-	// ackBase is what the peer had acknowledged when the Conn was made
-	// (the SYN of a connection this side opened counts as one byte), for
-	// connections that are not a server's; ackBaseOK says it is known.
+	// ackBase is what the peer had acknowledged when the client Conn was
+	// made (the SYN of a connection this side opened counts as one
+	// byte); ackBaseOK says it is known.
 	ackBase   uint64
 	ackBaseOK bool
 	peek1     func(uintptr)
@@ -208,13 +208,6 @@ func newConn(c net.Conn, yield bool) *Conn {
 			cc.read1, cc.write1 = cc.readStep, cc.writeStep
 		}
 	}
-	if !yield && cc.sys != nil {
-		// The SYN counts: a kernel that reports nothing acknowledged on
-		// an open connection does not keep the count (gVisor fills
-		// tcp_info with zeros), and RequestUnreceived stays false.
-		_, base, ok := cc.tcpInfo()
-		cc.ackBase, cc.ackBaseOK = base, ok && base > 0
-	}
 	cc.read.want.Store(none)
 	cc.read.armed.Store(none)
 	cc.write.want.Store(none)
@@ -247,9 +240,14 @@ func NewServer(c net.Conn) *Conn { return newConn(c, true) }
 func NewClient(c net.Conn, flushSize int) *Conn {
 	cc := newConn(c, false)
 	if cc.sys != nil {
-		cc.raw, cc.flushSize = cc.sys, flushSize
+		cc.client, cc.flushSize = true, flushSize
 		cc.step1 = cc.step
 		cc.peek1 = cc.peek
+		// The SYN counts: a kernel that reports nothing acknowledged on
+		// an open connection does not keep the count (gVisor fills
+		// tcp_info with zeros), and RequestUnreceived stays false.
+		_, base, ok := cc.tcpInfo()
+		cc.ackBase, cc.ackBaseOK = base, ok && base > 0
 	}
 	return cc
 }
@@ -357,7 +355,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.sysRead(p)
 		c.sawEOF = n == 0 && err == io.EOF
-		if c.raw != nil {
+		if c.client {
 			// A read that did not fill p emptied the socket; any other
 			// may have left data the poller already reported.
 			c.unread.Store(!(n > 0 && n < len(p)))
@@ -389,10 +387,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.beginRequest(); err != nil {
 		return 0, err
 	}
-	if c.raw != nil && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
+	if c.client && len(p) > 0 && len(p) < c.flushSize && !c.unread.Load() {
 		return c.writeThenWait(p, nil)
 	}
-	if c.raw != nil {
+	if c.client {
 		// Part of a longer request: the peer may answer before the end
 		// of it arrives (a 401 or 413 after the headers), and that
 		// readiness must not be forgotten by writeThenWait.
@@ -426,7 +424,7 @@ func (c *Conn) WriteRequest(head, body []byte) (int, error) {
 	if err := c.beginRequest(); err != nil {
 		return 0, err
 	}
-	if c.raw == nil {
+	if !c.client {
 		return c.writeAll(head, body)
 	}
 	// The request goes whole in this call, so the response cannot have
@@ -442,7 +440,7 @@ func (c *Conn) WriteRequest(head, body []byte) (int, error) {
 // turns), notes where a request starts (the first write after a read)
 // and checks the idle connection first.
 func (c *Conn) beginRequest() error {
-	if c.raw == nil || c.sending {
+	if !c.client || c.sending {
 		return nil
 	}
 	c.sending, c.reqStart = true, c.sent
@@ -457,13 +455,7 @@ func (c *Conn) beginRequest() error {
 func (c *Conn) writeAll(p, more []byte) (int, error) {
 	written := 0
 	for {
-		var n int
-		var err error
-		if written < len(p) {
-			n, err = c.sysWrite(p[written:], more)
-		} else {
-			n, err = c.sysWrite(more[written-len(p):], nil)
-		}
+		n, err := c.sysWrite(after(p, more, written))
 		written += n
 		if c.yield && n > 0 {
 			c.wrote.Store(true)
@@ -472,6 +464,15 @@ func (c *Conn) writeAll(p, more []byte) (int, error) {
 			return written, err
 		}
 	}
+}
+
+// after is what is left of p and then more once n bytes of the two are
+// written, the first of them not empty unless both are.
+func after(p, more []byte, n int) ([]byte, []byte) {
+	if n < len(p) {
+		return p[n:], more
+	}
+	return more[n-len(p):], nil
 }
 
 // sysRead reads like net.Conn.Read, errors included, but with a raw
@@ -507,20 +508,13 @@ func (c *Conn) readStep(fd uintptr) bool {
 }
 
 // sysWrite writes p and then more whole, or up to an error, like
-// net.Conn.Write of the two joined, with raw system calls (see sysRead).
+// net.Conn.Write of the two joined, with raw system calls (see sysRead);
+// p is empty only if more is (see after).
 func (c *Conn) sysWrite(p, more []byte) (int, error) {
-	if len(p) == 0 {
-		p, more = more, nil
-	}
 	if c.sys == nil || len(p) == 0 {
-		if len(more) == 0 {
-			n, err := c.Conn.Write(p)
-			c.sent += uint64(n)
-			return n, err
-		}
 		n, err := c.Conn.Write(p)
 		c.sent += uint64(n)
-		if err != nil {
+		if err != nil || len(more) == 0 {
 			return n, err
 		}
 		m, err := c.Conn.Write(more)
@@ -553,13 +547,8 @@ func (c *Conn) rawDone(op string, r *rawIO, err error) (int, error) {
 func (c *Conn) writeStep(fd uintptr) bool {
 	w := &c.wr
 	for w.n < len(w.buf)+len(w.more) {
-		var n int
-		var e syscall.Errno
-		if w.n < len(w.buf) {
-			n, e = c.writeOnce(fd, w.buf[w.n:], w.more)
-		} else {
-			n, e = c.writeOnce(fd, w.more[w.n-len(w.buf):], nil)
-		}
+		rest, more := after(w.buf, w.more, w.n)
+		n, e := c.writeOnce(fd, rest, more)
 		switch e {
 		case 0:
 			w.n += n
@@ -681,7 +670,7 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 		}
 	}
 	c.pending, c.pendingN, c.pendingErr, c.stepped = [2][]byte{p, more}, 0, nil, false
-	_ = c.raw.Read(c.step1) // a failed wait (deadline, close) leaves the read to report it
+	_ = c.sys.Read(c.step1) // a failed wait (deadline, close) leaves the read to report it
 	n, err, stepped := c.pendingN, c.pendingErr, c.stepped
 	c.pending, c.pendingErr = [2][]byte{}, nil
 	c.sent += uint64(n)
@@ -692,13 +681,10 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 		return c.writeAll(p, more)
 	case err != nil:
 		return n, err
-	case n < len(p):
+	case n < len(p)+len(more):
 		// The socket took part of it: the rest the usual way, which
 		// waits for room under the write deadline.
-		m, err := c.writeAll(p[n:], more)
-		return n + m, err
-	case n < len(p)+len(more):
-		m, err := c.writeAll(more[n-len(p):], nil)
+		m, err := c.writeAll(after(p, more, n))
 		return n + m, err
 	}
 	return n, nil
@@ -743,7 +729,7 @@ var (
 // witness, cannot be asked without being reset.
 func (c *Conn) checkIdle() error {
 	c.peekN, c.peekErr = 0, 0
-	if err := c.raw.Control(c.peek1); err != nil {
+	if err := c.sys.Control(c.peek1); err != nil {
 		return nil // closed: the write reports it
 	}
 	switch {
@@ -792,7 +778,7 @@ func (c *Conn) peek(fd uintptr) {
 // writes and reads, after a read met EOF before any byte of the response,
 // and before closing the connection.
 func (c *Conn) RequestUnreceived() bool {
-	if !c.sawEOF || c.raw == nil || !c.ackBaseOK {
+	if !c.sawEOF || !c.client || !c.ackBaseOK {
 		return false
 	}
 	state, acked, ok := c.tcpInfo()
@@ -812,7 +798,7 @@ func (c *Conn) RequestUnreceived() bool {
 // call it only for responses that close the connection, from the
 // goroutine that writes and reads.
 func (c *Conn) AnsweredBeforeRequest() bool {
-	if c.raw == nil || !c.ackBaseOK || c.sent == c.reqStart {
+	if !c.client || !c.ackBaseOK || c.sent == c.reqStart {
 		return false
 	}
 	_, acked, ok := c.tcpInfo()

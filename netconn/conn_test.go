@@ -371,7 +371,7 @@ func TestClientWriteWaitsForTheResponse(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, raw, peer := pair(t)
 			c := NewClient(raw.Conn, flush)
-			if c.raw == nil {
+			if !c.client {
 				t.Fatal("NewClient over TCP did not get the raw socket")
 			}
 			// Timed from before the deadline is set: it is the earliest
