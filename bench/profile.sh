@@ -72,11 +72,15 @@ C2=$!
 SYSCALLS=""
 read -r -a ua <<<"$(upstream_stats)"
 if command -v perf >/dev/null &&
-  perf stat -e syscalls:sys_enter_read -p "$SPID" -- true >/dev/null 2>&1; then
-  # The filtered exit_read counts the reads that found nothing (EAGAIN):
-  # Go reads before it waits, and these are what that costs.
-  perf stat -x, -e syscalls:sys_enter_read -e syscalls:sys_exit_read --filter 'ret == -11' \
-    -e syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_pwait \
+  perf stat -e syscalls:sys_enter_recvfrom -p "$SPID" -- true >/dev/null 2>&1; then
+  # netconn reads with recvfrom (flags 0) and checks an idle upstream
+  # connection with recvfrom(MSG_PEEK|MSG_DONTWAIT); the filtered exit
+  # counts the calls that found nothing (EAGAIN), nearly every idle check
+  # among them: Go reads before it waits, and the rest are what that costs.
+  perf stat -x, -e syscalls:sys_enter_recvfrom --filter 'flags == 0' \
+    -e syscalls:sys_enter_recvfrom --filter 'flags != 0' \
+    -e syscalls:sys_exit_recvfrom --filter 'ret == -11' \
+    -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_pwait \
     -p "$SPID" -- sleep "$SECS" 2>"$D/perf-stat.csv"
   read -r -a ub <<<"$(upstream_stats)"
   SYSCALLS=$D/perf-stat.csv
@@ -89,9 +93,10 @@ if [ -n "$SYSCALLS" ]; then
   # Each upstream_stats call counts as one request per upstream.
   reqs=$(( ub[0] + ub[2] - ua[0] - ua[2] - 2 ))
   echo "== syscalls per request over ${SECS} s ($reqs requests; perf stat -p sluice)"
-  awk -F, -v n="$reqs" '$3 ~ /^syscalls:sys_(enter|exit)_/ && n > 0 {
-    name = $3; sub("syscalls:sys_enter_", "", name); sub("syscalls:sys_exit_read", "  of which EAGAIN", name)
-    printf "  %-18s %6.2f\n", name, $1 / n }' "$SYSCALLS"
+  awk -F, -v n="$reqs" 'BEGIN { split("recvfrom (reads)|recvfrom (idle checks)|  of both, EAGAIN", label, "|") }
+    $3 ~ /^syscalls:sys_(enter|exit)_/ && n > 0 {
+    name = (++i in label) ? label[i] : $3; sub("syscalls:sys_enter_", "", name)
+    printf "  %-22s %6.2f\n", name, $1 / n }' "$SYSCALLS"
   echo
 else
   log "perf cannot trace syscalls here (not root?): no syscall counts"

@@ -42,7 +42,7 @@
 // Together: 2.1 reads and 1.9 writes per request in scenario a.
 //
 // Request bodies. WriteRequest sends a request's head and its body with
-// one writev, so that the body goes out from the request that holds it
+// one sendmsg, so that the body goes out from the request that holds it
 // instead of being copied into the client's write buffer first; on a
 // NewClient connection it is the end of a request, as above.
 //
@@ -51,15 +51,19 @@
 // takes two writes (the full buffer, then the rest), one more syscall and
 // one more loopback segment per response. The handler, which knows the
 // response is that long, calls HoldNextWrite: the full buffer is copied
-// and sent with the rest in one writev (scenario c: 3 writes per request
-// become a write and a writev).
+// and sent with the rest in one sendmsg (scenario c: 3 writes per request
+// become a sendto and a sendmsg).
 //
 // System calls. Reads and writes on a socket are made with raw system
 // calls inside RawConn's callbacks: on a non-blocking socket they never
 // block, so the scheduler's bookkeeping around a system call (entersyscall,
 // exitsyscall) buys nothing, and it was about 2% of the CPU. RawConn keeps
 // the descriptor's lock and the poller's wait; errors are reported as
-// net.Conn reports them.
+// net.Conn reports them. They are the socket calls (recvfrom, sendto,
+// sendmsg), as HAProxy's, not read, write and writev: those pass through
+// the file layer first (the file position lock, the permission hooks)
+// for nothing on a socket; sendto and sendmsg also take MSG_NOSIGNAL, so
+// a write to a closed peer is an EPIPE without a SIGPIPE first.
 //
 // Idle upstream connections. A kept-alive client connection may have been
 // closed by the peer, or been sent bytes nobody asked for, while it sat in
@@ -116,9 +120,10 @@ type Conn struct {
 	read1  func(uintptr) bool
 	write1 func(uintptr) bool
 	rd, wr rawIO
-	// iov backs the writev of two buffers (see writeOnce): one writer at
-	// a time uses it.
+	// iov and msg back the sendmsg of two buffers (see writeOnce): one
+	// writer at a time uses them.
 	iov [2]syscall.Iovec
+	msg syscall.Msghdr
 
 	// Client connections (NewClient over a socket): client is set,
 	// flushSize is the client's write buffer size (a shorter write ends a
@@ -159,15 +164,13 @@ type Conn struct {
 
 	// Server connections, for HoldNextWrite: hold is set until the next
 	// write, held is that write's copy (in *heldBuf) until the write after
-	// it, vec and bufs back the writev that sends the two. heldBuf comes
+	// it, sent with it in one sendmsg (writeAll). heldBuf comes
 	// from the listener's pool (holds) for the time it holds, so an idle
 	// connection keeps none.
 	hold    bool
 	held    []byte
 	heldBuf *[]byte
 	holds   *sync.Pool
-	vec     [2][]byte
-	bufs    net.Buffers
 }
 
 // rawIO is the state of one raw read or write: the buffer (for a write,
@@ -400,7 +403,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // WriteRequest writes head and then body, as Write would write them
-// joined, without joining them: one writev where the socket takes both,
+// joined, without joining them: one sendmsg where the socket takes both,
 // so a request body goes out from where it lies instead of being copied
 // into a write buffer first. On a NewClient connection the two must be
 // the whole request (its response is waited for as Write waits after the
@@ -495,7 +498,7 @@ func (c *Conn) sysRead(p []byte) (int, error) {
 // readStep is RawConn.Read's callback for sysRead: false asks to wait.
 func (c *Conn) readStep(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rd.buf[0])), uintptr(len(c.rd.buf)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rd.buf[0])), uintptr(len(c.rd.buf)), 0, 0, 0)
 		switch e {
 		case syscall.EINTR:
 			continue
@@ -563,18 +566,21 @@ func (c *Conn) writeStep(fd uintptr) bool {
 	return true
 }
 
-// writeOnce makes one raw write of p (not empty) and then more: a write,
-// or a writev when more is not empty.
+// writeOnce makes one raw write of p (not empty) and then more: a sendto,
+// or a sendmsg of the two when more is not empty.
 func (c *Conn) writeOnce(fd uintptr, p, more []byte) (int, syscall.Errno) {
 	if len(more) == 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+			syscall.MSG_NOSIGNAL, 0, 0)
 		return int(n), e
 	}
 	c.iov[0].Base, c.iov[1].Base = &p[0], &more[0]
 	c.iov[0].SetLen(len(p))
 	c.iov[1].SetLen(len(more))
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), 2)
-	c.iov[0].Base, c.iov[1].Base = nil, nil
+	c.msg.Iov = &c.iov[0]
+	c.msg.Iovlen = 2
+	n, _, e := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&c.msg)), syscall.MSG_NOSIGNAL)
+	c.iov[0].Base, c.iov[1].Base, c.msg.Iov = nil, nil, nil
 	return int(n), e
 }
 
@@ -590,7 +596,7 @@ func (c *Conn) opError(op string, err error) error {
 // HoldNextWrite tells a server Conn that the response about to be
 // written is longer than the buffer it is written through, so that it
 // takes at least two writes, the first a full buffer: that write is held
-// (copied) and goes out together with the next in one writev, as fasthttp
+// (copied) and goes out together with the next in one sendmsg, as fasthttp
 // itself sends a long response on a bare *net.TCPConn (a wrapped
 // connection loses that: one more write and one more loopback segment per
 // response). Call it from the goroutine that writes, only when a second
@@ -613,32 +619,14 @@ func (c *Conn) holdCopy(p []byte) {
 	c.held = *c.heldBuf
 }
 
-// writeHeld sends the held write and p in one writev and reports how much
-// of p went.
+// writeHeld sends the held write and p in one sendmsg and reports how
+// much of p went.
 func (c *Conn) writeHeld(p []byte) (int, error) {
 	h := c.held
 	c.held = nil
 	defer c.releaseHeld()
-	c.vec[0], c.vec[1] = h, p
-	c.bufs = c.vec[:]
-	var written int64
-	var err error
-	for {
-		var n int64
-		n, err = c.bufs.WriteTo(c.Conn)
-		written += n
-		if c.yield && n > 0 {
-			c.wrote.Store(true)
-		}
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.write, false) {
-			break
-		}
-	}
-	c.bufs, c.vec[0], c.vec[1] = nil, nil, nil
-	if n := int(written) - len(h); n > 0 {
-		return n, err
-	}
-	return 0, err
+	n, err := c.writeAll(h, p)
+	return max(n-len(h), 0), err
 }
 
 // releaseHeld gives the held buffer back to the listener's pool.
