@@ -67,6 +67,7 @@ type Options struct {
 // ErrorHandler answers a request fasthttp's server could not read (too
 // large, malformed, too slow) in the admin API's JSON error form.
 func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	proxy.LingerOnClose(ctx)
 	code, msg := proxy.ClientErrorStatus(err)
 	fail(ctx, code, msg)
 }

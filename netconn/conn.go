@@ -78,6 +78,15 @@
 // Accept errors. Listener waits out running out of file descriptors
 // instead of passing the error to a server that would stop.
 //
+// Closing after an error response. A server that answers a request it
+// did not read to the end (413 for a body over the limit, 431) and then
+// closes makes the kernel send a reset, not a FIN, as the peer's unread
+// bytes are thrown away; a client still sending its body meets that reset
+// and usually reports it instead of the answer, and on a real network the
+// reset can overtake the answer itself. LingerOnClose makes Close first
+// send a FIN and read and discard what the peer still sends, as nginx's
+// lingering close does.
+//
 // A Conn serves one reader and one writer at a time, like fasthttp's use of
 // a connection. Deadlines may be set from any goroutine: the last one set
 // wins, as with net.Conn.
@@ -171,6 +180,8 @@ type Conn struct {
 	held    []byte
 	heldBuf *[]byte
 	holds   *sync.Pool
+	// linger asks Close to drain the peer's data first (LingerOnClose).
+	linger atomic.Bool
 }
 
 // rawIO is the state of one raw read or write: the buffer (for a write,
@@ -700,6 +711,62 @@ func (c *Conn) step(fd uintptr) bool {
 		}
 		c.pendingN = n
 		return n < len(c.pending[0])+len(c.pending[1])
+	}
+}
+
+// Lingering close (LingerOnClose): Close waits at most lingerTime in all,
+// and lingerQuiet for each read, for the peer to stop sending and close,
+// as nginx's lingering_time and lingering_timeout (30 s and 5 s there: a
+// proxy that lingers holds a descriptor and a goroutine meanwhile, and a
+// client that reads its answer closes within a round trip).
+const (
+	lingerTime  = 5 * time.Second
+	lingerQuiet = time.Second
+)
+
+// LingerOnClose makes the next Close end the sending side first (a FIN
+// after the answer already written) and read and discard whatever the
+// peer still sends, until it closes, is quiet for lingerQuiet, or
+// lingerTime has passed; only then is the connection closed. Call it
+// before closing a server connection whose request was not read to the
+// end. Without it the close sends a reset, which a client still sending
+// meets before it reads the answer.
+func (c *Conn) LingerOnClose() { c.linger.Store(true) }
+
+// Close closes the connection, after draining it if LingerOnClose asked
+// for that.
+func (c *Conn) Close() error {
+	if c.linger.Swap(false) {
+		c.drain(lingerTime, lingerQuiet)
+	}
+	return c.Conn.Close()
+}
+
+// drain is the lingering part of Close: a FIN, then reads until the peer
+// closes, is quiet for quiet, or total has passed.
+func (c *Conn) drain(total, quiet time.Duration) {
+	if c.held != nil {
+		if _, err := c.writeHeld(nil); err != nil {
+			return
+		}
+	}
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	end := time.Now().Add(total)
+	buf := make([]byte, 16<<10)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return
+		}
+		if c.Conn.SetReadDeadline(time.Now().Add(min(left, quiet))) != nil {
+			return
+		}
+		if _, err := c.Conn.Read(buf); err != nil {
+			return // closed (EOF, reset), quiet, or out of time
+		}
 	}
 }
 

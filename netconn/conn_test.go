@@ -1398,3 +1398,110 @@ func TestAnsweredBeforeRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestLingerOnClose: a server that answers and closes while its peer is
+// still sending resets the connection (the peer's read or its write meets
+// ECONNRESET or EPIPE); after LingerOnClose the close sends a FIN instead,
+// reads what the peer sends, and ends when the peer closes.
+func TestLingerOnClose(t *testing.T) {
+	for _, linger := range []bool{false, true} {
+		t.Run(fmt.Sprintf("linger=%v", linger), func(t *testing.T) {
+			c, _, peer := pair(t)
+			srv := peer.(*Conn)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			// The client keeps sending (a body the server will not read)
+			// until its connection fails or is closed.
+			writeErr := make(chan error, 1)
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						writeErr <- err
+						return
+					}
+				}
+			}()
+			// Some of the body is in before the server answers.
+			if _, err := io.ReadFull(srv, make([]byte, 1000)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.Write([]byte("answer")); err != nil {
+				t.Fatal(err)
+			}
+			if linger {
+				srv.LingerOnClose()
+			}
+			closed := make(chan time.Duration, 1)
+			go func() {
+				start := time.Now()
+				srv.Close()
+				closed <- time.Since(start)
+			}()
+			got, rerr := io.ReadAll(c)
+			// A reset ends the writer by itself; a lingering server
+			// reads on until the client closes.
+			var werr error
+			select {
+			case werr = <-writeErr:
+			case <-time.After(200 * time.Millisecond):
+				c.Close()
+				werr = <-writeErr
+			}
+			c.Close()
+			reset := errors.Is(rerr, syscall.ECONNRESET) || errors.Is(werr, syscall.ECONNRESET) || errors.Is(werr, syscall.EPIPE)
+			if string(got) != "answer" || reset == linger {
+				t.Errorf("client read %q (then %v), its writes ended with %v: reset %v, want %q and reset %v",
+					got, rerr, werr, reset, "answer", !linger)
+			}
+			if d := <-closed; linger && d >= lingerQuiet {
+				t.Errorf("lingering Close took %v, want it to end when the client closed (well under %v)", d, lingerQuiet)
+			}
+		})
+	}
+}
+
+// TestLingerBounds: a lingering close ends when the peer goes quiet
+// without closing, and when the peer never stops sending.
+func TestLingerBounds(t *testing.T) {
+	const total, quiet = 400 * time.Millisecond, 100 * time.Millisecond
+	tests := []struct {
+		name     string
+		nonstop  bool
+		min, max time.Duration
+	}{
+		{"quiet peer", false, quiet, total},
+		{"peer that never stops", true, total, total + 3*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, peer := pair(t)
+			srv := peer.(*Conn)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			stop := make(chan struct{})
+			sending := make(chan struct{})
+			go func() {
+				defer close(sending)
+				buf := make([]byte, 1024)
+				for {
+					if _, err := c.Write(buf); err != nil || !tt.nonstop {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}()
+			start := time.Now()
+			srv.drain(total, quiet)
+			d := time.Since(start)
+			close(stop)
+			c.Close()
+			<-sending
+			if d < tt.min || d > tt.max {
+				t.Errorf("drain took %v, want between %v and %v", d, tt.min, tt.max)
+			}
+		})
+	}
+}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"sluice/netconn"
 )
 
 // isDial reports whether err happened while connecting, before any byte of
@@ -19,8 +21,21 @@ func isDial(err error) bool {
 // ServerErrorHandler answers requests fasthttp could not parse or accept,
 // before any handler (and so any backend) sees them.
 func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	LingerOnClose(ctx)
 	code, msg := ClientErrorStatus(err)
 	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
+}
+
+// LingerOnClose is for a fasthttp ErrorHandler: fasthttp closes the
+// connection after the error answer, with the rest of the request (a body
+// over the limit, say) perhaps still coming, and the close would then
+// reset the connection under the client's feet. On a netconn connection
+// the close lingers instead (netconn.Conn.LingerOnClose), so that the
+// client reads the answer.
+func LingerOnClose(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*netconn.Conn); ok {
+		c.LingerOnClose()
+	}
 }
 
 // ClientErrorStatus maps an error fasthttp's server met reading a request

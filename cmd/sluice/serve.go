@@ -196,14 +196,15 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	}
 	a.front = a.startFront(cfg, ln)
 	if aln != nil {
-		a.admin = startServer(a.newAdminServer(), aln, a.log, "admin")
+		a.admin = a.startAdmin(aln)
 	}
 	return nil
 }
 
 // startFront serves the proxy on ln, through package netconn: lazy
-// deadlines, a yield before reading a connection's next request, and one
-// writev for a response longer than the write buffer.
+// deadlines, a yield before reading a connection's next request, one
+// sendmsg for a response longer than the write buffer, and a lingering
+// close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
 	nl := netconn.NewListener(ln)
 	addr := ln.Addr().String()
@@ -220,6 +221,12 @@ func (a *app) warnPublicAdmin(addr string) {
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		a.log.Warn().Str("admin", addr).Msg("admin listener is not on loopback: anyone who reaches it can drain backends and reload the config")
 	}
+}
+
+// startAdmin serves the admin API on ln, through package netconn too: its
+// error answers (a request too large) linger on close as the proxy's do.
+func (a *app) startAdmin(ln net.Listener) *server {
+	return startServer(a.newAdminServer(), netconn.NewListener(ln), a.log, "admin")
 }
 
 func (a *app) newAdminServer() *fasthttp.Server {
@@ -351,7 +358,7 @@ func (a *app) commit(st *staged, old, cfg *config.Config) {
 		a.admin = nil
 		if st.admin != nil {
 			a.warnPublicAdmin(cfg.Admin.Listen)
-			a.admin = startServer(a.newAdminServer(), st.admin, a.log, "admin")
+			a.admin = a.startAdmin(st.admin)
 		}
 	}
 	if st.accessChanged {
