@@ -144,6 +144,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		return out
 	}
 	rawHost := ctx.Request.Header.Host()
+	if th := targetHost(ctx.Request.Header.RequestURI()); th != nil {
+		// An absolute-form target's host overrides Host (RFC 9112
+		// §3.2.2), for routing and for all that follows: the Host sent
+		// upstream, X-Forwarded-Host, the access log.
+		ctx.Request.Header.SetHostBytes(th)
+		rawHost = ctx.Request.Header.Host()
+	}
 	host := normalizeHost(rawHost, sc.host[:])
 	r := s.routes.match(host, ctx.Path())
 	if r == nil {
@@ -334,14 +341,28 @@ func checkTarget(t []byte) (int, string) {
 	if len(t) <= 7 || !bytes.EqualFold(t[:7], []byte("http://")) {
 		return fasthttp.StatusBadRequest, "400 request target must be a path or an http:// URL\n"
 	}
-	rest := t[7:]
+	authority := targetHost(t)
+	switch {
+	case bytes.IndexByte(authority, '@') >= 0:
+		return fasthttp.StatusBadRequest, "400 userinfo in request target\n"
+	case len(authority) == 0:
+		return fasthttp.StatusBadRequest, "400 no host in request target\n"
+	}
+	return 0, ""
+}
+
+// targetHost returns the authority (host and port) of an absolute-form
+// request-target, nil for origin form and "*". Other forms are refused
+// by checkTarget before this is used for anything else.
+func targetHost(t []byte) []byte {
+	if len(t) < 7 || t[0] == '/' || t[0] == '*' {
+		return nil
+	}
+	rest := t[7:] // past "http://"
 	if end := bytes.IndexAny(rest, "/?"); end >= 0 {
 		rest = rest[:end]
 	}
-	if bytes.IndexByte(rest, '@') >= 0 {
-		return fasthttp.StatusBadRequest, "400 userinfo in request target\n"
-	}
-	return 0, ""
+	return rest
 }
 
 // ClientWriteBufferSize is the write buffer of the server that calls

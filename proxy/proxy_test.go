@@ -65,6 +65,49 @@ pools:
 	}
 }
 
+// TestAbsoluteFormTargetHostWins: with an absolute-form target the
+// target's host, not the Host header, picks the route and is the Host the
+// backend gets (RFC 9112 §3.2.2), with X-Forwarded-Host to match.
+func TestAbsoluteFormTargetHostWins(t *testing.T) {
+	api, web := startBackend(t, "api", nil), startBackend(t, "web", nil)
+	px := startProxy(t, fmt.Sprintf(`
+routes:
+  - match: { host: api.example.com }
+    pool: api
+  - pool: web
+pools:
+  api: { algorithm: round_robin, backends: [{ address: %s }] }
+  web: { algorithm: round_robin, backends: [{ address: %s }] }
+`, api.addr(), web.addr()))
+	tests := []struct {
+		name, raw, want, wantHost string
+	}{
+		{"target host over Host", "GET http://api.example.com/x HTTP/1.1\r\nHost: other.org\r\n\r\n", "api", "api.example.com"},
+		{"scheme and host in any case, with a port", "GET HTTP://API.Example.com:8080/x?q=1 HTTP/1.1\r\nHost: other.org\r\n\r\n", "api", "API.Example.com:8080"},
+		{"no path", "GET http://api.example.com HTTP/1.1\r\nHost: other.org\r\n\r\n", "api", "api.example.com"},
+		{"other target host over a matching Host", "GET http://other.org/x HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "web", "other.org"},
+		{"origin form: Host decides", "GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "api", "api.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := rawExchange(t, px.addr, tt.raw)
+			if got := resp.Header.Get("X-Backend"); resp.StatusCode != 200 || got != tt.want {
+				t.Fatalf("status %d from %q, want 200 from %q", resp.StatusCode, got, tt.want)
+			}
+			b := map[string]*testBackend{"api": api, "web": web}[tt.want]
+			b.mu.Lock()
+			host, xfh, uri := b.last.Host, b.last.Header.Get("X-Forwarded-Host"), b.last.RequestURI
+			b.mu.Unlock()
+			if host != tt.wantHost || xfh != tt.wantHost || uri[0] != '/' {
+				t.Errorf("backend got Host %q, X-Forwarded-Host %q, target %q; want %q, %q and origin form", host, xfh, uri, tt.wantHost, tt.wantHost)
+			}
+		})
+	}
+	if code := rawStatus(t, px.addr, "GET http:///x HTTP/1.1\r\nHost: api.example.com\r\n\r\n"); code != 400 {
+		t.Errorf("absolute-form target without a host = %d, want 400", code)
+	}
+}
+
 func poolYAML(algorithm string, backends []*testBackend, weights []int) string {
 	y := "routes:\n  - pool: p\npools:\n  p:\n    algorithm: " + algorithm + "\n    backends:\n"
 	for i, b := range backends {
