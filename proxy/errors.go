@@ -26,6 +26,25 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
 }
 
+// ExpectHandler is fasthttp's Server.ExpectHandler for a server whose
+// MaxRequestBodySize is maxBody: a request with Expect: 100-continue that
+// announces a body over the limit gets 413 at once, as with nginx, instead
+// of 100 Continue (which asks the client to send the body) and then 413.
+// Any other goes on (100); a chunked body is held to the limit as it is
+// read.
+func ExpectHandler(maxBody int) func(*fasthttp.RequestCtx) int {
+	return func(ctx *fasthttp.RequestCtx) int {
+		if ctx.Request.Header.ContentLength() <= maxBody {
+			return fasthttp.StatusContinue
+		}
+		// fasthttp closes the connection after this answer; the client
+		// may have started sending the body without waiting.
+		LingerOnClose(ctx)
+		ctx.Error("413 request body too large\n", fasthttp.StatusRequestEntityTooLarge)
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+}
+
 // LingerOnClose is for a fasthttp ErrorHandler: fasthttp closes the
 // connection after the error answer, with the rest of the request (a body
 // over the limit, say) perhaps still coming, and the close would then

@@ -395,6 +395,7 @@ func TestHostileRequests(t *testing.T) {
 		{"two content-lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
 		{"headers too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n", 431},
 		{"body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("a", 5000), 413},
+		{"body too large, announced with Expect: 100-continue", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n", 413},
 		{"control char in uri", "GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"transfer-encoding identity", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"space inside a header name", "GET / HTTP/1.1\r\nHost: x\r\nX A: a\r\n\r\n", 400},
@@ -416,6 +417,64 @@ func TestHostileRequests(t *testing.T) {
 			}
 			if got := b.hits.Load() - before; got != 0 {
 				t.Errorf("backend saw %d requests, want 0", got)
+			}
+		})
+	}
+}
+
+// TestExpectContinue: a body within the limit is asked for with 100
+// Continue and forwarded; one announced over the limit gets 413 at once,
+// with the usual error body, and never a 100 first.
+func TestExpectContinue(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"limits: { max_body_bytes: 1024 }\n")
+	tests := []struct {
+		name     string
+		length   int
+		want     int
+		wantBody string
+	}{
+		{"within the limit", 1024, 200, "hello from b\n"},
+		{"over the limit", 1025, 413, "413 request body too large\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", px.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", tt.length)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			continued := resp.StatusCode == 100
+			if continued != (tt.want == 200) {
+				t.Fatalf("first answer %d, want 100 Continue only for a body within the limit", resp.StatusCode)
+			}
+			if continued {
+				if _, err := conn.Write(bytes.Repeat([]byte("x"), tt.length)); err != nil {
+					t.Fatal(err)
+				}
+				if resp, err = http.ReadResponse(br, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || string(body) != tt.wantBody {
+				t.Fatalf("answer %d %q, want %d %q", resp.StatusCode, body, tt.want, tt.wantBody)
+			}
+			if tt.want == 200 {
+				b.mu.Lock()
+				got := len(b.body)
+				b.mu.Unlock()
+				if got != tt.length {
+					t.Errorf("backend got a %d-byte body, want %d", got, tt.length)
+				}
 			}
 		})
 	}

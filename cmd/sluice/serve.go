@@ -525,6 +525,7 @@ func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 		// (HoldNextWrite) from this size: they must be longer than it.
 		WriteBufferSize:    proxy.ClientWriteBufferSize,
 		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ExpectHandler:      proxy.ExpectHandler(cfg.Limits.MaxBodyBytes),
 		CloseOnShutdown:    true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,
