@@ -93,6 +93,7 @@
 package netconn
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -180,8 +181,12 @@ type Conn struct {
 	held    []byte
 	heldBuf *[]byte
 	holds   *sync.Pool
-	// linger asks Close to drain the peer's data first (LingerOnClose).
-	linger atomic.Bool
+	// linger asks Close to drain the peer's data first (LingerOnClose);
+	// lingers is the accepting listener's count of such closes to come,
+	// received says a read returned data at least once.
+	linger   atomic.Bool
+	lingers  *lingerGroup
+	received bool
 }
 
 // rawIO is the state of one raw read or write: the buffer (for a write,
@@ -369,6 +374,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.sysRead(p)
 		c.sawEOF = n == 0 && err == io.EOF
+		c.received = c.received || n > 0
 		if c.client {
 			// A read that did not fill p emptied the socket; any other
 			// may have left data the poller already reported.
@@ -729,15 +735,33 @@ const (
 // peer still sends, until it closes, is quiet for lingerQuiet, or
 // lingerTime has passed; only then is the connection closed. Call it
 // before closing a server connection whose request was not read to the
-// end. Without it the close sends a reset, which a client still sending
-// meets before it reads the answer.
-func (c *Conn) LingerOnClose() { c.linger.Store(true) }
+// end, from the goroutine that reads and writes it, which should also be
+// the one to close it. Without it the close sends a reset, which a client
+// still sending meets before it reads the answer.
+//
+// A connection that never received a byte (a client that connected and
+// sent nothing) has nothing to drain and closes at once. Either way the
+// write deadline is moved lingerTime ahead: the answer's write would
+// otherwise run under whatever deadline the last response left, long
+// past on a connection that sat idle.
+func (c *Conn) LingerOnClose() {
+	_ = c.SetWriteDeadline(time.Now().Add(lingerTime))
+	if !c.received || c.linger.Swap(true) {
+		return
+	}
+	if c.lingers != nil {
+		c.lingers.add()
+	}
+}
 
 // Close closes the connection, after draining it if LingerOnClose asked
 // for that.
 func (c *Conn) Close() error {
 	if c.linger.Swap(false) {
 		c.drain(lingerTime, lingerQuiet)
+		if c.lingers != nil {
+			defer c.lingers.done()
+		}
 	}
 	return c.Conn.Close()
 }
@@ -755,7 +779,8 @@ func (c *Conn) drain(total, quiet time.Duration) {
 		return
 	}
 	end := time.Now().Add(total)
-	buf := make([]byte, 16<<10)
+	buf := c.drainBuffer()
+	defer c.releaseHeld()
 	for {
 		left := time.Until(end)
 		if left <= 0 {
@@ -767,6 +792,68 @@ func (c *Conn) drain(total, quiet time.Duration) {
 		if _, err := c.Conn.Read(buf); err != nil {
 			return // closed (EOF, reset), quiet, or out of time
 		}
+	}
+}
+
+// drainBuffer returns a buffer to read into and throw away: the held-write
+// buffer, from the listener's pool, when there is one.
+func (c *Conn) drainBuffer() []byte {
+	if c.heldBuf == nil && c.holds != nil {
+		if b, ok := c.holds.Get().(*[]byte); ok {
+			c.heldBuf = b
+		}
+	}
+	if c.heldBuf == nil {
+		c.heldBuf = new([]byte)
+	}
+	if cap(*c.heldBuf) < maxHold {
+		*c.heldBuf = make([]byte, maxHold)
+	}
+	return (*c.heldBuf)[:cap(*c.heldBuf)]
+}
+
+// lingerGroup counts the lingering closes of a listener's connections,
+// from LingerOnClose (while the server still counts the connection as
+// open) to the end of Close, so that a graceful stop can wait for them
+// (Listener.WaitLingering). It is touched only on that error path.
+type lingerGroup struct {
+	mu sync.Mutex
+	n  int
+	// zero is closed when n drops back to 0 (nil while it is 0).
+	zero chan struct{}
+}
+
+func (g *lingerGroup) add() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		g.zero = make(chan struct{})
+	}
+	g.n++
+}
+
+func (g *lingerGroup) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 {
+		close(g.zero)
+		g.zero = nil
+	}
+}
+
+// wait waits until no close lingers, or ctx ends.
+func (g *lingerGroup) wait(ctx context.Context) error {
+	g.mu.Lock()
+	zero := g.zero
+	g.mu.Unlock()
+	if zero == nil {
+		return nil
+	}
+	select {
+	case <-zero:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -889,7 +976,8 @@ func (c *Conn) tcpInfo() (state uint8, acked uint64, ok bool) {
 // connections share one pool of HoldNextWrite buffers.
 type Listener struct {
 	net.Listener
-	holds sync.Pool
+	holds   sync.Pool
+	lingers lingerGroup
 	// OnAcceptError, when set, is told of each accept error that Accept
 	// waits out (see Accept); set it before the first Accept.
 	OnAcceptError func(err error, retryIn time.Duration)
@@ -914,7 +1002,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil {
 			cc := NewServer(c)
-			cc.holds = &l.holds
+			cc.holds, cc.lingers = &l.holds, &l.lingers
 			return cc, nil
 		}
 		if !exhausted(err) {
@@ -932,6 +1020,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// WaitLingering waits, until ctx ends, for the lingering closes
+// (LingerOnClose) of the connections l accepted. A server's graceful stop
+// calls it once the server has let go of them: the server no longer counts
+// a connection whose close is still lingering.
+func (l *Listener) WaitLingering(ctx context.Context) error {
+	return l.lingers.wait(ctx)
 }
 
 // Close closes the listener and ends a wait in Accept.

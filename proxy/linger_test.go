@@ -105,3 +105,43 @@ func TestErrorAnswerReachesAClientStillSending(t *testing.T) {
 		t.Errorf("backend saw %d requests, want 0", n)
 	}
 }
+
+// TestErrorAnswerAfterAnIdleWait: a request refused on a kept-alive
+// connection long after the last response still gets its answer: fasthttp
+// does not set a write deadline for an error answer, and the one the last
+// response left (timeouts.client_write after it) has passed.
+func TestErrorAnswerAfterAnIdleWait(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+
+		"limits: { max_body_bytes: 1024 }\ntimeouts: { client_write: 200ms }\n")
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for _, step := range []struct {
+		raw  string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat("a", 2048), 413},
+	} {
+		if step.want != 200 {
+			time.Sleep(500 * time.Millisecond) // past the write deadline the last answer left
+		}
+		if _, err := io.WriteString(conn, step.raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer to %.20q: %v, want %d", step.raw, err, step.want)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != step.want {
+			t.Fatalf("answer to %.20q = %d, want %d", step.raw, resp.StatusCode, step.want)
+		}
+	}
+}

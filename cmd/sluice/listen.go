@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"syscall"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
+
+	"sluice/netconn"
 )
 
 // listen opens a TCP listener, with SO_REUSEPORT when asked, so that a new
@@ -51,9 +54,14 @@ func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name
 }
 
 // stop stops accepting, lets in-flight requests finish until ctx ends,
-// and waits for the serving goroutine.
+// and waits for the serving goroutine, and then, still until ctx ends, for
+// the connections whose close lingers after an error answer (fasthttp has
+// stopped counting those).
 func (s *server) stop(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	<-s.done
+	if nl, ok := s.ln.(*netconn.Listener); ok {
+		err = errors.Join(err, nl.WaitLingering(ctx))
+	}
 	return err
 }

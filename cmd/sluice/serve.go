@@ -206,12 +206,18 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 // sendmsg for a response longer than the write buffer, and a lingering
 // close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
+	return startServer(a.newFrontServer(cfg), a.wrapListener(ln), a.log, "proxy")
+}
+
+// wrapListener wraps ln in netconn's listener, which logs the accept
+// errors it waits out.
+func (a *app) wrapListener(ln net.Listener) *netconn.Listener {
 	nl := netconn.NewListener(ln)
 	addr := ln.Addr().String()
 	nl.OnAcceptError = func(err error, retryIn time.Duration) {
 		a.log.Warn().Err(err).Str("listen", addr).Dur("retry_in", retryIn).Msg("accept failed; retrying")
 	}
-	return startServer(a.newFrontServer(cfg), nl, a.log, "proxy")
+	return nl
 }
 
 // warnPublicAdmin logs when the admin API is reachable beyond loopback:
@@ -226,7 +232,7 @@ func (a *app) warnPublicAdmin(addr string) {
 // startAdmin serves the admin API on ln, through package netconn too: its
 // error answers (a request too large) linger on close as the proxy's do.
 func (a *app) startAdmin(ln net.Listener) *server {
-	return startServer(a.newAdminServer(), netconn.NewListener(ln), a.log, "admin")
+	return startServer(a.newAdminServer(), a.wrapListener(ln), a.log, "admin")
 }
 
 func (a *app) newAdminServer() *fasthttp.Server {
