@@ -198,3 +198,39 @@ func FuzzRequestHead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTargetHost: for any request-target checkTarget accepts, targetHost
+// finds a host exactly for the absolute form, and that host is the
+// authority fasthttp's URI parser finds (it lower-cases it and decodes
+// %-escapes), with nothing
+// of the path, query or userinfo in it.
+func FuzzTargetHost(f *testing.F) {
+	for _, t := range []string{"/x", "*", "http://a.example/x", "HTTP://A.Example:8080?q", "http://a", "http:///x", "http://u@a/", "https://a/"} {
+		f.Add(t)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		if code, _ := checkTarget([]byte(target)); code != 0 {
+			return
+		}
+		host := targetHost([]byte(target))
+		absolute := len(target) > 0 && target[0] != '/' && target != "*"
+		switch {
+		case !absolute && host != nil:
+			t.Fatalf("targetHost(%q) = %q, want nil for origin form and *", target, host)
+		case !absolute:
+			return
+		case len(host) == 0 || bytes.ContainsAny(host, "/?@#"):
+			t.Fatalf("targetHost(%q) = %q, want a non-empty authority", target, host)
+		}
+		var u fasthttp.URI
+		if err := u.Parse(nil, []byte(target)); err != nil || bytes.IndexByte(host, '%') >= 0 {
+			// Refused by fasthttp's server before the handler; or
+			// percent-encoded, which fasthttp decodes and sluice, as
+			// with a Host header, keeps as received.
+			return
+		}
+		if !bytes.EqualFold(u.Host(), host) {
+			t.Fatalf("targetHost(%q) = %q, fasthttp's URI host %q", target, host, u.Host())
+		}
+	})
+}
