@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -61,7 +62,7 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h, ErrorHandler: ErrorHandler}
+	srv := &fasthttp.Server{Handler: h, ErrorHandler: ErrorHandler, ExpectHandler: ExpectHandler(fasthttp.DefaultMaxRequestBodySize)}
 	go func() { _ = srv.Serve(netconn.NewListener(ln)) }() // as cmd/sluice serves it
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return "http://" + ln.Addr().String()
@@ -175,6 +176,29 @@ func TestAdminRequestTooLarge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdminExpectContinueOverTheLimit: a body announced with Expect:
+// 100-continue over the admin's 4 MiB limit gets the 413 JSON error at
+// once, never a 100 Continue first.
+func TestAdminExpectContinueOverTheLimit(t *testing.T) {
+	base, _ := startAdmin(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "POST /admin/reload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", 5<<20)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"error": "request body too large"`) {
+		t.Errorf("first answer %d %s, want 413 and the JSON error", resp.StatusCode, b)
 	}
 }
 

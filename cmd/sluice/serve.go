@@ -245,6 +245,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 			Metrics:    a.metrics.Handler(),
 		}),
 		ErrorHandler:    admin.ErrorHandler,
+		ExpectHandler:   admin.ExpectHandler(fasthttp.DefaultMaxRequestBodySize),
 		Logger:          proxy.Logger{Log: a.log},
 		ReadTimeout:     10 * time.Second,
 		WriteTimeout:    10 * time.Second,
