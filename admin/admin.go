@@ -72,21 +72,6 @@ func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	fail(ctx, code, msg)
 }
 
-// ExpectHandler is fasthttp's Server.ExpectHandler for an admin server
-// whose MaxRequestBodySize is maxBody: as the proxy's
-// (proxy.ExpectHandler), a body announced over the limit gets 413 at
-// once instead of 100 Continue first, here with the JSON error.
-func ExpectHandler(maxBody int) func(*fasthttp.RequestCtx) int {
-	return func(ctx *fasthttp.RequestCtx) int {
-		if ctx.Request.Header.ContentLength() <= maxBody {
-			return fasthttp.StatusContinue
-		}
-		proxy.LingerOnClose(ctx)
-		fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
-		return fasthttp.StatusRequestEntityTooLarge
-	}
-}
-
 // Handler returns the admin request handler.
 func Handler(o Options) fasthttp.RequestHandler {
 	var metrics fasthttp.RequestHandler

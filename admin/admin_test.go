@@ -62,7 +62,7 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h, ErrorHandler: ErrorHandler, ExpectHandler: ExpectHandler(fasthttp.DefaultMaxRequestBodySize)}
+	srv := &fasthttp.Server{Handler: h, ErrorHandler: ErrorHandler, ExpectHandler: proxy.ExpectHandler(fasthttp.DefaultMaxRequestBodySize, ErrorHandler)}
 	go func() { _ = srv.Serve(netconn.NewListener(ln)) }() // as cmd/sluice serves it
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return "http://" + ln.Addr().String()

@@ -27,21 +27,20 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // ExpectHandler is fasthttp's Server.ExpectHandler for a server whose
-// MaxRequestBodySize is maxBody: a request with Expect: 100-continue that
-// announces a body over the limit gets 413 at once, as with nginx, instead
-// of 100 Continue (which asks the client to send the body) and then 413.
-// Any other goes on (100); a chunked body is held to the limit as it is
-// read.
-func ExpectHandler(maxBody int) func(*fasthttp.RequestCtx) int {
+// MaxRequestBodySize is maxBody and whose ErrorHandler is onError: a
+// request with Expect: 100-continue that announces a body over the limit
+// gets at once the answer onError gives a body over the limit (413, as
+// with nginx), instead of 100 Continue (which asks the client to send the
+// body) and then that answer. Any other goes on (100); a chunked body is
+// held to the limit as it is read. fasthttp closes the connection after
+// the answer, as after any onError.
+func ExpectHandler(maxBody int, onError func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx) int {
 	return func(ctx *fasthttp.RequestCtx) int {
 		if ctx.Request.Header.ContentLength() <= maxBody {
 			return fasthttp.StatusContinue
 		}
-		// fasthttp closes the connection after this answer; the client
-		// may have started sending the body without waiting.
-		LingerOnClose(ctx)
-		ctx.Error("413 request body too large\n", fasthttp.StatusRequestEntityTooLarge)
-		return fasthttp.StatusRequestEntityTooLarge
+		onError(ctx, fasthttp.ErrBodyTooLarge)
+		return ctx.Response.StatusCode()
 	}
 }
 

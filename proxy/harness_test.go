@@ -122,7 +122,7 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
 		WriteBufferSize:       ClientWriteBufferSize,
 		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
-		ExpectHandler:         ExpectHandler(cfg.Limits.MaxBodyBytes),
+		ExpectHandler:         ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
 		ReadTimeout:           cfg.Timeouts.ClientRead,
 		WriteTimeout:          cfg.Timeouts.ClientWrite,
 		IdleTimeout:           cfg.Timeouts.Idle,

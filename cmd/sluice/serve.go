@@ -245,7 +245,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 			Metrics:    a.metrics.Handler(),
 		}),
 		ErrorHandler:    admin.ErrorHandler,
-		ExpectHandler:   admin.ExpectHandler(fasthttp.DefaultMaxRequestBodySize),
+		ExpectHandler:   proxy.ExpectHandler(fasthttp.DefaultMaxRequestBodySize, admin.ErrorHandler),
 		Logger:          proxy.Logger{Log: a.log},
 		ReadTimeout:     10 * time.Second,
 		WriteTimeout:    10 * time.Second,
@@ -532,7 +532,7 @@ func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 		// (HoldNextWrite) from this size: they must be longer than it.
 		WriteBufferSize:    proxy.ClientWriteBufferSize,
 		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
-		ExpectHandler:      proxy.ExpectHandler(cfg.Limits.MaxBodyBytes),
+		ExpectHandler:      proxy.ExpectHandler(cfg.Limits.MaxBodyBytes, proxy.ServerErrorHandler),
 		CloseOnShutdown:    true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,
