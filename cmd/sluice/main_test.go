@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -59,14 +61,58 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort returns a loopback address no one listens on, for a process
+// under test to bind later. The port is drawn from below the kernel's
+// ephemeral range: a port the kernel handed out for port 0 would be free
+// again once checked here, and the next socket bound to port 0 or
+// connecting out (a demo upstream, the test's own client) could take it
+// before the process binds it (TestDemo once met "connection refused"
+// that way).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	for range 100 {
+		port := 0
+		if low > minTestPort+1000 {
+			// Short of the range's start by a few, for tests that take
+			// the ports after this one too (twoFreePorts).
+			port = minTestPort + rand.IntN(low-minTestPort-16)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			if port == 0 {
+				t.Fatal(err)
+			}
+			continue // taken: draw again
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range in 100 draws")
+	return ""
+}
+
+// minTestPort is the lowest port freePort draws: above the well-known and
+// the commonly configured service ports.
+const minTestPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0
+// where the kernel does not say.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
 }
 
 func writeConfig(t *testing.T, text string) string {
