@@ -30,8 +30,8 @@ type Proxy struct {
 	snap atomic.Pointer[Snapshot]
 	// scratch holds reusable *scratch buffers, one per request in flight.
 	scratch sync.Pool
-	// upBufs pools the upstream exchanges' buffers (*upBuffers).
-	upBufs *sync.Pool
+	// upBufs pools the upstream exchanges' buffers.
+	upBufs *upBufferPools
 	// trips receives passive-health trips for the controller; set once
 	// by NewController before serving starts.
 	trips *health.Inbox

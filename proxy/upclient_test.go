@@ -96,6 +96,50 @@ func TestUpClientConnectionLimit(t *testing.T) {
 	}
 }
 
+// TestUpClientReaderTakenOnceReadable: the read buffer of an exchange is
+// taken from the pool only once its response is readable, so exchanges
+// that wait for their backends together share a few readers, while each
+// holds its own writer across the wait (see upBufferPools).
+func TestUpClientReaderTakenOnceReadable(t *testing.T) {
+	const inFlight = 32
+	release := make(chan struct{})
+	var entered sync.WaitGroup
+	entered.Add(inFlight)
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		entered.Done()
+		<-release
+	})
+	s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: time.Minute, maxConns: inFlight, maxResponseBody: 1 << 10}
+	pools := newUpBuffers(upstreamBufferSize)
+	var writers, readers atomic.Int64
+	newWriter, newReader := pools.writers.New, pools.readers.New
+	pools.writers.New = func() any { writers.Add(1); return newWriter() }
+	pools.readers.New = func() any { readers.Add(1); return newReader() }
+	up := newUpstream("p", b.addr(), s, nil, 0, pools)
+	t.Cleanup(up.client.Close)
+
+	errs := make(chan error, inFlight)
+	for range inFlight {
+		go func() { _, _, err := upGet(up.client, "GET", "/wait", time.Now()); errs <- err }()
+	}
+	entered.Wait() // every request is at the backend: every exchange waits
+	close(release)
+	for range inFlight {
+		if err := <-errs; err != nil {
+			t.Fatalf("exchange: %v", err)
+		}
+	}
+	if got := writers.Load(); got < inFlight {
+		t.Fatalf("%d writers made for %d exchanges waiting together, want one each: the test did not hold them in flight", got, inFlight)
+	}
+	// A reader held across the wait makes one per exchange. Taken once
+	// readable, a few do; under the race detector sync.Pool drops a
+	// quarter of what is put back, hence the margin.
+	if got := readers.Load(); got >= inFlight*3/4 {
+		t.Errorf("%d readers made for %d exchanges that waited together, want a few: a reader was held across a wait", got, inFlight)
+	}
+}
+
 // TestUpClientIdleTimeout: a connection idle for longer than the idle
 // timeout is never used again, and the sweep closes it.
 func TestUpClientIdleTimeout(t *testing.T) {
@@ -543,9 +587,9 @@ func TestRequestBodySentApart(t *testing.T) {
 				t.Fatal(err)
 			}
 			nc := netconn.New(conn) // writes without waiting for a response
-			b := bufs.Get().(*upBuffers)
+			b := bufs.writers.Get().(*upBuffers)
 			err = b.writeRequest(nc, req)
-			bufs.Put(b)
+			bufs.writers.Put(b)
 			nc.Close()
 			if err != nil {
 				t.Fatalf("writeRequest() = %v", err)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"sync"
 	"time"
 
 	"sluice/balancer"
@@ -55,7 +54,7 @@ const upstreamBufferSize = 64 << 10
 // newUpstream builds the client for one backend; dial, when not nil,
 // replaces TCP dialing (in-memory benchmarks); bufs pools the exchanges'
 // buffers (newUpBuffers).
-func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int, bufs *sync.Pool) *upstream {
+func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Conn, error), outlierThreshold int, bufs *upBufferPools) *upstream {
 	dialer := &net.Dialer{Timeout: s.connect, KeepAlive: 30 * time.Second}
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
