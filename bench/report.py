@@ -10,6 +10,7 @@ Standard library only, plus matplotlib for the chart (skipped if absent).
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -61,18 +62,70 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
-def ratio_median(runs, sc, target, ref, key):
-    """Median over rounds of target/ref, both measured in the same round."""
+def ratio_rounds(runs, sc, target, ref, key):
+    """target/ref in each round where both were measured, in round order."""
     by_round = {}
     for r in runs:
         if r["scenario"] == sc and r.get("ok"):
             by_round.setdefault(r["round"], {})[r["target"]] = r.get(key)
     rs = []
-    for vals in by_round.values():
+    for _, vals in sorted(by_round.items()):
         a, b = vals.get(target), vals.get(ref)
         if a is not None and b:
             rs.append(a / b)
-    return med(rs)
+    return rs
+
+
+def ratio_median(runs, sc, target, ref, key):
+    """Median over rounds of target/ref, both measured in the same round."""
+    return med(ratio_rounds(runs, sc, target, ref, key))
+
+
+def median_interval(xs, confidence=0.95):
+    """A distribution-free interval for the median of what xs sample: the
+    order statistics x(k) and x(n+1-k), k the largest for which the
+    chance that fewer than k of n draws fall below the median is at most
+    (1 - confidence) / 2. None when n is too small for that confidence."""
+    xs = sorted(xs)
+    n = len(xs)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0
+    while k < n // 2:
+        below += math.comb(n, k) / 2 ** n  # P(exactly k draws below)
+        if below > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    return xs[k - 1], xs[n - k]
+
+
+def ratio_confidence(runs, meta, refs):
+    """Markdown: how far each sluice ratio's median can be trusted."""
+    targets = [t for t in meta["targets"] if t.startswith("sluice")]
+    pairs = [(t, ref) for t in targets for ref in refs]
+    if "sluice" in targets and "sluice-base" in targets:
+        pairs.append(("sluice", "sluice-base"))
+    if not pairs:
+        return []
+    out = ["## How sure the CPU ratios are\n",
+           "Per round, CPU µs/req of the first ÷ the second; the median, a 95% interval for it that "
+           "assumes nothing about the distribution (order statistics: needs 6 rounds or more), and "
+           "in how many rounds the first was below 1. An interval that spans 1 does not tell the "
+           "two apart.\n",
+           "| scenario | ratio | median | 95% interval | rounds below 1 | per round |",
+           "|---|---|---:|---:|---:|---|"]
+    for sc in meta["scenarios"]:
+        for t, ref in pairs:
+            rs = ratio_rounds(runs, sc, t, ref, "cpu_us_per_req")
+            if not rs:
+                continue
+            iv = median_interval(rs)
+            out.append(f"| {sc} | {t} ÷ {ref} | {med(rs):.2f} | "
+                       f"{'–' if iv is None else f'{iv[0]:.2f}–{iv[1]:.2f}'} | "
+                       f"{sum(x < 1 for x in rs)} of {len(rs)} | {' '.join(f'{x:.2f}' for x in rs)} |")
+    out.append("")
+    return out
 
 
 def fmt_num(v, digits):
@@ -216,6 +269,7 @@ def markdown(meta, runs):
             out.append("| " + " | ".join(row) + " |")
         out.append("")
 
+    out += ratio_confidence(runs, meta, refs)
     out.append("## How to read this\n")
     out.append(
         "- **req/s** is bounded by whichever core saturates first. When the load core "
