@@ -102,3 +102,17 @@ func benchmarkProxy(b *testing.B, m *metrics.Metrics) {
 		}
 	})
 }
+
+// BenchmarkEmptyLine is the look for the end of a response head that
+// every upstream response now costs (readResponse): a typical head
+// followed by a 1 KiB body, as the first read of scenario a brings it.
+func BenchmarkEmptyLine(b *testing.B) {
+	buf := append([]byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 19:30:00 GMT\r\n"+
+		"Content-Type: text/plain\r\nContent-Length: 1024\r\nConnection: keep-alive\r\nX-Backend: up1\r\n\r\n"), make([]byte, 1024)...)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, bare, ok := emptyLine(buf); bare || !ok {
+			b.Fatal("head not found")
+		}
+	}
+}

@@ -234,3 +234,44 @@ func FuzzTargetHost(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEmptyLine: for any bytes a backend sends, emptyLine finds the same
+// end of head as a plain line-by-line reading (a line ends at LF, a CR
+// before it belongs to the ending), and says bare exactly when that
+// ending is other than CRLF after CRLF; crlfLines then leaves no bare LF
+// and changes nothing but the endings.
+func FuzzEmptyLine(f *testing.F) {
+	for _, s := range []string{"HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 200 OK\n\n", "a\r\nb\n\r\nc\r\n\r\n", "\n", "\r\n\r", "x\r\r\n\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		end, bare, ok := emptyLine(b)
+		wantEnd, wantBare, wantOK := 0, false, false
+		prevCRLF, start := false, 0
+		for i, c := range b {
+			if c != '\n' {
+				continue
+			}
+			line := b[start:i]
+			crlf := len(line) > 0 && line[len(line)-1] == '\r'
+			if crlf {
+				line = line[:len(line)-1]
+			}
+			if len(line) == 0 && start > 0 {
+				wantEnd, wantBare, wantOK = i+1, !(crlf && prevCRLF), true
+				break
+			}
+			prevCRLF, start = crlf, i+1
+		}
+		if end != wantEnd || bare != wantBare || ok != wantOK {
+			t.Fatalf("emptyLine(%q) = %d, %v, %v; line by line: %d, %v, %v", b, end, bare, ok, wantEnd, wantBare, wantOK)
+		}
+		fixed := crlfLines(nil, b)
+		if bytes.Contains(bytes.ReplaceAll(fixed, []byte("\r\n"), nil), []byte("\n")) {
+			t.Fatalf("crlfLines(%q) = %q left a bare LF", b, fixed)
+		}
+		if !bytes.Equal(bytes.ReplaceAll(fixed, []byte("\r\n"), []byte("\n")), bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))) {
+			t.Fatalf("crlfLines(%q) = %q changed more than line endings", b, fixed)
+		}
+	})
+}

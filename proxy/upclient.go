@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -129,11 +130,12 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	resp.SkipBody = req.Header.IsHead()
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
-	err = resp.ReadLimitBody(r, c.maxBody)
+	lenient, err := readResponse(resp, r, c.maxBody)
 	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.
-	extra := r.Buffered() > 0
+	// So may be one whose head was read leniently.
+	extra := r.Buffered() > 0 || lenient
 	r.Reset(nil)
 	c.bufs.readers.Put(r)
 	switch {
@@ -176,6 +178,87 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 		c.closeIdle(0)
 	}
 	return end, nil
+}
+
+// readResponse reads the response on r into resp as resp.ReadLimitBody
+// does, except for a head whose empty line, or the line before it, ends
+// in a bare LF. RFC 9112 §2.2 lets a recipient take a lone LF for CRLF,
+// and nginx and HAProxy do; fasthttp instead waits for a CRLFCRLF that
+// never comes, until the exchange's deadline (a 504 for a response that
+// had arrived whole). Such a head is rewritten with CRLFs and read from
+// the rewrite, and lenient says so: the connection is then not reused,
+// its framing having been the backend's own. Allocates, on that path
+// only.
+func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int) (lenient bool, err error) {
+	end, bare := headEnd(r)
+	if !bare {
+		return false, resp.ReadLimitBody(r, maxBody)
+	}
+	head, _ := r.Peek(end)
+	fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
+	_, _ = r.Discard(end)
+	return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
+}
+
+// headEnd finds the response head at the start of r: its length through
+// its empty line, and whether a bare LF ends that line or the one before
+// it. It reads, as fasthttp's read of the head would, only while r holds
+// part of a head; it gives up (0, false) on a read error, which the read
+// that follows meets again (a closed connection, a passed deadline), or
+// on a head longer than r's buffer, leaving both to fasthttp.
+func headEnd(r *bufio.Reader) (int, bool) {
+	for n := 1; ; {
+		if _, err := r.Peek(n); err != nil {
+			return 0, false
+		}
+		b, _ := r.Peek(r.Buffered())
+		if end, bare, ok := emptyLine(b); ok {
+			return end, bare
+		}
+		if len(b) >= r.Size() {
+			return 0, false
+		}
+		n = len(b) + 1
+	}
+}
+
+// emptyLine finds the first empty line in b: the length of b through it,
+// and whether it is other than the CRLF after a CRLF (a bare LF ends it
+// or the line before it). ok is false when b holds no empty line yet.
+// One IndexByte per line: a head has a few short lines.
+func emptyLine(b []byte) (end int, bare, ok bool) {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0, false, false
+		}
+		lf := i + j // a line ends here; is the next one empty?
+		crlf := lf > 0 && b[lf-1] == '\r'
+		switch rest := b[lf+1:]; {
+		case len(rest) > 0 && rest[0] == '\n':
+			return lf + 2, true, true
+		case len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n':
+			return lf + 3, !crlf, true
+		}
+		i = lf + 1
+	}
+}
+
+// crlfLines appends head to dst with every bare LF made a CRLF.
+func crlfLines(dst, head []byte) []byte {
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			return append(dst, head...)
+		}
+		dst = append(dst, head[:i]...)
+		if i == 0 || head[i-1] != '\r' {
+			dst = append(dst, '\r')
+		}
+		dst = append(dst, '\n')
+		head = head[i+1:]
+	}
+	return dst
 }
 
 // writeRequest sends req on conn: through the write buffer, or, for a

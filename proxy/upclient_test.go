@@ -752,3 +752,127 @@ func TestUpClientAnsweredBeforeRequest(t *testing.T) {
 		})
 	}
 }
+
+// serveKeptAlive answers every request on each connection with the bytes
+// answer returns, as written, keeping the connection for the next one,
+// and counts the connections it accepted.
+func serveKeptAlive(t *testing.T, answer func() string) (net.Listener, *atomic.Int64) {
+	t.Helper()
+	conns := new(atomic.Int64)
+	ln := serveRaw(t, func(c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if _, err := io.WriteString(c, answer()); err != nil {
+				return
+			}
+		}
+	})
+	return ln, conns
+}
+
+// TestUpClientBareLFResponses: a response head whose lines end in bare
+// LFs is read as if they were CRLFs (RFC 9112 §2.2), at once rather than
+// at the exchange's deadline, and its connection is not reused; a head
+// in CRLFs keeps its connection.
+func TestUpClientBareLFResponses(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		wantCode  int
+		wantBody  string
+		reused    bool
+	}{
+		{"all CRLF", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"all bare LF", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", 200, "ok", false},
+		{"bare-LF empty line", "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\nok", 201, "ok", false},
+		{"bare LF before a CRLF empty line", "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok", 200, "ok", false},
+		{"bare LF inside, CRLF at the end", "HTTP/1.1 200 OK\nX-A: 1\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"CRLFCRLF in the body after a bare-LF head", "HTTP/1.1 200 OK\nContent-Length: 6\n\nab\r\n\r\n", 200, "ab\r\n\r\n", false},
+		{"no body", "HTTP/1.1 204 No Content\nX-A: 1\n\n", 204, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, conns := serveKeptAlive(t, func() string { return tt.raw })
+			c := testUpClient(t, ln.Addr().String(), 4, time.Minute)
+			for i := range 2 {
+				start := time.Now()
+				code, body, err := upGet(c, "GET", "/x", start)
+				if err != nil || code != tt.wantCode || body != tt.wantBody {
+					t.Fatalf("request %d = %d %q %v, want %d %q", i, code, body, err, tt.wantCode, tt.wantBody)
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Fatalf("request %d took %v: read at a deadline, not when it arrived", i, d)
+				}
+			}
+			want := int64(2)
+			if tt.reused {
+				want = 1
+			}
+			if got := conns.Load(); got != want {
+				t.Errorf("backend accepted %d connections for 2 requests, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestUpClientBareLFChunked: a chunked body framed with bare LFs is
+// refused at once (the handler answers 502), not waited on.
+func TestUpClientBareLFChunked(t *testing.T) {
+	ln, _ := serveKeptAlive(t, func() string { return "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\n\n" })
+	c := testUpClient(t, ln.Addr().String(), 4, time.Minute)
+	start := time.Now()
+	_, _, err := upGet(c, "GET", "/x", start)
+	if err == nil || errorKind(err) != kindOther {
+		t.Fatalf("err = %v (kind %v), want a malformed-response error", err, errorKind(err))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refused after %v, want at once", d)
+	}
+}
+
+// TestEmptyLine: where a response head ends, and whether a bare LF ends it.
+func TestEmptyLine(t *testing.T) {
+	tests := []struct {
+		in       string
+		end      int
+		bare, ok bool
+	}{
+		{"HTTP/1.1 200 OK\r\n\r\n", 19, false, true},
+		{"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\n\n", 25, false, true},
+		{"HTTP/1.1 200 OK\n\n", 17, true, true},
+		{"HTTP/1.1 200 OK\nA: b\n\r\nbody", 23, true, true},
+		{"HTTP/1.1 200 OK\r\nA: b\r\n\nx\r\n\r\n", 24, true, true},
+		{"HTTP/1.1 200 OK\r\nA: b\r\n", 0, false, false},
+		{"HTTP/1.1 200 OK\nA: b\n", 0, false, false},
+		{"", 0, false, false},
+		{"\n\n", 2, true, true},
+		{"\r\n\r\n", 4, false, true},
+	}
+	for _, tt := range tests {
+		end, bare, ok := emptyLine([]byte(tt.in))
+		if end != tt.end || bare != tt.bare || ok != tt.ok {
+			t.Errorf("emptyLine(%q) = %d, %v, %v; want %d, %v, %v", tt.in, end, bare, ok, tt.end, tt.bare, tt.ok)
+		}
+	}
+}
+
+// TestProxyBareLFResponse: end to end, a backend that ends its header
+// lines with bare LFs is answered at once with its response, in CRLFs.
+func TestProxyBareLFResponse(t *testing.T) {
+	ln, _ := serveKeptAlive(t, func() string { return "HTTP/1.1 200 OK\nX-Backend: lf\nContent-Length: 3\n\nyes" })
+	px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 5s}\n", ln.Addr()))
+	c := testClient(t)
+	start := time.Now()
+	code, backend, body := get(t, c, "http://"+px.addr+"/", nil)
+	if code != 200 || backend != "lf" || body != "yes" {
+		t.Fatalf("GET = %d %q %q, want 200 from the backend with its body", code, backend, body)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the answer took %v: read at the response deadline, not when it arrived", d)
+	}
+}
