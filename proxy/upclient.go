@@ -70,9 +70,9 @@ type upSlot struct {
 // so there is about one per request in flight. The reader is taken only
 // once the response is readable and given back when it has been read,
 // usually without a wait in between, so a few readers serve every
-// request: the memory the response lands in, and that the parser reads,
-// stays in the CPU's caches instead of cycling through one 64 KiB buffer
-// per request in flight (256 of them at 256 client connections).
+// request instead of one 64 KiB reader per request in flight (at 256
+// client connections the heap in use under load fell from 40 to 23 MB;
+// CPU per request did not move).
 type upBufferPools struct {
 	writers sync.Pool // *upBuffers
 	readers sync.Pool // *bufio.Reader
@@ -188,7 +188,8 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 // had arrived whole). Such a head is rewritten with CRLFs and read from
 // the rewrite, and lenient says so: the connection is then not reused,
 // its framing having been the backend's own. Allocates, on that path
-// only.
+// only. Only the first head is looked at: a final head in bare LFs after
+// a 1xx in CRLFs still waits for the deadline.
 func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int) (lenient bool, err error) {
 	end, bare := headEnd(r)
 	if !bare {
