@@ -1570,9 +1570,15 @@ func TestWaitLingering(t *testing.T) {
 	if err := nl.WaitLingering(ctx); err != nil {
 		t.Fatalf("WaitLingering = %v, want nil once the close ends", err)
 	}
+	// The socket is closed by then. (Close itself may not have returned
+	// yet: the lingering count drops as it returns, and the goroutine
+	// that called it notes its return a moment later.)
+	if err := srv.Conn.SetDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("after WaitLingering, the socket's SetDeadline = %v, want net.ErrClosed: it returned while Close was still lingering", err)
+	}
 	select {
 	case <-closed:
-	default:
-		t.Error("WaitLingering returned while Close was still lingering")
+	case <-time.After(5 * time.Second):
+		t.Error("Close did not return")
 	}
 }
