@@ -21,8 +21,7 @@ import (
 type misbehavingBackend struct {
 	ln       net.Listener
 	requests atomic.Int64
-	conns    atomic.Int64
-	wg       sync.WaitGroup
+	conns    *atomic.Int64
 	mu       sync.Mutex
 	seen     []string // request lines, in arrival order
 }
@@ -31,52 +30,51 @@ type misbehavingBackend struct {
 // path; afterAnswer (may be nil) runs on the connection after each answer.
 func startMisbehavingBackend(t *testing.T, afterAnswer func(c net.Conn, requestLine string)) *misbehavingBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &misbehavingBackend{ln: ln}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
+	b := &misbehavingBackend{}
+	b.ln, b.conns = serveKeptAlive(t, func(c net.Conn, req *http.Request) {
+		line := req.Method + " " + req.URL.Path
+		b.requests.Add(1)
+		b.mu.Lock()
+		b.seen = append(b.seen, line)
+		b.mu.Unlock()
+		body := "answer to " + line
+		if req.Method == "HEAD" {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(body))
+		} else {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+		if afterAnswer != nil {
+			afterAnswer(c, line)
+		}
+	})
+	return b
+}
+
+// serveKeptAlive reads requests on each connection it accepts, one after
+// another with 5 s for each exchange, and has answer write the
+// response (the request body already read); it counts the connections.
+func serveKeptAlive(t *testing.T, answer func(c net.Conn, req *http.Request)) (net.Listener, *atomic.Int64) {
+	t.Helper()
+	conns := new(atomic.Int64)
+	ln := serveRaw(t, func(c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			b.conns.Add(1)
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					line := req.Method + " " + req.URL.Path
-					b.requests.Add(1)
-					b.mu.Lock()
-					b.seen = append(b.seen, line)
-					b.mu.Unlock()
-					body := "answer to " + line
-					if req.Method == "HEAD" {
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(body))
-					} else {
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-					}
-					if afterAnswer != nil {
-						afterAnswer(c, line)
-					}
-				}
-			}()
+			_, _ = io.Copy(io.Discard, req.Body)
+			answer(c, req)
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
-	return b
+	})
+	return ln, conns
+}
+
+// rawAnswer is an answer for serveKeptAlive that writes raw as it is.
+func rawAnswer(raw string) func(net.Conn, *http.Request) {
+	return func(c net.Conn, _ *http.Request) { _, _ = io.WriteString(c, raw) }
 }
 
 func (b *misbehavingBackend) addr() string { return b.ln.Addr().String() }

@@ -753,29 +753,6 @@ func TestUpClientAnsweredBeforeRequest(t *testing.T) {
 	}
 }
 
-// serveKeptAlive answers every request on each connection with the bytes
-// answer returns, as written, keeping the connection for the next one,
-// and counts the connections it accepted.
-func serveKeptAlive(t *testing.T, answer func() string) (net.Listener, *atomic.Int64) {
-	t.Helper()
-	conns := new(atomic.Int64)
-	ln := serveRaw(t, func(c net.Conn) {
-		conns.Add(1)
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			if _, err := io.WriteString(c, answer()); err != nil {
-				return
-			}
-		}
-	})
-	return ln, conns
-}
-
 // TestUpClientBareLFResponses: a response head whose lines end in bare
 // LFs is read as if they were CRLFs (RFC 9112 §2.2), at once rather than
 // at the exchange's deadline, and its connection is not reused; a head
@@ -797,7 +774,7 @@ func TestUpClientBareLFResponses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, conns := serveKeptAlive(t, func() string { return tt.raw })
+			ln, conns := serveKeptAlive(t, rawAnswer(tt.raw))
 			c := testUpClient(t, ln.Addr().String(), 4, time.Minute)
 			for i := range 2 {
 				start := time.Now()
@@ -823,7 +800,7 @@ func TestUpClientBareLFResponses(t *testing.T) {
 // TestUpClientBareLFChunked: a chunked body framed with bare LFs is
 // refused at once (the handler answers 502), not waited on.
 func TestUpClientBareLFChunked(t *testing.T) {
-	ln, _ := serveKeptAlive(t, func() string { return "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\n\n" })
+	ln, _ := serveKeptAlive(t, rawAnswer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\n\n"))
 	c := testUpClient(t, ln.Addr().String(), 4, time.Minute)
 	start := time.Now()
 	_, _, err := upGet(c, "GET", "/x", start)
@@ -864,7 +841,7 @@ func TestEmptyLine(t *testing.T) {
 // TestProxyBareLFResponse: end to end, a backend that ends its header
 // lines with bare LFs is answered at once with its response, in CRLFs.
 func TestProxyBareLFResponse(t *testing.T) {
-	ln, _ := serveKeptAlive(t, func() string { return "HTTP/1.1 200 OK\nX-Backend: lf\nContent-Length: 3\n\nyes" })
+	ln, _ := serveKeptAlive(t, rawAnswer("HTTP/1.1 200 OK\nX-Backend: lf\nContent-Length: 3\n\nyes"))
 	px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 5s}\n", ln.Addr()))
 	c := testClient(t)
 	start := time.Now()
