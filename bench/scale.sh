@@ -9,6 +9,7 @@
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
 #                  [--scenario b]
 #                  [--targets "sluice nginx haproxy"] [--pprof DIR]
+#                  [--forwarded-headers]
 #
 # Targets: sluice, sluice-base, sluice-rp, sluice-w, sluice-w-base, nginx, haproxy
 # (default "sluice nginx haproxy").
@@ -23,11 +24,14 @@
 # sluice-w with the binary named by SCALE_BASE_BIN (an older build, to
 # compare two commits in one run).
 #
+# --forwarded-headers makes nginx and HAProxy set the four headers sluice
+# sets on every request, as bench/run.sh --forwarded-headers does.
+#
 # --bindir holds wrk, nginx and haproxy plus lib/ with their shared
 # libraries and the dynamic loader (for machines without the packages; see
 # bench/README.md); without it the tools come from PATH.
 set -uo pipefail
-CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"; PPROF_DIR=""; SCEN=b
+CORES="1 2 4 8"; ROUNDS=2; DUR=5; BINDIR=""; OUT=""; TARGETS="sluice nginx haproxy"; PPROF_DIR=""; SCEN=b; FORWARDED=0
 while [ $# -gt 0 ]; do
   case $1 in
     --cores) CORES=$2; shift ;;
@@ -38,6 +42,7 @@ while [ $# -gt 0 ]; do
     --targets) TARGETS=$2; shift ;;
     --pprof) PPROF_DIR=$2; shift ;;
     --scenario) SCEN=$2; shift ;;
+    --forwarded-headers) FORWARDED=1 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -50,8 +55,11 @@ case $SCEN in # connections, path, POST body bytes, description
   d) CONNS=64 URLPATH=/post POST=16384 SCEN_TEXT="64 keep-alive connections, POST 16 KiB" ;;
   *) echo "unknown scenario $SCEN (a, b, c or d)" >&2; exit 2 ;;
 esac
+[ "$FORWARDED" = 1 ] && SCEN_TEXT="$SCEN_TEXT; nginx and HAProxy set sluice's four forwarding headers"
 # shellcheck source=bench/nginx.sh
 source "$ROOT/bench/nginx.sh"
+# shellcheck source=bench/targets.sh
+source "$ROOT/bench/targets.sh" # nginx_forwarded_* and haproxy_forwarded_headers
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 W=$(mktemp -d /tmp/sluice-scale.XXXXXX)
 NCPU=$(nproc)
@@ -193,10 +201,13 @@ http {
 $(nginx_http_common "$d")
   client_body_buffer_size 64k;
 $(nginx_proxy_buffers)
+$(nginx_forwarded_map)
   upstream up { server 127.0.0.1:28201; server 127.0.0.1:28202; keepalive 256; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:28200 backlog=8192 reuseport;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+$(nginx_forwarded_headers)
+    }
   }
 }
 C
@@ -221,6 +232,7 @@ frontend fe
   default_backend up
 backend up
   balance roundrobin
+$(haproxy_forwarded_headers)
   server up1 127.0.0.1:28201
   server up2 127.0.0.1:28202
 C
