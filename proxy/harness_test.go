@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/valyala/fasthttp"
 
 	"sluice/config"
 	"sluice/metrics"
@@ -113,21 +112,7 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 	if wrap != nil {
 		ln = wrap(ln)
 	}
-	srv := &fasthttp.Server{
-		Handler:               p.Handle,
-		ErrorHandler:          ServerErrorHandler,
-		Logger:                Logger{Log: zerolog.Nop()},
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
-		WriteBufferSize:       ClientWriteBufferSize,
-		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
-		ExpectHandler:         ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
-		ReadTimeout:           cfg.Timeouts.ClientRead,
-		WriteTimeout:          cfg.Timeouts.ClientWrite,
-		IdleTimeout:           cfg.Timeouts.Idle,
-		CloseOnShutdown:       true,
-	}
+	srv := NewFrontServer(p, cfg, zerolog.Nop())
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -509,34 +509,16 @@ func (a *app) configInfo() admin.ConfigInfo {
 }
 
 func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler: a.proxy.Handle,
-		Logger:  proxy.Logger{Log: a.log},
-		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
-			switch st {
-			case fasthttp.StateNew:
-				a.metrics.ConnOpened()
-			case fasthttp.StateClosed, fasthttp.StateHijacked:
-				a.metrics.ConnClosed()
-			}
-		},
-		ErrorHandler:          proxy.ServerErrorHandler,
-		Name:                  "",
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		ReadTimeout:           cfg.Timeouts.ClientRead,
-		WriteTimeout:          cfg.Timeouts.ClientWrite,
-		IdleTimeout:           cfg.Timeouts.Idle,
-		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
-		// The handler decides which responses netconn may hold
-		// (HoldNextWrite) from this size: they must be longer than it.
-		WriteBufferSize:    proxy.ClientWriteBufferSize,
-		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
-		ExpectHandler:      proxy.ExpectHandler(cfg.Limits.MaxBodyBytes, proxy.ServerErrorHandler),
-		CloseOnShutdown:    true,
-		// Cookies and multipart forms are the backend's business.
-		DisablePreParseMultipartForm: true,
+	srv := proxy.NewFrontServer(a.proxy, cfg, a.log)
+	srv.ConnState = func(_ net.Conn, st fasthttp.ConnState) {
+		switch st {
+		case fasthttp.StateNew:
+			a.metrics.ConnOpened()
+		case fasthttp.StateClosed, fasthttp.StateHijacked:
+			a.metrics.ConnClosed()
+		}
 	}
+	return srv
 }
 
 func startPprof(addr string, wg *sync.WaitGroup, log zerolog.Logger) (*http.Server, error) {

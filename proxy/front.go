@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"sluice/config"
+)
+
+// NewFrontServer is the fasthttp server that serves p to clients with
+// cfg's limits and timeouts; cmd/sluice adds its connection counting, the
+// tests serve it as it is, so that they test the settings it runs with.
+// Serve it on a netconn.Listener.
+func NewFrontServer(p *Proxy, cfg *config.Config, log zerolog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               p.Handle,
+		Logger:                Logger{Log: log},
+		ErrorHandler:          ServerErrorHandler,
+		Name:                  "",
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           cfg.Timeouts.ClientRead,
+		WriteTimeout:          cfg.Timeouts.ClientWrite,
+		IdleTimeout:           cfg.Timeouts.Idle,
+		ReadBufferSize:        cfg.Limits.MaxHeaderBytes,
+		// The handler decides which responses netconn may hold
+		// (HoldNextWrite) from this size: they must be longer than it.
+		WriteBufferSize:    ClientWriteBufferSize,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ExpectHandler:      ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
+		CloseOnShutdown:    true,
+		// Cookies and multipart forms are the backend's business.
+		DisablePreParseMultipartForm: true,
+		// ReduceMemoryUsage stays off: it would lend the request context
+		// and buffers per request, not per connection, but fasthttp's
+		// wait for the next request then allocates (a 1-byte read buffer
+		// that escapes), and the CPU it saved was within the noise
+		// (README, Performance).
+	}
+}
