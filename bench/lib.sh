@@ -17,6 +17,8 @@ PROXY_CPU=${BENCH_PROXY_CPU:-1}  # the proxy under test
 
 # shellcheck source=bench/nginx.sh
 source "$BENCH_DIR/nginx.sh"
+# shellcheck source=bench/forwarding.sh
+source "$BENCH_DIR/forwarding.sh"
 
 STARTED_PIDS=()
 UPSTREAM_PIDS=()
@@ -245,6 +247,7 @@ pools:
       - { address: 127.0.0.1:$UP2_PORT }
 access_log: { enabled: false }
 log: { level: warn, format: json }
+$(sluice_forwarding)
 EOF
 }
 

@@ -204,6 +204,16 @@ def checks(runs, sc, t):
     return split, conns, load, prox, err, spread, notes
 
 
+# What each run's proxies do with forwarding headers (bench/forwarding.sh);
+# runs before the field existed had sluice alone set them.
+FORWARDING_TEXT = {
+    None: "sluice sets X-Forwarded-For/-Proto/-Host and X-Request-Id, nginx and HAProxy none",
+    False: "no forwarding headers set (Caddy and httputil set theirs)",
+    True: "sluice, nginx and HAProxy all set X-Forwarded-For/-Proto/-Host and X-Request-Id "
+          "(Caddy the X-Forwarded ones, httputil X-Forwarded-For)",
+}
+
+
 def markdown(meta, runs):
     targets = meta["targets"]
     refs = [x for x in REFS if x in targets]
@@ -216,7 +226,8 @@ def markdown(meta, runs):
         f"Proxy pinned to CPU {meta['proxy_cpu']}; wrk (1 thread) and both upstreams "
         f"(nginx `return 200`, one worker each) pinned to CPU {meta['load_cpu']}. "
         f"Every proxy: one worker/thread/GOMAXPROCS=1, round robin over 2 upstreams, "
-        f"upstream keep-alive, no access log. "
+        f"upstream keep-alive, no access log, "
+        f"{FORWARDING_TEXT[meta.get('forwarded_headers')]}. "
         f"{meta['rounds']} interleaved round(s) of {meta['duration_s']} s "
         f"(+{meta['warmup_s']} s warmup) per target and scenario; medians.\n")
     out.append(

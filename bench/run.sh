@@ -41,10 +41,11 @@ usage: bench/run.sh [--quick] [--targets LIST] [--scenarios LIST] [--rounds N]
   --warmup S     unmeasured seconds before each one    (default: $WARMUP)
   --out DIR      where the .md/.csv/.json/.png go      (default: bench/results)
   --no-install   do not apt-get install missing tools
-  --forwarded-headers  nginx and HAProxy also set the headers sluice always
-                 sets (X-Forwarded-For appended, X-Forwarded-Proto and -Host,
-                 X-Request-Id when absent); Caddy sets the X-Forwarded ones
-                 by default, Go httputil X-Forwarded-For
+  --forwarded-headers  sluice, nginx and HAProxy all set the forwarding
+                 headers sluice sets by default (X-Forwarded-For appended,
+                 X-Forwarded-Proto and -Host, X-Request-Id when absent);
+                 without it none of them sets any. Caddy sets the
+                 X-Forwarded ones either way, Go httputil X-Forwarded-For
 Environment: BENCH_PORT_BASE (default 28100), BENCH_LOAD_CPU (0), BENCH_PROXY_CPU (1).
 EOF
 }
@@ -249,6 +250,7 @@ ver() { "$@" 2>&1 | head -1 | tr -d '"\\'; }
     "$(date +%F)" "$STAMP" "$([ $QUICK = 1 ] && echo true || echo false)" "$ROUNDS" "$DURATION" "$WARMUP"
   printf '"targets":[%s],"scenarios":[%s],' \
     "$(printf '"%s",' "${ACTIVE[@]}" | sed 's/,$//')" "$(printf '"%s",' "${SCENARIO_LIST[@]}" | sed 's/,$//')"
+  printf '"forwarded_headers":%s,' "$([ "$FORWARDED" = 1 ] && echo true || echo false)"
   printf '"skipped":[%s],' "$( [ ${#SKIPPED[@]} -gt 0 ] && printf '"%s",' "${SKIPPED[@]}" | sed 's/,$//')"
   printf '"preflight_busy":%s,"load_cpu":%d,"proxy_cpu":%d,"cpu_model":"%s","nproc":%d,"kernel":"%s",' \
     "$IDLE_BUSY" "$LOAD_CPU" "$PROXY_CPU" "$(lscpu 2>/dev/null | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}')" \

@@ -24,8 +24,9 @@
 # sluice-w with the binary named by SCALE_BASE_BIN (an older build, to
 # compare two commits in one run).
 #
-# --forwarded-headers makes nginx and HAProxy set the four headers sluice
-# sets on every request, as bench/run.sh --forwarded-headers does.
+# By default no proxy sets forwarding headers; --forwarded-headers makes
+# all three set the four sluice sets by default, as bench/run.sh
+# --forwarded-headers does (see bench/forwarding.sh).
 #
 # --bindir holds wrk, nginx and haproxy plus lib/ with their shared
 # libraries and the dynamic loader (for machines without the packages; see
@@ -55,11 +56,12 @@ case $SCEN in # connections, path, POST body bytes, description
   d) CONNS=64 URLPATH=/post POST=16384 SCEN_TEXT="64 keep-alive connections, POST 16 KiB" ;;
   *) echo "unknown scenario $SCEN (a, b, c or d)" >&2; exit 2 ;;
 esac
-[ "$FORWARDED" = 1 ] && SCEN_TEXT="$SCEN_TEXT; nginx and HAProxy set sluice's four forwarding headers"
+if [ "$FORWARDED" = 1 ]; then SCEN_TEXT="$SCEN_TEXT; every proxy sets the four forwarding headers"
+else SCEN_TEXT="$SCEN_TEXT; no proxy sets forwarding headers"; fi
 # shellcheck source=bench/nginx.sh
 source "$ROOT/bench/nginx.sh"
-# shellcheck source=bench/targets.sh
-source "$ROOT/bench/targets.sh" # nginx_forwarded_* and haproxy_forwarded_headers
+# shellcheck source=bench/forwarding.sh
+source "$ROOT/bench/forwarding.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 W=$(mktemp -d /tmp/sluice-scale.XXXXXX)
 NCPU=$(nproc)
@@ -158,6 +160,7 @@ pools:
     algorithm: round_robin
     backends: [{ address: 127.0.0.1:28201 }, { address: 127.0.0.1:28202 }]
 log: { level: warn, format: json }
+$(sluice_forwarding)
 C
 }
 

@@ -2,28 +2,8 @@
 # Targets of the load benchmarks (bench/run.sh, bench/syscalls.sh): how
 # each proxy is configured and started, and the scenarios' parameters.
 # Sourced after lib.sh. Set FORWARDED=1 before start_target for
-# --forwarded-headers; BENCH_BASE_BIN names the sluice-base binary.
-
-# With --forwarded-headers, nginx and HAProxy set what sluice sets on every
-# request (see README, Forwarding), so that all do the same work.
-nginx_forwarded_map() {
-  [ "${FORWARDED:-0}" = 1 ] || return 0
-  printf '  map $http_x_request_id $fwd_request_id { default $http_x_request_id; "" $request_id; }\n'
-}
-nginx_forwarded_headers() {
-  [ "${FORWARDED:-0}" = 1 ] || return 0
-  printf '      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n'
-  printf '      proxy_set_header X-Forwarded-Proto $scheme;\n'
-  printf '      proxy_set_header X-Forwarded-Host $host;\n'
-  printf '      proxy_set_header X-Request-Id $fwd_request_id;\n'
-}
-haproxy_forwarded_headers() {
-  [ "${FORWARDED:-0}" = 1 ] || return 0
-  printf '  option forwardfor\n'
-  printf '  http-request set-header X-Forwarded-Proto http\n'
-  printf '  http-request set-header X-Forwarded-Host %%[req.hdr(host)]\n'
-  printf '  http-request set-header X-Request-Id %%[uuid] unless { req.hdr(x-request-id) -m found }\n'
-}
+# --forwarded-headers (see forwarding.sh); BENCH_BASE_BIN names the
+# sluice-base binary.
 
 # scenario -> "connections path post_bytes"
 scenario_params() {

@@ -27,6 +27,7 @@ type Config struct {
 	Limits          Limits           `yaml:"limits"`
 	Retries         Retries          `yaml:"retries"`
 	PreserveHost    bool             `yaml:"preserve_host"`
+	Forwarding      Forwarding       `yaml:"forwarding"`
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	ShutdownDelay   time.Duration    `yaml:"shutdown_delay"`
 	DrainTimeout    time.Duration    `yaml:"drain_timeout"`
@@ -158,6 +159,19 @@ type Retries struct {
 	Attempts int `yaml:"attempts"`
 }
 
+// Forwarding is which forwarding headers sluice sets on the requests it
+// sends upstream. A header sluice does not set goes on as the client sent
+// it, as with nginx and HAProxy when they are not told to set it.
+type Forwarding struct {
+	// XForwardedFor is append (the client's list, then the client),
+	// replace (the client alone) or pass.
+	XForwardedFor   string `yaml:"x_forwarded_for"`
+	XForwardedProto bool   `yaml:"x_forwarded_proto"`
+	XForwardedHost  bool   `yaml:"x_forwarded_host"`
+	// RequestID keeps the client's X-Request-Id or sets a new one.
+	RequestID bool `yaml:"request_id"`
+}
+
 // Log configures the process log.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -188,6 +202,7 @@ func (c *Config) setDefaults() {
 	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxResponseBytes: 64 << 20, MaxConnsPerBackend: 1024}
 	c.Retries.Attempts = 2
 	c.PreserveHost = true
+	c.Forwarding = Forwarding{XForwardedFor: "append", XForwardedProto: true, XForwardedHost: true, RequestID: true}
 	c.WatchConfig = true
 	c.ShutdownTimeout = 30 * time.Second
 	c.DrainTimeout = 30 * time.Second

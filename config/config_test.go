@@ -50,6 +50,7 @@ func TestParseValid(t *testing.T) {
 		{"default shutdown timeout", c.ShutdownTimeout, 30 * time.Second},
 		{"default retries", c.Retries.Attempts, 2},
 		{"default preserve_host", c.PreserveHost, true},
+		{"default forwarding", c.Forwarding, Forwarding{XForwardedFor: "append", XForwardedProto: true, XForwardedHost: true, RequestID: true}},
 		{"line of a field", c.Line("pools.web.backends[1].address"), 14},
 	}
 	for _, tt := range tests {
@@ -113,6 +114,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{"pools.web.hash_key: required for maglev"}},
 		{"second document", "timeouts: {=>---\nfoo: 1\n---\ntimeouts: {",
 			[]string{"a second YAML document (after ---): sluice reads one"}},
+		{"unknown x_forwarded_for", "timeouts: {=>forwarding: { x_forwarded_for: keep }\ntimeouts: {",
+			[]string{"sluice.yaml:18: forwarding.x_forwarded_for: must be append, replace or pass"}},
+		{"forwarding flag not a bool", "timeouts: {=>forwarding: { request_id: maybe }\ntimeouts: {",
+			[]string{"sluice.yaml:18: forwarding.request_id: want"}},
 		{"every error at once", "weight: 1 }=>weight: -3 }\n      - { address: nope }",
 			[]string{"pools.web.backends[0].weight: must be >= 0", "pools.web.backends[1].address: want host:port"}},
 	}

@@ -54,6 +54,11 @@ func (c *Config) validate() Errors {
 	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
 		v.fail("retries.attempts", "must be from 1 to 10")
 	}
+	switch c.Forwarding.XForwardedFor {
+	case "append", "replace", "pass":
+	default:
+		v.fail("forwarding.x_forwarded_for", "must be append, replace or pass")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

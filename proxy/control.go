@@ -497,6 +497,7 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 		Config:          cfg,
 		pools:           make(map[string]*pool, len(cfg.Pools)),
 		preserveHost:    cfg.PreserveHost,
+		forwarding:      newForwarding(cfg.Forwarding),
 		responseTimeout: cfg.Timeouts.Response,
 		attempts:        cfg.Retries.Attempts,
 		metrics:         c.Metrics,

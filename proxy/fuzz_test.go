@@ -61,17 +61,22 @@ func FuzzStripHopByHop(f *testing.F) {
 // FuzzPrepareRequest: the upstream request built from the raw-header scan
 // is byte for byte the one built when every header is assumed present (the
 // slow path that deletes and looks up each name), for any header block and
-// body (chunked bodies bring trailer sections).
+// body (chunked bodies bring trailer sections) and any forwarding settings
+// (fwBits: see fuzzForwarding).
 func FuzzPrepareRequest(f *testing.F) {
-	f.Add("Connection: keep-alive, X-A\r\nX-A: 1\r\nX-Forwarded-For: 1.2.3.4\r\n", "")
-	f.Add("x-forwarded-proto: https\r\nX-Forwarded-Host: evil\r\nx-request-id: abc\r\n", "")
-	f.Add("X-Request-Id:\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Authorization: x\r\n", "")
-	f.Add("Trailer: X-T\r\nKeep-Alive: 5\r\nProxy-Connection: close\r\nCookie: a=b\r\n", "")
-	f.Add("Connection: keep-alive,\r\n X-Secret\r\nX-Secret: 1\r\n", "")
-	f.Add("Transfer-Encoding: chunked\r\nTrailer: Upgrade\r\n", "1\r\na\r\n0\r\nUpgrade: h2c\r\n\r\n")
-	f.Add("Transfer-Encoding: chunked\r\n", "1\r\na\r\n0\r\nUpgrade: h2c\r\nX-Request-Id: c\r\n\r\n")
-	f.Add("Content-Length: 3\r\n", "abc")
-	f.Fuzz(func(t *testing.T, headers, body string) {
+	f.Add("Connection: keep-alive, X-A\r\nX-A: 1\r\nX-Forwarded-For: 1.2.3.4\r\n", "", uint8(0))
+	f.Add("x-forwarded-proto: https\r\nX-Forwarded-Host: evil\r\nx-request-id: abc\r\n", "", uint8(0))
+	f.Add("X-Request-Id:\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Authorization: x\r\n", "", uint8(0))
+	f.Add("Trailer: X-T\r\nKeep-Alive: 5\r\nProxy-Connection: close\r\nCookie: a=b\r\n", "", uint8(0))
+	f.Add("Connection: keep-alive,\r\n X-Secret\r\nX-Secret: 1\r\n", "", uint8(0))
+	f.Add("Transfer-Encoding: chunked\r\nTrailer: Upgrade\r\n", "1\r\na\r\n0\r\nUpgrade: h2c\r\n\r\n", uint8(0))
+	f.Add("Transfer-Encoding: chunked\r\n", "1\r\na\r\n0\r\nUpgrade: h2c\r\nX-Request-Id: c\r\n\r\n", uint8(0))
+	f.Add("Content-Length: 3\r\n", "abc", uint8(0))
+	f.Add("X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n", "", uint8(1))
+	f.Add("X-Forwarded-For: 1.2.3.4\r\nConnection: X-Forwarded-For\r\n", "", uint8(2))
+	f.Add("x-forwarded-proto: https\r\nX-Forwarded-Host: evil\r\nx-request-id: abc\r\n", "", uint8(0x1e))
+	f.Fuzz(func(t *testing.T, headers, body string, fwBits uint8) {
+		fw := fuzzForwarding(fwBits)
 		method := "GET"
 		if body != "" {
 			method = "POST"
@@ -83,7 +88,7 @@ func FuzzPrepareRequest(f *testing.F) {
 				t.Skip("not a request fasthttp accepts")
 			}
 			h := &ctx.Request.Header
-			prepareRequest(&ctx, h.Host(), found(h), nil)
+			prepareRequest(&ctx, h.Host(), found(h), fw, nil)
 			out := ctx.Request.String()
 			// The request id is random unless the client sent one.
 			const id = "\r\nX-Request-Id: "
@@ -100,6 +105,17 @@ func FuzzPrepareRequest(f *testing.F) {
 			t.Fatalf("scanned headers differ from the full rewrite\nraw:\n%s\nscanned:\n%s\nfull:\n%s", raw, fast, slow)
 		}
 	})
+}
+
+// fuzzForwarding maps a fuzzer's byte to forwarding settings: bits 0-1 the
+// X-Forwarded-For mode (3 is append), bits 2, 3 and 4 turn off
+// X-Forwarded-Proto, X-Forwarded-Host and the request id; 0 is the default.
+func fuzzForwarding(b uint8) forwarding {
+	fw := forwarding{xff: xffMode(b & 3), proto: b&4 == 0, host: b&8 == 0, requestID: b&16 == 0}
+	if fw.xff > xffPass {
+		fw.xff = xffAppend
+	}
+	return fw
 }
 
 // FuzzNormalizeHost: never panics, never returns upper case or a port.
@@ -177,7 +193,7 @@ func FuzzRequestHead(f *testing.F) {
 			if code, _ := rejected(ctx, found); code != 0 {
 				t.Skip("refused before any upstream write")
 			}
-			prepareRequest(ctx, h.Host(), found, nil)
+			prepareRequest(ctx, h.Host(), found, fuzzForwarding(0), nil)
 			h.SetHost("127.0.0.1:8080") // a backend's address, as for preserve_host: false
 			return &ctx.Request
 		}

@@ -48,6 +48,9 @@ func (p *Proxy) SetAccessLog(l *accesslog.Logger) { p.access.Store(l) }
 type scratch struct {
 	buf  []byte
 	host [256]byte
+	// clientHost keeps the client's Host for the access log when the
+	// request goes upstream with the backend's and no X-Forwarded-Host.
+	clientHost []byte
 }
 
 // New returns a proxy with no snapshot: it answers 503 until one is
@@ -81,7 +84,6 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	m.InFlightAdd(1)
 	sc := p.scratch.Get().(*scratch)
 	out := p.forward(ctx, s, sc, now)
-	p.scratch.Put(sc)
 	m.InFlightAdd(-1)
 
 	end := out.end
@@ -105,6 +107,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	if al := p.access.Load(); al != nil && al.Sampled(rand.Uint64()) {
 		logAccess(al, ctx, now, end, out)
 	}
+	p.scratch.Put(sc) // after the log: out.clientHost is in it
 }
 
 // outcome is what forward did, for metrics and the access log.
@@ -117,10 +120,12 @@ type outcome struct {
 	upTime   time.Duration
 	// end is when the last upstream exchange finished (zero if none).
 	end time.Time
-	// forwarded is set once the request was rewritten for the upstream:
-	// its Host may then be the backend's, the client's is in
-	// X-Forwarded-Host.
-	forwarded bool
+	// hostForwarded is set once the request was rewritten for the
+	// upstream with X-Forwarded-Host: its Host may then be the backend's,
+	// the client's is there. Without X-Forwarded-Host, clientHost (in
+	// the scratch) holds it when the Host sent is the backend's.
+	hostForwarded bool
+	clientHost    []byte
 }
 
 // forward routes the request, picks a backend and proxies to it, retrying
@@ -171,8 +176,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// An HTTP/1.0 request may come without Host; the upstream then gets the
 	// backend's address, as with preserve_host: false.
 	backendHost := !pl.preserveHost || len(rawHost) == 0
-	sc.buf = prepareRequest(ctx, rawHost, found, sc.buf)
-	out.forwarded = true
+	if backendHost && !s.forwarding.host {
+		sc.clientHost = append(sc.clientHost[:0], rawHost...)
+		out.clientHost = sc.clientHost
+	}
+	sc.buf = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
+	out.hostForwarded = s.forwarding.host
 
 	key := pl.requestKey(ctx, host)
 	stuck := -1
@@ -398,9 +407,12 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 		e.Remote = a.AddrPort()
 	}
 	e.Method = append(e.Method, ctx.Method()...)
-	if out.forwarded {
+	switch {
+	case out.hostForwarded:
 		e.Host = append(e.Host, ctx.Request.Header.PeekBytes(hdrXForwardedHost)...)
-	} else {
+	case out.clientHost != nil:
+		e.Host = append(e.Host, out.clientHost...)
+	default:
 		e.Host = append(e.Host, ctx.Request.Header.Host()...)
 	}
 	e.Path = append(e.Path, ctx.Path()...)
@@ -433,10 +445,36 @@ func metricKind(k errKind) metrics.ErrorKind {
 
 var strHTTP10 = []byte("HTTP/1.0")
 
+// forwarding is config.Forwarding as the data plane applies it.
+type forwarding struct {
+	xff                    xffMode
+	proto, host, requestID bool
+}
+
+// xffMode is what a request's X-Forwarded-For becomes upstream.
+type xffMode uint8
+
+const (
+	xffAppend  xffMode = iota // the client's list, then the client
+	xffReplace                // the client alone
+	xffPass                   // as the client sent it
+)
+
+func newForwarding(c config.Forwarding) forwarding {
+	fw := forwarding{proto: c.XForwardedProto, host: c.XForwardedHost, requestID: c.RequestID}
+	switch c.XForwardedFor {
+	case "replace":
+		fw.xff = xffReplace
+	case "pass":
+		fw.xff = xffPass
+	}
+	return fw
+}
+
 // prepareRequest rewrites the request in place for the upstream: strips
-// hop-by-hop headers, appends the client to X-Forwarded-For, sets the
-// X-Forwarded-* pair and a request id, and picks the Host to send.
-func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, buf []byte) []byte {
+// hop-by-hop headers, sets the forwarding headers fw asks for, and picks
+// the Host to send.
+func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, fw forwarding, buf []byte) []byte {
 	req := &ctx.Request
 	h := &req.Header
 	buf = stripHopByHop(h, found, buf)
@@ -445,34 +483,43 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, b
 
 	h.SetNoDefaultContentType(true)
 
-	// All X-Forwarded-For headers the client sent become one list with
-	// the client appended: a second header left as it was would put a
-	// client-chosen address after ours.
-	buf = buf[:0]
-	if found&hXForwardedFor != 0 {
-		for _, v := range h.PeekAll("X-Forwarded-For") {
-			if v = bytes.TrimSpace(v); len(v) > 0 {
-				buf = append(buf, v...)
-				buf = append(buf, ", "...)
+	if fw.xff != xffPass {
+		// All X-Forwarded-For headers the client sent become one list
+		// with the client appended: a second header left as it was
+		// would put a client-chosen address after ours.
+		buf = buf[:0]
+		if found&hXForwardedFor != 0 {
+			if fw.xff == xffAppend {
+				for _, v := range h.PeekAll("X-Forwarded-For") {
+					if v = bytes.TrimSpace(v); len(v) > 0 {
+						buf = append(buf, v...)
+						buf = append(buf, ", "...)
+					}
+				}
 			}
+			h.DelBytes(hdrXForwardedFor)
 		}
-		h.DelBytes(hdrXForwardedFor)
+		buf = appendIP(buf, ctx.RemoteIP())
+		// Each name is deleted first or was not there: add, no lookup.
+		h.AddBytesKV(hdrXForwardedFor, buf)
 	}
-	buf = appendIP(buf, ctx.RemoteIP())
-	// Each name is deleted above or was not there: add, no lookup.
-	h.AddBytesKV(hdrXForwardedFor, buf)
 	// The client does not get to choose these: delete every copy first.
-	if found&hXForwardedProto != 0 {
-		h.DelBytes(hdrXForwardedProto)
+	if fw.proto {
+		if found&hXForwardedProto != 0 {
+			h.DelBytes(hdrXForwardedProto)
+		}
+		h.AddBytesKV(hdrXForwardedProto, valueHTTP)
 	}
-	h.AddBytesKV(hdrXForwardedProto, valueHTTP)
-	if found&hXForwardedHost != 0 {
-		h.DelBytes(hdrXForwardedHost)
-	}
-	if len(rawHost) > 0 {
-		h.AddBytesKV(hdrXForwardedHost, rawHost)
+	if fw.host {
+		if found&hXForwardedHost != 0 {
+			h.DelBytes(hdrXForwardedHost)
+		}
+		if len(rawHost) > 0 {
+			h.AddBytesKV(hdrXForwardedHost, rawHost)
+		}
 	}
 	switch {
+	case !fw.requestID:
 	case found&hXRequestID == 0:
 		buf = appendRequestID(buf[:0])
 		h.AddBytesKV(hdrXRequestID, buf)

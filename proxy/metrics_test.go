@@ -150,24 +150,41 @@ func TestMetricsForgetRemovedBackend(t *testing.T) {
 	})
 }
 
-// TestAccessLogLines: one JSON line per request with the documented fields.
+// TestAccessLogLines: one JSON line per request with the documented fields;
+// the host logged is the client's even when the Host sent upstream is the
+// backend's, with or without X-Forwarded-Host to find it in (a client's own
+// X-Forwarded-Host, passed on when sluice does not set it, is not logged).
 func TestAccessLogLines(t *testing.T) {
-	b := startBackend(t, "b", nil)
-	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"preserve_host: false\n")
-	path := filepath.Join(t.TempDir(), "access.log")
-	al, err := accesslog.New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, func() {})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct{ name, extra string }{
+		{"X-Forwarded-Host set", ""},
+		{"X-Forwarded-Host passed", "forwarding: { x_forwarded_host: false }\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBackend(t, "b", nil)
+			px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+"preserve_host: false\n"+tt.extra)
+			path := filepath.Join(t.TempDir(), "access.log")
+			al, err := accesslog.New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			px.proxy.SetAccessLog(al)
+			c := testClient(t)
+			hdr := map[string]string{"X-Request-Id": "rid-1", "Host": "client.example", "X-Forwarded-Host": "forged.example"}
+			for range 5 {
+				get(t, c, "http://"+px.addr+"/hello?q=1", hdr)
+			}
+			px.proxy.SetAccessLog(nil)
+			if err := al.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkAccessLog(t, path, b.addr())
+		})
 	}
-	px.proxy.SetAccessLog(al)
-	c := testClient(t)
-	for range 5 {
-		get(t, c, "http://"+px.addr+"/hello?q=1", map[string]string{"X-Request-Id": "rid-1", "Host": "client.example"})
-	}
-	px.proxy.SetAccessLog(nil)
-	if err := al.Close(); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// checkAccessLog checks TestAccessLogLines's five lines in the file at path.
+func checkAccessLog(t *testing.T, path, backend string) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +206,8 @@ func TestAccessLogLines(t *testing.T) {
 		if line["host"] != "client.example" {
 			t.Errorf("line %d host = %v, want the client's Host even with preserve_host: false", n, line["host"])
 		}
-		if line["path"] != "/hello" || line["status"] != float64(200) || line["request_id"] != "rid-1" || line["upstream_addr"] != b.addr() || line["pool"] != "p" {
-			t.Errorf("line %d = %s, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, sc.Text(), b.addr())
+		if line["path"] != "/hello" || line["status"] != float64(200) || line["request_id"] != "rid-1" || line["upstream_addr"] != backend || line["pool"] != "p" {
+			t.Errorf("line %d = %s, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, sc.Text(), backend)
 		}
 	}
 	if n != 5 {

@@ -222,6 +222,57 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
+// TestForwardingSettings: each forwarding setting, end to end, against a
+// client that sends its own copies of every forwarding header.
+func TestForwardingSettings(t *testing.T) {
+	const clientHeaders = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.1\r\n" +
+		"X-Forwarded-Proto: https\r\nX-Forwarded-Host: forged.example\r\n"
+	tests := []struct {
+		name      string
+		config    string // the forwarding block
+		requestID string // the client's X-Request-Id header line, if any
+		// want maps each header to its values upstream, joined with "|";
+		// "<id>" is a new 32-hex-digit request id.
+		want map[string]string
+	}{
+		{"defaults", "", "", map[string]string{
+			"X-Forwarded-For": "203.0.113.9, 198.51.100.1, 127.0.0.1", "X-Forwarded-Proto": "http",
+			"X-Forwarded-Host": "shop.test", "X-Request-Id": "<id>"}},
+		{"replace", "forwarding: { x_forwarded_for: replace }\n", "X-Request-Id: abc\r\n", map[string]string{
+			"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http",
+			"X-Forwarded-Host": "shop.test", "X-Request-Id": "abc"}},
+		{"pass", "forwarding: { x_forwarded_for: pass }\n", "", map[string]string{
+			"X-Forwarded-For": "203.0.113.9|198.51.100.1", "X-Forwarded-Proto": "http",
+			"X-Forwarded-Host": "shop.test", "X-Request-Id": "<id>"}},
+		{"nothing set", "forwarding: { x_forwarded_for: pass, x_forwarded_proto: false, x_forwarded_host: false, request_id: false }\n",
+			"", map[string]string{
+				"X-Forwarded-For": "203.0.113.9|198.51.100.1", "X-Forwarded-Proto": "https",
+				"X-Forwarded-Host": "forged.example", "X-Request-Id": ""}},
+		{"nothing set, client's id", "forwarding: { request_id: false }\n", "X-Request-Id: abc\r\n", map[string]string{
+			"X-Forwarded-For": "203.0.113.9, 198.51.100.1, 127.0.0.1", "X-Request-Id": "abc"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBackend(t, "b", nil)
+			px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+tt.config)
+			code := rawStatus(t, px.addr, "GET / HTTP/1.1\r\nHost: shop.test\r\n"+clientHeaders+tt.requestID+"\r\n")
+			r, _ := b.lastRequest()
+			if code != 200 || r == nil {
+				t.Fatalf("status %d, backend request %v; want 200 and a request", code, r)
+			}
+			for name, want := range tt.want {
+				got := strings.Join(r.Header.Values(name), "|")
+				if want == "<id>" && len(got) == 32 && strings.Trim(got, "0123456789abcdef") == "" {
+					continue
+				}
+				if got != want {
+					t.Errorf("upstream %s = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
 func TestRequestIDGenerated(t *testing.T) {
 	b := startBackend(t, "b", nil)
 	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))

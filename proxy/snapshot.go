@@ -21,6 +21,7 @@ type Snapshot struct {
 	pools  map[string]*pool
 
 	preserveHost    bool
+	forwarding      forwarding
 	responseTimeout time.Duration
 	attempts        int
 
