@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
 	f.Add([]byte("pools: { p: { backends: [ { address: 1.2.3.4:5, weight: 99999999999999999999 } ] } }\nroutes: [{pool: p}]\n"))
 	f.Add([]byte("routes: [{pool: p, match: {host: '*.x'}}]\npools: {p: {discovery: {dns: {name: a.b, port: 1}}}}\n"))
+	f.Add([]byte("routes: [{pool: p}]\npools: {p: {backends: [{address: 1.2.3.4:5}]}}\nforwarding: {x_forwarded_for: replace, request_id: false}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
 		if err != nil {
