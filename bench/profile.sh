@@ -3,8 +3,11 @@
 # two nginx upstreams and sluice -pprof, drives wrk at it, and fetches a CPU
 # profile and an allocation profile taken over the same window into bench/work/.
 #
-#   bench/profile.sh [--seconds 10] [--scenario a|b|c|d]
+#   bench/profile.sh [--seconds 10] [--scenario a|b|c|d] [--forwarded-headers]
 #   go tool pprof -http 127.0.0.1:8000 bench/work/sluice bench/work/cpu.prof
+#
+# sluice sets no forwarding headers, as in bench/run.sh, unless
+# --forwarded-headers (bench/forwarding.sh).
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,8 +19,9 @@ while [ $# -gt 0 ]; do
     --seconds) SECS=$2; shift ;;
     --seconds=*) SECS=${1#*=} ;;
     --scenario) SCEN=$2; shift ;;
+    --forwarded-headers) FORWARDED=1 ;;
     --scenario=*) SCEN=${1#*=} ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
   shift

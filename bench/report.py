@@ -204,10 +204,13 @@ def checks(runs, sc, t):
     return split, conns, load, prox, err, spread, notes
 
 
-# What each run's proxies do with forwarding headers (bench/forwarding.sh);
-# runs before the field existed had sluice alone set them.
+# What each run's proxies do with forwarding headers (bench/forwarding.sh).
+# Runs recorded before the field existed (before 95881f2) had sluice set
+# its four always, nginx and HAProxy only with --forwarded-headers, which
+# their meta does not say.
 FORWARDING_TEXT = {
-    None: "sluice sets X-Forwarded-For/-Proto/-Host and X-Request-Id, nginx and HAProxy none",
+    None: "sluice sets X-Forwarded-For/-Proto/-Host and X-Request-Id, nginx and HAProxy "
+          "the same only if the run had --forwarded-headers (not recorded)",
     False: "no forwarding headers set (Caddy and httputil set theirs)",
     True: "sluice, nginx and HAProxy all set X-Forwarded-For/-Proto/-Host and X-Request-Id "
           "(Caddy the X-Forwarded ones, httputil X-Forwarded-For)",

@@ -7,6 +7,10 @@
 # each per request. README, Performance, shows what it found.
 #
 #   bench/syscalls.sh [--scenario a|b|c|d] [--targets sluice,nginx,haproxy] [--seconds 5]
+#                     [--forwarded-headers]
+#
+# Forwarding headers as in bench/run.sh: none by default, the four with
+# --forwarded-headers (bench/forwarding.sh).
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,12 +22,13 @@ SECS=5
 while [ $# -gt 0 ]; do
   case $1 in
     --scenario) SCEN=$2; shift ;;
+    --forwarded-headers) FORWARDED=1 ;;
     --scenario=*) SCEN=${1#*=} ;;
     --targets) TARGETS=$2; shift ;;
     --targets=*) TARGETS=${1#*=} ;;
     --seconds) SECS=$2; shift ;;
     --seconds=*) SECS=${1#*=} ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) die "unknown argument: $1" ;;
   esac
   shift

@@ -71,8 +71,14 @@ func startFastBackend(tb testing.TB) string {
 // with a client to it.
 func tcpRig(tb testing.TB, m *metrics.Metrics) *fasthttp.HostClient {
 	tb.Helper()
+	return tcpRigWith(tb, m, "")
+}
+
+// tcpRigWith is tcpRig with extra appended to sluice's config.
+func tcpRigWith(tb testing.TB, m *metrics.Metrics, extra string) *fasthttp.HostClient {
+	tb.Helper()
 	yml := fmt.Sprintf("routes:\n  - pool: p\npools:\n  p:\n    algorithm: round_robin\n    backends:\n"+
-		"      - { address: %s }\n      - { address: %s }\n", startFastBackend(tb), startFastBackend(tb))
+		"      - { address: %s }\n      - { address: %s }\n", startFastBackend(tb), startFastBackend(tb)) + extra
 	px := startProxyWith(tb, yml, m)
 	c := &fasthttp.HostClient{
 		Addr: px.addr,
@@ -113,14 +119,19 @@ func exchange(c *fasthttp.HostClient, s tcpShape, fail func(string, ...any)) (do
 
 // TestProxyZeroAllocsTCP: once connections and pools are warm, a proxied
 // request over real sockets allocates nothing, for each shape of make
-// bench, with and without metrics.
+// bench, with and without metrics, and with make bench's forwarding block
+// (no header set) and the backend's address as Host (the client's Host
+// then kept for the access log).
 func TestProxyZeroAllocsTCP(t *testing.T) {
+	const noForwarding = "preserve_host: false\nforwarding: { x_forwarded_for: pass, x_forwarded_proto: false, " +
+		"x_forwarded_host: false, request_id: false }\n"
 	for _, mt := range []struct {
-		name string
-		m    *metrics.Metrics
-	}{{"metrics off", nil}, {"metrics on", metrics.New("test")}} {
+		name  string
+		m     *metrics.Metrics
+		extra string
+	}{{"metrics off", nil, ""}, {"metrics on", metrics.New("test"), ""}, {"no forwarding headers", nil, noForwarding}} {
 		t.Run(mt.name, func(t *testing.T) {
-			c := tcpRig(t, mt.m)
+			c := tcpRigWith(t, mt.m, mt.extra)
 			for _, s := range tcpShapes {
 				t.Run(s.name, func(t *testing.T) {
 					do, release := exchange(c, s, t.Fatalf)

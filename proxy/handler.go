@@ -122,9 +122,11 @@ type outcome struct {
 	end time.Time
 	// hostForwarded is set once the request was rewritten for the
 	// upstream with X-Forwarded-Host: its Host may then be the backend's,
-	// the client's is there. Without X-Forwarded-Host, clientHost (in
-	// the scratch) holds it when the Host sent is the backend's.
+	// the client's is there. Without X-Forwarded-Host, hostCopied says
+	// the Host sent is the backend's and clientHost (in the scratch)
+	// holds the client's, empty if it sent none.
 	hostForwarded bool
+	hostCopied    bool
 	clientHost    []byte
 }
 
@@ -178,7 +180,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	backendHost := !pl.preserveHost || len(rawHost) == 0
 	if backendHost && !s.forwarding.host {
 		sc.clientHost = append(sc.clientHost[:0], rawHost...)
-		out.clientHost = sc.clientHost
+		out.hostCopied, out.clientHost = true, sc.clientHost
 	}
 	sc.buf = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
 	out.hostForwarded = s.forwarding.host
@@ -410,7 +412,7 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 	switch {
 	case out.hostForwarded:
 		e.Host = append(e.Host, ctx.Request.Header.PeekBytes(hdrXForwardedHost)...)
-	case out.clientHost != nil:
+	case out.hostCopied:
 		e.Host = append(e.Host, out.clientHost...)
 	default:
 		e.Host = append(e.Host, ctx.Request.Header.Host()...)

@@ -182,6 +182,53 @@ func TestAccessLogLines(t *testing.T) {
 	}
 }
 
+// TestAccessLogNoHost: an HTTP/1.0 request without Host goes upstream with
+// the backend's address as Host; the access log's host stays empty (what
+// the client sent), with or without X-Forwarded-Host, on a fresh scratch
+// and on one a request with a Host used before.
+func TestAccessLogNoHost(t *testing.T) {
+	for _, extra := range []string{"", "forwarding: { x_forwarded_host: false }\n"} {
+		t.Run("config "+strings.TrimSpace(extra), func(t *testing.T) {
+			b := startBackend(t, "b", nil)
+			px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+extra)
+			path := filepath.Join(t.TempDir(), "access.log")
+			al, err := accesslog.New(config.AccessLog{Enabled: true, Path: path, Sample: 1}, nil, func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			px.proxy.SetAccessLog(al)
+			for _, raw := range []string{
+				"GET /a HTTP/1.0\r\n\r\n",
+				"GET /b HTTP/1.1\r\nHost: client.example\r\nConnection: close\r\n\r\n",
+				"GET /c HTTP/1.0\r\n\r\n",
+			} {
+				if code := rawStatus(t, px.addr, raw); code != 200 {
+					t.Fatalf("%q: status %d, want 200", raw, code)
+				}
+			}
+			px.proxy.SetAccessLog(nil)
+			if err := al.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hosts []string
+			for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+				var e struct{ Host string }
+				if err := json.Unmarshal([]byte(line), &e); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+				hosts = append(hosts, e.Host)
+			}
+			if want := []string{"", "client.example", ""}; strings.Join(hosts, ",") != strings.Join(want, ",") {
+				t.Errorf("logged hosts %q, want %q", hosts, want)
+			}
+		})
+	}
+}
+
 // checkAccessLog checks TestAccessLogLines's five lines in the file at path.
 func checkAccessLog(t *testing.T, path, backend string) {
 	t.Helper()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/config"
 )
 
 func TestRouting(t *testing.T) {
@@ -248,8 +251,17 @@ func TestForwardingSettings(t *testing.T) {
 			"", map[string]string{
 				"X-Forwarded-For": "203.0.113.9|198.51.100.1", "X-Forwarded-Proto": "https",
 				"X-Forwarded-Host": "forged.example", "X-Request-Id": ""}},
-		{"nothing set, client's id", "forwarding: { request_id: false }\n", "X-Request-Id: abc\r\n", map[string]string{
-			"X-Forwarded-For": "203.0.113.9, 198.51.100.1, 127.0.0.1", "X-Request-Id": "abc"}},
+		{"no request id, client's", "forwarding: { request_id: false }\n", "X-Request-Id: abc\r\n", map[string]string{
+			"X-Forwarded-For": "203.0.113.9, 198.51.100.1, 127.0.0.1", "X-Forwarded-Proto": "http",
+			"X-Forwarded-Host": "shop.test", "X-Request-Id": "abc"}},
+		{"no request id, client's empty", "forwarding: { request_id: false }\n", "X-Request-Id: \r\n", map[string]string{
+			"X-Request-Id": ""}},
+		// Connection still strips what it names, passed or not: the
+		// client's X-Forwarded-For goes; sluice's own comes after.
+		{"pass, named in Connection", "forwarding: { x_forwarded_for: pass }\n", "Connection: X-Forwarded-For\r\n", map[string]string{
+			"X-Forwarded-For": "", "X-Forwarded-Proto": "http"}},
+		{"append, named in Connection", "", "Connection: X-Forwarded-For, X-Forwarded-Proto\r\n", map[string]string{
+			"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,6 +283,36 @@ func TestForwardingSettings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForwardingReload: a reload changes the forwarding headers of the
+// requests that follow it.
+func TestForwardingReload(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	base := poolYAML("round_robin", []*testBackend{b}, nil)
+	px := startProxy(t, base)
+	const raw = "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n"
+	check := func(wantXFF, wantProto string) {
+		t.Helper()
+		if code := rawStatus(t, px.addr, raw); code != 200 {
+			t.Fatalf("status %d, want 200", code)
+		}
+		r, _ := b.lastRequest()
+		if got, gotProto := r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"); got != wantXFF || gotProto != wantProto {
+			t.Errorf("upstream X-Forwarded-For %q, -Proto %q; want %q, %q", got, gotProto, wantXFF, wantProto)
+		}
+	}
+	check("203.0.113.9, 127.0.0.1", "http")
+	cfg, err := config.Parse("reload.yaml", []byte(base+"forwarding: { x_forwarded_for: replace, x_forwarded_proto: false }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := px.ctrl.Apply(ctx, cfg); err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	check("127.0.0.1", "https")
 }
 
 func TestRequestIDGenerated(t *testing.T) {
