@@ -291,3 +291,34 @@ func FuzzEmptyLine(f *testing.F) {
 		}
 	})
 }
+
+// hintCounter is an earlyHinter that counts the 103s passed on.
+type hintCounter struct{ n int }
+
+func (h *hintCounter) EarlyHints() error { h.n++; return nil }
+
+// FuzzReadResponse: any bytes a backend sends read without a panic; at
+// most maxInterim 103s are passed on, one per 103 head; a response read
+// whole is a final one (not a 1xx other than 101), as ReadLimitBody's is.
+func FuzzReadResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\n\n",
+		"HTTP/1.1 103\r\n\r\nHTTP/1.1 103 \r\n\r\nHTTP/1.0 200 OK\r\n\r\nbody",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var resp fasthttp.Response
+		var h hintCounter
+		_, err := readResponse(&resp, bufio.NewReaderSize(bytes.NewReader(data), 4096), 1<<16, &h)
+		if h.n > maxInterim || h.n > bytes.Count(data, []byte(" 103")) {
+			t.Fatalf("%d early hints passed on from %q", h.n, data)
+		}
+		if code := resp.StatusCode(); err == nil && code >= 100 && code < 200 && code != 101 {
+			t.Fatalf("read a %d as the final answer from %q", code, data)
+		}
+	})
+}

@@ -175,6 +175,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	http11 := req.Header.IsHTTP11()
+	// 103 Early Hints go to HTTP/1.1 clients only (the request goes
+	// upstream as HTTP/1.1 either way, so fasthttp's own check cannot
+	// tell).
+	var hints earlyHinter
+	if http11 {
+		hints = ctx
+	}
 	// An HTTP/1.0 request may come without Host; the upstream then gets the
 	// backend's address, as with preserve_host: false.
 	backendHost := !pl.preserveHost || len(rawHost) == 0
@@ -223,7 +230,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		var done time.Time
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
-			done, err = up.client.do(req, &ctx.Response, start, s.responseTimeout)
+			done, err = up.client.do(req, &ctx.Response, hints, start, s.responseTimeout)
 			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}

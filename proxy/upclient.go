@@ -106,8 +106,10 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 // the whole exchange from now, request write included. It returns when
 // the exchange ended (the one clock reading it makes: it dates the
 // connection's use, and the caller's metrics). Any error leaves the
-// connection closed.
-func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.Time, timeout time.Duration) (time.Time, error) {
+// connection closed. hints, when not nil, is sent each 103 Early Hints
+// the backend answers first (see readResponse); nil for a client that
+// cannot take one (HTTP/1.0).
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, now time.Time, timeout time.Duration) (time.Time, error) {
 	i, err := c.acquire(now.UnixNano())
 	if err != nil {
 		return time.Now(), err
@@ -130,7 +132,7 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	resp.SkipBody = req.Header.IsHead()
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
-	lenient, err := readResponse(resp, r, c.maxBody)
+	lenient, err := readResponse(resp, r, c.maxBody, hints)
 	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.
@@ -180,26 +182,62 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, now time.T
 	return end, nil
 }
 
+// earlyHinter passes a 103 Early Hints answer on to the client: the Link
+// headers then in the response (fasthttp's RequestCtx.EarlyHints, which
+// sends nothing to an HTTP/1.0 client or without a Link header).
+type earlyHinter interface{ EarlyHints() error }
+
+// maxInterim bounds the 1xx answers readResponse reads one by one per
+// exchange; fasthttp reads (and drops) any after them.
+const maxInterim = 8
+
 // readResponse reads the response on r into resp as resp.ReadLimitBody
-// does, except for a head whose empty line, or the line before it, ends
-// in a bare LF. RFC 9112 §2.2 lets a recipient take a lone LF for CRLF,
-// and nginx and HAProxy do; fasthttp instead waits for a CRLFCRLF that
-// never comes, until the exchange's deadline (a 504 for a response that
-// had arrived whole). Such a head is rewritten with CRLFs and read from
-// the rewrite, and lenient says so: the connection is then not reused,
-// its framing having been the backend's own. Allocates, on that path
-// only. Only the first head is looked at: a final head in bare LFs after
-// a 1xx in CRLFs still waits for the deadline.
-func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int) (lenient bool, err error) {
-	end, bare := headEnd(r)
-	if !bare {
-		return false, resp.ReadLimitBody(r, maxBody)
+// does, except for two kinds of head:
+//
+//   - One whose empty line, or the line before it, ends in a bare LF.
+//     RFC 9112 §2.2 lets a recipient take a lone LF for CRLF, and nginx and
+//     HAProxy do; fasthttp instead waits for a CRLFCRLF that never comes,
+//     until the exchange's deadline (a 504 for a response that had arrived
+//     whole). Such a head is rewritten with CRLFs and read from the
+//     rewrite, and lenient says so: the connection is then not reused, its
+//     framing having been the backend's own. Allocates, on that path only.
+//   - Interim answers (1xx but 101): each is read on its own, and a 103
+//     Early Hints is passed on to hints (when not nil) at once (fasthttp
+//     would drop it with the others), so the client can start fetching
+//     what it links while the backend works on the final answer, as
+//     HAProxy passes it on. 100 and 102 are dropped, as before. Each head
+//     after one is looked at for bare LFs too.
+func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (lenient bool, err error) {
+	for n := 0; ; n++ {
+		end, bare := headEnd(r)
+		if bare {
+			head, _ := r.Peek(end)
+			fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
+			_, _ = r.Discard(end)
+			return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
+		}
+		if n == maxInterim || !interim(r, end) {
+			return false, resp.ReadLimitBody(r, maxBody)
+		}
+		if err := resp.Header.Read(r); err != nil {
+			return false, err
+		}
+		if resp.StatusCode() == fasthttp.StatusEarlyHints && hints != nil {
+			// A client gone away fails the final answer's write instead.
+			_ = hints.EarlyHints()
+		}
 	}
-	head, _ := r.Peek(end)
-	fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
-	_, _ = r.Discard(end)
-	return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
 }
+
+// interim reports whether the head of length end at the start of r is an
+// interim answer: a 1xx status other than 101 (which ends the exchange).
+func interim(r *bufio.Reader, end int) bool {
+	b, _ := r.Peek(min(end, 13))
+	return len(b) == 13 && bytes.HasPrefix(b, []byte("HTTP/1.")) && b[8] == ' ' && b[9] == '1' &&
+		isDigit(b[10]) && isDigit(b[11]) && (b[12] == ' ' || b[12] == '\r') && string(b[9:12]) != "101"
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // headEnd finds the response head at the start of r: its length through
 // its empty line, and whether a bare LF ends that line or the one before

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEarlyHints: a 103 Early Hints from the backend reaches the client at
+// once, before the final answer, which the backend sends only after the
+// client has seen the 103; other interim answers are dropped; an HTTP/1.0
+// client gets none; a final head in bare LFs after a 1xx is still read.
+func TestEarlyHints(t *testing.T) {
+	const final = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name     string
+		interims []string // written first, in order
+		wait     bool     // the final answer waits for the client's 103
+		proto    string
+		want     []string // the Link values of each 103 the client gets
+		final    string
+	}{
+		{"passed before the final answer", []string{"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n\r\n"},
+			true, "HTTP/1.1", []string{"</a.css>; rel=preload|</b.js>; rel=preload"}, final},
+		{"each of several", []string{"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", "HTTP/1.1 103 Early Hints\r\nLink: </b.js>\r\n\r\n"},
+			true, "HTTP/1.1", []string{"</a.css>", "</b.js>"}, final},
+		{"100 and 102 dropped", []string{"HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 102 Processing\r\n\r\n",
+			"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"}, true, "HTTP/1.1", []string{"</a.css>"}, final},
+		{"none to HTTP/1.0", []string{"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"},
+			false, "HTTP/1.0", nil, final},
+		{"bare-LF final after a 1xx", []string{"HTTP/1.1 100 Continue\r\n\r\n"},
+			false, "HTTP/1.1", nil, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen := make(chan struct{})
+			ln, _ := serveKeptAlive(t, func(c net.Conn, _ *http.Request) {
+				for _, h := range tt.interims {
+					_, _ = io.WriteString(c, h)
+				}
+				if tt.wait {
+					select {
+					case <-seen:
+					case <-time.After(5 * time.Second):
+					}
+				}
+				_, _ = io.WriteString(c, tt.final)
+			})
+			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+ln.Addr().String()+" }\n")
+			c, err := net.Dial("tcp", px.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(4 * time.Second))
+			if _, err := io.WriteString(c, "GET / "+tt.proto+"\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			var got []string
+			for {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("after %d early hints: %v (the final answer waits for them)", len(got), err)
+				}
+				if resp.StatusCode == http.StatusEarlyHints {
+					got = append(got, strings.Join(resp.Header.Values("Link"), "|"))
+					if len(got) == len(tt.want) && tt.wait {
+						close(seen)
+					}
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("Link") != "" {
+					t.Errorf("final answer %d %q, Link %q; want 200 \"ok\" without Link", resp.StatusCode, body, resp.Header.Get("Link"))
+				}
+				break
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("early hints %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
