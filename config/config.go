@@ -151,6 +151,9 @@ type Limits struct {
 	MaxResponseBytes int `yaml:"max_response_bytes"`
 	// MaxConnsPerBackend caps upstream connections to each backend.
 	MaxConnsPerBackend int `yaml:"max_conns_per_backend"`
+	// MaxClientConns caps the client connections served at once; one
+	// more is answered 503 and closed.
+	MaxClientConns int `yaml:"max_client_conns"`
 }
 
 // Retries is sluice's own retry policy (fasthttp's is turned off).
@@ -199,7 +202,8 @@ func (c *Config) setDefaults() {
 		// Node and uvicorn 5 s).
 		UpstreamIdle: 2 * time.Second,
 	}
-	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxResponseBytes: 64 << 20, MaxConnsPerBackend: 1024}
+	c.Limits = Limits{MaxHeaderBytes: 8 << 10, MaxBodyBytes: 8 << 20, MaxResponseBytes: 64 << 20, MaxConnsPerBackend: 1024,
+		MaxClientConns: 256 << 10}
 	c.Retries.Attempts = 2
 	c.PreserveHost = true
 	c.Forwarding = Forwarding{XForwardedFor: "append", XForwardedProto: true, XForwardedHost: true, RequestID: true}

@@ -106,6 +106,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"limits.max_response_bytes: must be > 0"}},
 		{"huge header limit", "timeouts: {=>limits: { max_header_bytes: 1073741824 }\ntimeouts: {",
 			[]string{"limits.max_header_bytes: must be from 1024 to 1048576"}},
+		{"zero client connections", "timeouts: {=>limits: { max_client_conns: 0 }\ntimeouts: {",
+			[]string{"sluice.yaml:18: limits.max_client_conns: must be from 1 to 16777216"}},
 		{"huge connection limit", "timeouts: {=>limits: { max_conns_per_backend: 100000000 }\ntimeouts: {",
 			[]string{"limits.max_conns_per_backend: must be from 1 to 65535"}},
 		{"zero upstream idle", "idle: 90s }=>idle: 90s, upstream_idle: 0s }",

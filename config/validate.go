@@ -12,6 +12,10 @@ import (
 // MaxHeaderBytesLimit is the largest limits.max_header_bytes (1 MiB).
 const MaxHeaderBytesLimit = 1 << 20
 
+// MaxClientConnsLimit is the largest limits.max_client_conns (each served
+// connection costs a goroutine and about 14 KiB at least).
+const MaxClientConnsLimit = 1 << 24
+
 // MaxConnsPerBackendLimit is the largest limits.max_conns_per_backend.
 const MaxConnsPerBackendLimit = 65535
 
@@ -50,6 +54,9 @@ func (c *Config) validate() Errors {
 	// 65535 connections to one backend address anyway.
 	if c.Limits.MaxConnsPerBackend < 1 || c.Limits.MaxConnsPerBackend > MaxConnsPerBackendLimit {
 		v.fail("limits.max_conns_per_backend", "must be from 1 to %d", MaxConnsPerBackendLimit)
+	}
+	if c.Limits.MaxClientConns < 1 || c.Limits.MaxClientConns > MaxClientConnsLimit {
+		v.fail("limits.max_client_conns", "must be from 1 to %d", MaxClientConnsLimit)
 	}
 	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
 		v.fail("retries.attempts", "must be from 1 to 10")

@@ -41,8 +41,12 @@ func NewFrontServer(p *Proxy, cfg *config.Config, log zerolog.Logger) *fasthttp.
 		// (HoldNextWrite) from this size: they must be longer than it.
 		WriteBufferSize:    ClientWriteBufferSize,
 		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
-		ExpectHandler:      ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
-		CloseOnShutdown:    true,
+		// Beyond it fasthttp answers 503 and closes (nginx's
+		// worker_connections and HAProxy's maxconn make a connection
+		// wait in the listen queue instead).
+		Concurrency:     cfg.Limits.MaxClientConns,
+		ExpectHandler:   ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
+		CloseOnShutdown: true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,
 		// ReduceMemoryUsage stays off: it would lend the request context

@@ -388,7 +388,7 @@ func (a *app) retire(s *server, timeout time.Duration) {
 func serverSettingsChanged(a, b *config.Config) bool {
 	return a.Timeouts.ClientRead != b.Timeouts.ClientRead || a.Timeouts.ClientWrite != b.Timeouts.ClientWrite ||
 		a.Timeouts.Idle != b.Timeouts.Idle || a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes ||
-		a.Limits.MaxBodyBytes != b.Limits.MaxBodyBytes
+		a.Limits.MaxBodyBytes != b.Limits.MaxBodyBytes || a.Limits.MaxClientConns != b.Limits.MaxClientConns
 }
 
 // reload re-reads the config file and applies it all or nothing: what can
