@@ -12,15 +12,17 @@ import (
 
 // Header names, as the canonical form fasthttp stores them in.
 var (
-	hdrXForwardedFor   = []byte("X-Forwarded-For")
-	hdrXForwardedProto = []byte("X-Forwarded-Proto")
-	hdrXForwardedHost  = []byte("X-Forwarded-Host")
-	hdrXRequestID      = []byte("X-Request-Id")
-	hdrSetCookie       = []byte("Set-Cookie")
-	hdrRetryAfter      = []byte("Retry-After")
-	valueHTTP          = []byte("http")
-	valueChunked       = []byte("chunked")
-	valueOne           = []byte("1")
+	hdrXForwardedFor    = []byte("X-Forwarded-For")
+	hdrXForwardedProto  = []byte("X-Forwarded-Proto")
+	hdrXForwardedHost   = []byte("X-Forwarded-Host")
+	hdrXRequestID       = []byte("X-Request-Id")
+	hdrSetCookie        = []byte("Set-Cookie")
+	hdrRetryAfter       = []byte("Retry-After")
+	hdrContentLength    = []byte("Content-Length")
+	hdrTransferEncoding = []byte("Transfer-Encoding")
+	valueHTTP           = []byte("http")
+	valueChunked        = []byte("chunked")
+	valueOne            = []byte("1")
 )
 
 // hopByHop are the headers that describe one connection, not the message

@@ -132,12 +132,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 	resp.SkipBody = req.Header.IsHead()
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
-	lenient, err := readResponse(resp, r, c.maxBody, hints)
+	suspect, err := readResponse(resp, r, c.maxBody, hints)
 	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.
-	// So may be one whose head was read leniently.
-	extra := r.Buffered() > 0 || lenient
+	// So may be one whose head was read leniently, or that had both a
+	// Content-Length and a Transfer-Encoding.
+	extra := r.Buffered() > 0 || suspect
 	r.Reset(nil)
 	c.bufs.readers.Put(r)
 	switch {
@@ -199,7 +200,7 @@ const maxInterim = 8
 //     HAProxy do; fasthttp instead waits for a CRLFCRLF that never comes,
 //     until the exchange's deadline (a 504 for a response that had arrived
 //     whole). Such a head is rewritten with CRLFs and read from the
-//     rewrite, and lenient says so: the connection is then not reused, its
+//     rewrite, and suspect says so: the connection is then not reused, its
 //     framing having been the backend's own. Allocates, on that path only.
 //   - Interim answers (1xx but 101): each is read on its own, and a 103
 //     Early Hints is passed on to hints (when not nil) at once (fasthttp
@@ -207,7 +208,10 @@ const maxInterim = 8
 //     what it links while the backend works on the final answer, as
 //     HAProxy passes it on. 100 and 102 are dropped, as before. Each head
 //     after one is looked at for bare LFs too.
-func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (lenient bool, err error) {
+//
+// suspect is also set for a final head with both a Content-Length and a
+// Transfer-Encoding (bothLengths).
+func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (suspect bool, err error) {
 	for n := 0; ; n++ {
 		end, bare := headEnd(r)
 		if bare {
@@ -217,7 +221,8 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
 		}
 		if n == maxInterim || !interim(r, end) {
-			return false, resp.ReadLimitBody(r, maxBody)
+			head, _ := r.Peek(end)
+			return bothLengths(head), resp.ReadLimitBody(r, maxBody)
 		}
 		if err := resp.Header.Read(r); err != nil {
 			return false, err
@@ -227,6 +232,40 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			_ = hints.EarlyHints()
 		}
 	}
+}
+
+// bothLengths reports whether a response head has both a Content-Length
+// and a Transfer-Encoding field. fasthttp lets the Transfer-Encoding win
+// and drops the Content-Length, which is what RFC 9112 §6.3 asks of an
+// intermediary that forwards such a message; the same section says it
+// "ought to be handled as an error" (a sign of response splitting), so
+// the connection it came on is not used again, as HAProxy closes it. One
+// IndexByte per line; only lines that start with c or t are compared.
+func bothLengths(head []byte) bool {
+	var cl, te bool
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break
+		}
+		line := head[:i]
+		head = head[i+1:]
+		if len(line) == 0 {
+			continue
+		}
+		switch line[0] | 0x20 {
+		case 'c':
+			cl = cl || isField(line, hdrContentLength)
+		case 't':
+			te = te || isField(line, hdrTransferEncoding)
+		}
+	}
+	return cl && te
+}
+
+// isField reports whether line is a header field named name (any case).
+func isField(line, name []byte) bool {
+	return len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], name)
 }
 
 // interim reports whether the head of length end at the start of r is an

@@ -753,11 +753,12 @@ func TestUpClientAnsweredBeforeRequest(t *testing.T) {
 	}
 }
 
-// TestUpClientBareLFResponses: a response head whose lines end in bare
+// TestUpClientResponseFraming: a response head whose lines end in bare
 // LFs is read as if they were CRLFs (RFC 9112 §2.2), at once rather than
-// at the exchange's deadline, and its connection is not reused; a head
-// in CRLFs keeps its connection.
-func TestUpClientBareLFResponses(t *testing.T) {
+// at the exchange's deadline, and its connection is not reused; nor is
+// that of a response with both Content-Length and Transfer-Encoding
+// (RFC 9112 §6.3); a head in CRLFs with one length keeps its connection.
+func TestUpClientResponseFraming(t *testing.T) {
 	tests := []struct {
 		name, raw string
 		wantCode  int
@@ -771,6 +772,12 @@ func TestUpClientBareLFResponses(t *testing.T) {
 		{"bare LF inside, CRLF at the end", "HTTP/1.1 200 OK\nX-A: 1\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
 		{"CRLFCRLF in the body after a bare-LF head", "HTTP/1.1 200 OK\nContent-Length: 6\n\nab\r\n\r\n", 200, "ab\r\n\r\n", false},
 		{"no body", "HTTP/1.1 204 No Content\nX-A: 1\n\n", 204, "", false},
+		// Both lengths: the chunked framing wins (RFC 9112 §6.3) and the
+		// connection is not used again.
+		{"Content-Length and chunked", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", false},
+		{"chunked and Content-Length, odd case", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nCONTENT-LENGTH: 9\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", false},
+		{"chunked alone", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", true},
+		{"Content-Type, Connection and a T header", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrace: x\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
