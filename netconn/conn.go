@@ -121,6 +121,9 @@ type Conn struct {
 	// the last read.
 	yield bool
 	wrote atomic.Bool
+	// turns counts, on a server connection, the reads that followed a
+	// write, plus one (see Turns).
+	turns uint64
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -368,6 +371,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
+		c.turns++
 		runtime.Gosched()
 	}
 	c.sending = false
@@ -609,6 +613,15 @@ func (c *Conn) opError(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
+
+// Turns is the number of times this server connection's reads resumed
+// after a write, plus one. While the peer sends a request, waits for its
+// answer and only then sends the next, it is the number of the request
+// being served (fasthttp's ConnRequestNum); a request that came pipelined
+// behind another, before that one's answer went out, leaves it behind (as
+// does an interim answer the server writes itself, 100 Continue). Call it
+// from the goroutine that reads.
+func (c *Conn) Turns() uint64 { return c.turns + 1 }
 
 // HoldNextWrite tells a server Conn that the response about to be
 // written is longer than the buffer it is written through, so that it

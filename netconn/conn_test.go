@@ -1582,3 +1582,51 @@ func TestWaitLingering(t *testing.T) {
 		t.Error("Close did not return")
 	}
 }
+
+// TestTurns: a server Conn counts the reads that follow a write, plus one:
+// requests that alternate with answers advance it by one each; reads with
+// no write between them (a pipelined request, a body read in parts) and
+// writes with no read between them do not.
+func TestTurns(t *testing.T) {
+	c, _, peer := pair(t)
+	srv := peer.(*Conn)
+	_ = srv.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	read := func(msg string) uint64 {
+		t.Helper()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		return srv.Turns()
+	}
+	write := func() {
+		t.Helper()
+		if _, err := srv.Write([]byte("answer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name   string
+		writes int // before the read
+		want   uint64
+	}{
+		{"first request", 0, 1},
+		{"after an answer", 1, 2},
+		{"read again, nothing written", 0, 2},
+		{"after two writes", 2, 3},
+	}
+	if got := srv.Turns(); got != 1 {
+		t.Fatalf("Turns() before any read = %d, want 1", got)
+	}
+	for _, s := range steps {
+		for range s.writes {
+			write()
+		}
+		if got := read(s.name); got != s.want {
+			t.Errorf("%s: Turns() = %d, want %d", s.name, got, s.want)
+		}
+	}
+}

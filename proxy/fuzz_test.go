@@ -328,11 +328,13 @@ func FuzzReadResponse(f *testing.F) {
 func FuzzBothLengths(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\ncontent-length:2\ntransfer-encoding :x\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length \t: 2\r\nTransfer-Encoding\t:chunked\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, head []byte) {
 		var cl, te bool
 		lines := strings.Split(string(head), "\n")
 		for _, line := range lines[:len(lines)-1] { // the part after the last LF is no line
 			name, _, ok := strings.Cut(line, ":")
+			name = strings.TrimRight(name, " \t")
 			cl = cl || ok && strings.EqualFold(name, "content-length")
 			te = te || ok && strings.EqualFold(name, "transfer-encoding")
 		}

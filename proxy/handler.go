@@ -51,6 +51,10 @@ type scratch struct {
 	// clientHost keeps the client's Host for the access log when the
 	// request goes upstream with the backend's and no X-Forwarded-Host.
 	clientHost []byte
+	// hints passes a backend's 103 answers to the client (see
+	// clientHints); here so that passing it as an interface allocates
+	// nothing.
+	hints clientHints
 }
 
 // New returns a proxy with no snapshot: it answers 503 until one is
@@ -84,6 +88,11 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	m.InFlightAdd(1)
 	sc := p.scratch.Get().(*scratch)
 	out := p.forward(ctx, s, sc, now)
+	if sc.hints.failed {
+		// A part of a 103 may have gone out before the final answer.
+		ctx.SetConnectionClose()
+	}
+	sc.hints = clientHints{}
 	m.InFlightAdd(-1)
 
 	end := out.end
@@ -175,12 +184,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	http11 := req.Header.IsHTTP11()
-	// 103 Early Hints go to HTTP/1.1 clients only (the request goes
-	// upstream as HTTP/1.1 either way, so fasthttp's own check cannot
-	// tell).
 	var hints earlyHinter
-	if http11 {
-		hints = ctx
+	if hintable(ctx, http11) {
+		sc.hints = clientHints{ctx: ctx, timeout: min(s.Config.Timeouts.ClientWrite, maxHintWrite)}
+		hints = &sc.hints
 	}
 	// An HTTP/1.0 request may come without Host; the upstream then gets the
 	// backend's address, as with preserve_host: false.
@@ -453,6 +460,54 @@ func metricKind(k errKind) metrics.ErrorKind {
 }
 
 var strHTTP10 = []byte("HTTP/1.0")
+
+// turnCounter is netconn.Conn's count of request turns (Turns).
+type turnCounter interface{ Turns() uint64 }
+
+// hintable reports whether a backend's 103 Early Hints may go to this
+// client now: it speaks HTTP/1.1 (the request goes upstream as HTTP/1.1
+// either way, so fasthttp's own check cannot tell), and no answer to an
+// earlier request on its connection can still sit unsent in the server's
+// write buffer, as one does when requests come pipelined: fasthttp writes
+// a 103 around that buffer, so it would overtake that answer or land
+// inside it. netconn's Turns says the requests so far each came after
+// the answer before them.
+func hintable(ctx *fasthttp.RequestCtx, http11 bool) bool {
+	if !http11 {
+		return false
+	}
+	t, ok := ctx.Conn().(turnCounter)
+	return ok && t.Turns() == ctx.ConnRequestNum()
+}
+
+// maxHintWrite bounds the wait to write a 103 to the client: it goes out
+// while the backend works, under the exchange's deadline, so a client
+// that does not read must not hold it for long.
+const maxHintWrite = time.Second
+
+// clientHints writes 103 answers to the client under a write deadline of
+// their own (the last one set may be long past, or none: fasthttp sets
+// one only before a final answer). After a failed write none is tried
+// again, and Handle closes the connection after the final answer, which a
+// part of a 103 sent before it would leave the client unable to read.
+type clientHints struct {
+	ctx     *fasthttp.RequestCtx
+	timeout time.Duration
+	failed  bool
+}
+
+func (h *clientHints) EarlyHints() error {
+	if h.failed {
+		return nil
+	}
+	if err := h.ctx.Conn().SetWriteDeadline(time.Now().Add(h.timeout)); err == nil {
+		if err = h.ctx.EarlyHints(); err == nil {
+			return nil
+		}
+	}
+	h.failed = true
+	return nil
+}
 
 // forwarding is config.Forwarding as the data plane applies it.
 type forwarding struct {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +86,87 @@ func TestEarlyHints(t *testing.T) {
 				t.Errorf("early hints %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// hintsBackend answers /hint with a 103 and then 200 "ok", anything else
+// with 200 and a body of n bytes.
+func hintsBackend(t *testing.T, n int) net.Listener {
+	big := strings.Repeat("b", n)
+	ln, _ := serveKeptAlive(t, func(c net.Conn, req *http.Request) {
+		if req.URL.Path == "/hint" {
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(n)+"\r\n\r\n"+big)
+	})
+	return ln
+}
+
+// readAnswers reads want final answers from br and returns each status
+// and body, 103s included (their body empty).
+func readAnswers(t *testing.T, br *bufio.Reader, want int) (codes []int, bodies []string) {
+	t.Helper()
+	for finals := 0; finals < want; {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("after %v: %v", codes, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		codes, bodies = append(codes, resp.StatusCode), append(bodies, string(body))
+		if resp.StatusCode != http.StatusEarlyHints {
+			finals++
+		}
+	}
+	return codes, bodies
+}
+
+// TestEarlyHintsPipelined: a 103 for a request that came pipelined behind
+// another never overtakes or splits the earlier answer, which fasthttp may
+// still hold in its write buffer (short and long answers).
+func TestEarlyHintsPipelined(t *testing.T) {
+	for _, n := range []int{100, 6000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, n).Addr().String()+" }\n")
+			c, err := net.Dial("tcp", px.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(4 * time.Second))
+			if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			codes, bodies := readAnswers(t, bufio.NewReader(c), 2)
+			if codes[0] != 200 || len(bodies[0]) != n || bodies[len(bodies)-1] != "ok" {
+				t.Fatalf("answers %v, first body %d bytes; want the whole first answer first, then the second", codes, len(bodies[0]))
+			}
+		})
+	}
+}
+
+// TestEarlyHintsAfterIdle: a 103 on a connection that sat idle for longer
+// than timeouts.client_write still goes out (it gets a write deadline of
+// its own, not the one left from the answer before).
+func TestEarlyHintsAfterIdle(t *testing.T) {
+	px := startProxy(t, "timeouts: { client_write: 300ms }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, 10).Addr().String()+" }\n")
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if i == 1 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		_ = c.SetDeadline(time.Now().Add(4 * time.Second))
+		if _, err := io.WriteString(c, "GET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if codes, _ := readAnswers(t, br, 1); len(codes) != 2 || codes[0] != http.StatusEarlyHints {
+			t.Errorf("request %d: answers %v, want a 103 then the final answer", i+1, codes)
+		}
 	}
 }

@@ -189,7 +189,8 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 type earlyHinter interface{ EarlyHints() error }
 
 // maxInterim bounds the 1xx answers readResponse reads one by one per
-// exchange; fasthttp reads (and drops) any after them.
+// exchange; fasthttp reads (and drops) any after them, and the connection
+// is not used again.
 const maxInterim = 8
 
 // readResponse reads the response on r into resp as resp.ReadLimitBody
@@ -220,9 +221,14 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			_, _ = r.Discard(end)
 			return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
 		}
-		if n == maxInterim || !interim(r, end) {
+		if !interim(r, end) {
 			head, _ := r.Peek(end)
 			return bothLengths(head), resp.ReadLimitBody(r, maxBody)
+		}
+		if n == maxInterim {
+			// fasthttp reads the rest, whose heads nothing here looked
+			// at: not a connection to use again.
+			return true, resp.ReadLimitBody(r, maxBody)
 		}
 		if err := resp.Header.Read(r); err != nil {
 			return false, err
@@ -264,8 +270,14 @@ func bothLengths(head []byte) bool {
 }
 
 // isField reports whether line is a header field named name (any case).
+// Spaces or tabs before the colon are let pass, as fasthttp's parser lets
+// them.
 func isField(line, name []byte) bool {
-	return len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], name)
+	if len(line) <= len(name) || !bytes.EqualFold(line[:len(name)], name) {
+		return false
+	}
+	rest := bytes.TrimLeft(line[len(name):], " \t")
+	return len(rest) > 0 && rest[0] == ':'
 }
 
 // interim reports whether the head of length end at the start of r is an
