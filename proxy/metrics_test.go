@@ -210,17 +210,10 @@ func TestAccessLogNoHost(t *testing.T) {
 			if err := al.Close(); err != nil {
 				t.Fatal(err)
 			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var hosts []string
-			for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
-				var e struct{ Host string }
-				if err := json.Unmarshal([]byte(line), &e); err != nil {
-					t.Fatalf("line %q: %v", line, err)
-				}
-				hosts = append(hosts, e.Host)
+			for _, line := range accessLogLines(t, path) {
+				host, _ := line["host"].(string)
+				hosts = append(hosts, host)
 			}
 			if want := []string{"", "client.example", ""}; strings.Join(hosts, ",") != strings.Join(want, ",") {
 				t.Errorf("logged hosts %q, want %q", hosts, want)
@@ -232,34 +225,44 @@ func TestAccessLogNoHost(t *testing.T) {
 // checkAccessLog checks TestAccessLogLines's five lines in the file at path.
 func checkAccessLog(t *testing.T, path, backend string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		n++
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("line %d is not JSON: %v: %s", n, err, sc.Text())
-		}
+	lines := accessLogLines(t, path)
+	for i, line := range lines {
+		n := i + 1
 		for _, k := range []string{"time", "remote_addr", "method", "host", "path", "status", "bytes_in", "bytes_out", "duration", "upstream_addr", "upstream_duration", "route", "pool", "request_id"} {
 			if _, ok := line[k]; !ok {
-				t.Errorf("line %d lacks %q: %s", n, k, sc.Text())
+				t.Errorf("line %d lacks %q: %v", n, k, line)
 			}
 		}
 		if line["host"] != "client.example" {
 			t.Errorf("line %d host = %v, want the client's Host even with preserve_host: false", n, line["host"])
 		}
 		if line["path"] != "/hello" || line["status"] != float64(200) || line["request_id"] != "rid-1" || line["upstream_addr"] != backend || line["pool"] != "p" {
-			t.Errorf("line %d = %s, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, sc.Text(), backend)
+			t.Errorf("line %d = %v, want path /hello, status 200, request_id rid-1, upstream %s, pool p", n, line, backend)
 		}
 	}
-	if n != 5 {
-		t.Errorf("access log lines = %d, want 5", n)
+	if len(lines) != 5 {
+		t.Errorf("access log lines = %d, want 5", len(lines))
 	}
+}
+
+// accessLogLines reads the access log at path, one JSON object per line.
+func accessLogLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", len(lines)+1, err, sc.Text())
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // backendGauge returns the value of gauge name for backend addr, with
