@@ -60,7 +60,7 @@ type scratch struct {
 // New returns a proxy with no snapshot: it answers 503 until one is
 // published.
 func New() *Proxy {
-	p := &Proxy{upBufs: newUpBuffers(upstreamBufferSize)}
+	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
 	p.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
 	return p
 }

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -74,5 +77,34 @@ func TestIdleConnectionsKeepNoLargeBodies(t *testing.T) {
 	if limit := int64(conns * size / 4); grown > limit {
 		t.Errorf("heap grew by %d MiB with %d idle connections that each carried a %d MiB body; want under %d MiB",
 			grown>>20, conns, size>>20, limit>>20)
+	}
+}
+
+// TestLongRequestHeads: request heads longer than the upstream client's
+// write buffer go out in more than one write and are answered at once, not
+// at the exchange's deadline (only a write shorter than the buffer ends a
+// request), with every header intact; so do short bodies behind them.
+func TestLongRequestHeads(t *testing.T) {
+	var got atomic.Value
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("X-Long"))
+	})
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil)+
+		"limits: { max_header_bytes: 131072 }\ntimeouts: { response: 5s }\n")
+	for _, n := range []int{upstreamWriteBufferSize - 300, upstreamWriteBufferSize, 2*upstreamWriteBufferSize + 7, 100 << 10} {
+		for _, body := range []string{"", "short body"} {
+			long := strings.Repeat("v", n)
+			req := "POST / HTTP/1.1\r\nHost: x\r\nX-Long: " + long + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+			start := time.Now()
+			if code := rawStatus(t, px.addr, req); code != 200 {
+				t.Fatalf("%d-byte header, body %q: status %d, want 200", n, body, code)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%d-byte header, body %q: answered after %v, want at once", n, body, d)
+			}
+			if v, _ := got.Load().(string); v != long {
+				t.Errorf("%d-byte header, body %q: backend got %d bytes of it", n, body, len(v))
+			}
+		}
 	}
 }

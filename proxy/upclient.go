@@ -85,10 +85,10 @@ type upBuffers struct {
 	head []byte
 }
 
-func newUpBuffers(size int) *upBufferPools {
+func newUpBuffers(readSize, writeSize int) *upBufferPools {
 	p := &upBufferPools{}
-	p.writers.New = func() any { return &upBuffers{w: bufio.NewWriterSize(nil, size)} }
-	p.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
+	p.writers.New = func() any { return &upBuffers{w: bufio.NewWriterSize(nil, writeSize)} }
+	p.readers.New = func() any { return bufio.NewReaderSize(nil, readSize) }
 	return p
 }
 

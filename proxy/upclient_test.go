@@ -25,7 +25,7 @@ import (
 func testUpClient(t *testing.T, addr string, maxConns int, idle time.Duration) *upClient {
 	t.Helper()
 	s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: idle, maxConns: maxConns, maxResponseBody: 1 << 10}
-	up := newUpstream("p", addr, s, nil, 0, newUpBuffers(upstreamBufferSize))
+	up := newUpstream("p", addr, s, nil, 0, newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize))
 	t.Cleanup(up.client.Close)
 	return up.client
 }
@@ -110,7 +110,7 @@ func TestUpClientReaderTakenOnceReadable(t *testing.T) {
 		<-release
 	})
 	s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: time.Minute, maxConns: inFlight, maxResponseBody: 1 << 10}
-	pools := newUpBuffers(upstreamBufferSize)
+	pools := newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)
 	var writers, readers atomic.Int64
 	newWriter, newReader := pools.writers.New, pools.readers.New
 	pools.writers.New = func() any { writers.Add(1); return newWriter() }
@@ -401,8 +401,8 @@ func FuzzUpClientResponse(f *testing.F) {
 				return nil, err
 			}
 			_ = conn.(*net.TCPConn).SetLinger(0)
-			return netconn.NewClient(conn, upstreamBufferSize), nil
-		}, s, newUpBuffers(4<<10))
+			return netconn.NewClient(conn, 4<<10), nil
+		}, s, newUpBuffers(4<<10, 4<<10))
 		defer c.Close()
 		method := "GET"
 		if head {
@@ -556,7 +556,7 @@ func TestRequestBodySentApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	bufs := newUpBuffers(upstreamBufferSize)
+	bufs := newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var want bytes.Buffer
@@ -654,7 +654,7 @@ func wrappingUpClient(t *testing.T, addr string, wrap func(net.Conn) net.Conn) *
 			return nil, err
 		}
 		return wrap(conn), nil
-	}, s, newUpBuffers(4<<10))
+	}, s, newUpBuffers(4<<10, 4<<10))
 	t.Cleanup(c.Close)
 	return c
 }

@@ -43,13 +43,21 @@ func settingsOf(c *config.Config) clientSettings {
 	}
 }
 
-// upstreamBufferSize is the upstream client's read and write buffer size;
-// netconn.NewClient takes a write shorter than it for the end of a request.
-// Buffers are pooled per request in flight, not held per connection, so
-// they can be large: a large response is read in few syscalls (measured:
-// scenario d of make bench). A request body of 1 KiB or more is not
-// copied into the write buffer (see writeRequest).
-const upstreamBufferSize = 64 << 10
+// upstreamReadBufferSize is the upstream client's read buffer. Read
+// buffers are pooled and taken only once a response is readable, so a few
+// serve every request and they can be large: a large response is read in
+// few syscalls.
+const upstreamReadBufferSize = 64 << 10
+
+// upstreamWriteBufferSize is the upstream client's write buffer, which a
+// request holds from its first write until its response is readable: one
+// per request in flight, long polls included (10,000 waiting requests hold
+// 160 MiB of them, not 640 MiB as at 64 KiB). It takes a request head
+// (limits.max_header_bytes is 8 KiB by default) and a body under
+// minDirectBody; longer bodies go out from where they lie (writeRequest),
+// longer heads in more than one write. netconn.NewClient takes a write
+// shorter than it for the end of a request.
+const upstreamWriteBufferSize = 16 << 10
 
 // newUpstream builds the client for one backend; dial, when not nil,
 // replaces TCP dialing (in-memory benchmarks); bufs pools the exchanges'
@@ -67,7 +75,7 @@ func newUpstream(pool, addr string, s clientSettings, dial func(string) (net.Con
 		if err != nil {
 			return nil, err
 		}
-		return netconn.NewClient(c, upstreamBufferSize), nil
+		return netconn.NewClient(c, upstreamWriteBufferSize), nil
 	}
 	return &upstream{
 		backend: balancer.NewBackend(pool, addr),
