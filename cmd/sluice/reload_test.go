@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// reloadWait bounds each wait for a reload's effect. A reload takes the
+// watcher's 250 ms debounce and a few milliseconds; the bound is generous
+// because make test runs every package at once under the race detector,
+// where one wait once took over 3 s.
+const reloadWait = 10 * time.Second
+
 // TestReloadInProcess drives the reload paths of a running sluice: the
 // file watcher (on by default), an invalid file, a listener move, and
 // POST /admin/reload.
@@ -60,17 +66,17 @@ func TestReloadInProcess(t *testing.T) {
 	}
 
 	write(render(listen1, up1.addr, up2.addr))
-	waitUntil(t, "file change picked up", 3*time.Second, func() bool { return strings.Contains(adminGet("/admin/pools"), up2.addr) })
+	waitUntil(t, "file change picked up", reloadWait, func() bool { return strings.Contains(adminGet("/admin/pools"), up2.addr) })
 
 	write("routes: [{pool: nope}]\n")
-	waitUntil(t, "invalid file reported", 3*time.Second, func() bool { return strings.Contains(adminGet("/admin/config"), "last_reload_error") })
+	waitUntil(t, "invalid file reported", reloadWait, func() bool { return strings.Contains(adminGet("/admin/config"), "last_reload_error") })
 	if !strings.Contains(adminGet("/admin/pools"), up2.addr) {
 		t.Error("invalid file changed the running pools")
 	}
 
 	write(render(listen2, up1.addr, up2.addr))
-	waitUntil(t, "listener moved", 3*time.Second, func() bool { return answers("http://"+listen2+"/", 200) })
-	waitUntil(t, "old listener closed", 3*time.Second, func() bool {
+	waitUntil(t, "listener moved", reloadWait, func() bool { return answers("http://"+listen2+"/", 200) })
+	waitUntil(t, "old listener closed", reloadWait, func() bool {
 		c, err := net.DialTimeout("tcp", listen1, 200*time.Millisecond)
 		if err != nil {
 			return true
