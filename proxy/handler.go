@@ -471,7 +471,9 @@ type turnCounter interface{ Turns() uint64 }
 // write buffer, as one does when requests come pipelined: fasthttp writes
 // a 103 around that buffer, so it would overtake that answer or land
 // inside it. netconn's Turns says the requests so far each came after
-// the answer before them.
+// the answer before them. A 100 Continue on the connection puts Turns
+// ahead for good, and with it any later pipelining out of sight: from
+// then on the connection gets none.
 func hintable(ctx *fasthttp.RequestCtx, http11 bool) bool {
 	if !http11 {
 		return false
