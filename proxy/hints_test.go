@@ -170,3 +170,37 @@ func TestEarlyHintsAfterIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestEarlyHintsAfterContinue: once sluice has answered 100 Continue on a
+// connection, its later requests get no 103 (netconn's Turns is then ahead
+// of the request count and could hide pipelining), yet their answers are
+// whole.
+func TestEarlyHintsAfterContinue(t *testing.T) {
+	px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, 10).Addr().String()+" }\n")
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(4 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
+	}
+	if _, err := io.WriteString(c, "body"); err != nil {
+		t.Fatal(err)
+	}
+	if codes, _ := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 {
+		t.Fatalf("answers to the POST %v, want 200", codes)
+	}
+	if _, err := io.WriteString(c, "GET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if codes, bodies := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 || bodies[0] != "ok" {
+		t.Errorf("answers %v %q, want 200 \"ok\" and no 103", codes, bodies)
+	}
+}
