@@ -51,17 +51,11 @@ func TestEarlyHints(t *testing.T) {
 				}
 				_, _ = io.WriteString(c, tt.final)
 			})
-			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+ln.Addr().String()+" }\n")
-			c, err := net.Dial("tcp", px.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, br := proxyClient(t, ln, "")
 			_ = c.SetDeadline(time.Now().Add(4 * time.Second))
 			if _, err := io.WriteString(c, "GET / "+tt.proto+"\r\nHost: x\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
-			br := bufio.NewReader(c)
 			var got []string
 			for {
 				resp, err := http.ReadResponse(br, nil)
@@ -128,17 +122,12 @@ func readAnswers(t *testing.T, br *bufio.Reader, want int) (codes []int, bodies 
 func TestEarlyHintsPipelined(t *testing.T) {
 	for _, n := range []int{100, 6000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, n).Addr().String()+" }\n")
-			c, err := net.Dial("tcp", px.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, br := proxyClient(t, hintsBackend(t, n), "")
 			_ = c.SetDeadline(time.Now().Add(4 * time.Second))
 			if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
-			codes, bodies := readAnswers(t, bufio.NewReader(c), 2)
+			codes, bodies := readAnswers(t, br, 2)
 			if codes[0] != 200 || len(bodies[0]) != n || bodies[len(bodies)-1] != "ok" {
 				t.Fatalf("answers %v, first body %d bytes; want the whole first answer first, then the second", codes, len(bodies[0]))
 			}
@@ -150,13 +139,7 @@ func TestEarlyHintsPipelined(t *testing.T) {
 // than timeouts.client_write still goes out (it gets a write deadline of
 // its own, not the one left from the answer before).
 func TestEarlyHintsAfterIdle(t *testing.T) {
-	px := startProxy(t, "timeouts: { client_write: 300ms }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, 10).Addr().String()+" }\n")
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := proxyClient(t, hintsBackend(t, 10), "timeouts: { client_write: 300ms }\n")
 	for i := range 2 {
 		if i == 1 {
 			time.Sleep(500 * time.Millisecond)
@@ -176,14 +159,8 @@ func TestEarlyHintsAfterIdle(t *testing.T) {
 // of the request count and could hide pipelining), yet their answers are
 // whole.
 func TestEarlyHintsAfterContinue(t *testing.T) {
-	px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+hintsBackend(t, 10).Addr().String()+" }\n")
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, br := proxyClient(t, hintsBackend(t, 10), "")
 	_ = c.SetDeadline(time.Now().Add(4 * time.Second))
-	br := bufio.NewReader(c)
 	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,4 +180,18 @@ func TestEarlyHintsAfterContinue(t *testing.T) {
 	if codes, bodies := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 || bodies[0] != "ok" {
 		t.Errorf("answers %v %q, want 200 \"ok\" and no 103", codes, bodies)
 	}
+}
+
+// proxyClient starts sluice, with extra added to its config, in front of
+// the backend listening on ln, and returns a client connection to it (closed
+// when the test ends) with a reader over it.
+func proxyClient(t *testing.T, ln net.Listener, extra string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	px := startProxy(t, extra+"routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+ln.Addr().String()+" }\n")
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
 }
