@@ -75,6 +75,11 @@
 // afterwards: RequestUnreceived sees from the peer's acknowledgements
 // that none of the request reached it.
 //
+// Request heads that end in a bare LF. fasthttp's server waits for the
+// CRLFCRLF that ends a head; one that ends "\n\n" would wait for the read
+// timeout. A server Conn watches each turn's head (headWatch) and fails
+// the read that would wait, with ErrBareLFHead.
+//
 // Accept errors. Listener waits out running out of file descriptors
 // instead of passing the error to a server that would stop.
 //
@@ -93,6 +98,7 @@
 package netconn
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -124,6 +130,11 @@ type Conn struct {
 	// turns counts, on a server connection, the reads that followed a
 	// write, plus one (see Turns).
 	turns uint64
+	// head watches each turn's request head for a bare-LF end (server
+	// connections); continued says the last write was a 100 Continue, so
+	// the next turn is a body.
+	head      headWatch
+	continued atomic.Bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -224,6 +235,9 @@ type direction struct {
 
 func newConn(c net.Conn, yield bool) *Conn {
 	cc := &Conn{Conn: c, base: time.Now(), yield: yield}
+	if yield {
+		cc.head.start()
+	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			cc.sys = raw
@@ -372,7 +386,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
 		c.turns++
+		if c.continued.Load() {
+			c.head.state = headOff
+		} else {
+			c.head.start()
+		}
 		runtime.Gosched()
+	}
+	if c.head.state == headBare {
+		// Asked for more of a head that ended in a bare LF (headWatch).
+		c.head.state = headOff
+		return 0, ErrBareLFHead
 	}
 	c.sending = false
 	for {
@@ -387,6 +411,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
+			if n > 0 && c.head.state != headOff {
+				n = c.head.scan(p[:n])
+			}
 			return n, err
 		}
 	}
@@ -394,6 +421,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes p whole unless an error other than an early timer stops it.
 func (c *Conn) Write(p []byte) (int, error) {
+	if c.yield {
+		c.continued.Store(bytes.HasSuffix(p, continueAnswer))
+	}
 	switch {
 	case c.held != nil:
 		// A hold asked for while a write is held (the next pipelined

@@ -66,6 +66,8 @@ func ClientErrorStatus(err error) (int, string) {
 		return fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.Is(err, netconn.ErrBareLFHead):
+		return fasthttp.StatusBadRequest, "request head ends in a bare LF, not CRLF"
 	case errors.As(err, &ne) && ne.Timeout():
 		return fasthttp.StatusRequestTimeout, "request timeout"
 	default:

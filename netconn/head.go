@@ -1,0 +1,128 @@
+package netconn
+
+import (
+	"bytes"
+	"errors"
+)
+
+// ErrBareLFHead fails the read that would have waited for the rest of a
+// request head whose blank line, or the line before it, ends in a bare LF
+// (see headWatch). A server answers it with 400.
+var ErrBareLFHead = errors.New("netconn: request head ends in a bare LF")
+
+// headWatch follows, on a server connection, the request head at the start
+// of each turn (the reads that follow a write), to find heads that end
+// in a bare LF: "\n\n", "\n\r\n" or "\r\n\n". fasthttp's server reads a
+// head only once the CRLFCRLF that ends it has arrived (a bare LF inside
+// it is fine); for one of these, which nginx and HAProxy take as ended,
+// it waits for more until the read timeout, then answers 408. The watch
+// passes on the bytes up to that blank line, none after it, and fails the
+// next read in the turn (ErrBareLFHead), which fasthttp's server then
+// answers at once (400 through its error handler).
+//
+// Only a turn whose first read starts with a request line (a method in
+// capitals, a space, the target, " HTTP/d.d") and holds its LF is
+// watched, so that a read that continues an earlier request, its body
+// say, is never taken for a head; after a 100 Continue the next turn is
+// the body and is not watched. A head whose request line arrives in more
+// than one read is not watched either, and waits as before.
+type headWatch struct {
+	state uint8
+	// afterRequestLine says no field line has ended yet; prevCR says the
+	// last line that ended did so with CRLF.
+	afterRequestLine bool
+	prevCR           bool
+	// partLen counts the bytes of the current line read so far (up to 2:
+	// a blank line has at most one, a CR), partCR says the last was a CR.
+	partLen uint8
+	partCR  bool
+}
+
+// headWatch states.
+const (
+	headOff    = iota // not watching until the next turn
+	headStart         // a turn began: its first bytes are looked at
+	headFields        // past the request line, looking for the blank line
+	headBare          // the head ended in a bare LF: the next read fails
+)
+
+// start begins watching a turn.
+func (w *headWatch) start() { *w = headWatch{state: headStart} }
+
+// scan looks at b, the bytes a read returned while watching, and returns
+// how many of them the reader gets: all of them, unless the head ends in
+// a bare LF inside b; then those up to the LF that ends its blank line.
+func (w *headWatch) scan(b []byte) int {
+	i := 0
+	if w.state == headStart {
+		lf := bytes.IndexByte(b, '\n')
+		if lf < 0 {
+			w.state = headOff
+			return len(b)
+		}
+		line := b[:lf]
+		cr := len(line) > 0 && line[len(line)-1] == '\r'
+		if cr {
+			line = line[:len(line)-1]
+		}
+		if !isRequestLine(line) {
+			w.state = headOff
+			return len(b)
+		}
+		w.state, w.afterRequestLine, w.prevCR = headFields, true, cr
+		i = lf + 1
+	}
+	for i < len(b) {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			rest := b[i:]
+			w.partLen = uint8(min(int(w.partLen)+len(rest), 2))
+			w.partCR = rest[len(rest)-1] == '\r'
+			return len(b)
+		}
+		cr := w.partCR
+		if j > 0 {
+			cr = b[i+j-1] == '\r'
+		}
+		length := int(w.partLen) + j
+		w.partLen, w.partCR = 0, false
+		if length == 0 || length == 1 && cr {
+			// The blank line. fasthttp takes it as the end at once when it
+			// and the line before end in CRLF, or when it is a CRLF right
+			// after the request line (an empty block).
+			if cr && (w.prevCR || w.afterRequestLine) {
+				w.state = headOff
+				return len(b)
+			}
+			w.state = headBare
+			return i + j + 1
+		}
+		w.afterRequestLine, w.prevCR = false, cr
+		i += j + 1
+	}
+	return len(b)
+}
+
+// isRequestLine reports whether line (without its line end) looks like
+// an HTTP/1 request line: a method in capital letters, a space, a target
+// and " HTTP/" with a version. It tells a head from the middle of a
+// body; fasthttp's parser still judges the line.
+func isRequestLine(line []byte) bool {
+	const version = len(" HTTP/1.1")
+	n := len(line)
+	if n < len("A / HTTP/1.1") || line[0] < 'A' || line[0] > 'Z' {
+		return false
+	}
+	v := line[n-version:]
+	if v[0] != ' ' || string(v[1:6]) != "HTTP/" || !isDigit(v[6]) || v[7] != '.' || !isDigit(v[8]) {
+		return false
+	}
+	sp := bytes.IndexByte(line, ' ')
+	return sp > 0 && sp < n-version-1
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// continueAnswer ends a write that asks the client for its body: the
+// reads that follow carry the body, not a head.
+var continueAnswer = []byte("HTTP/1.1 100 Continue\r\n\r\n")
