@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,11 +41,14 @@ type Metrics struct {
 	reg     *prometheus.Registry
 	handler http.Handler
 
-	requests     *prometheus.CounterVec
-	reqDuration  *prometheus.HistogramVec
-	upDuration   *prometheus.HistogramVec
-	inFlight     prometheus.Gauge
-	downConns    prometheus.Gauge
+	requests    *prometheus.CounterVec
+	reqDuration *prometheus.HistogramVec
+	upDuration  *prometheus.HistogramVec
+	inFlight    prometheus.Gauge
+	downConns   prometheus.Gauge
+	// refused reports the client connections refused so far (the
+	// server's own count, read at scrape time); nil reports 0.
+	refused      atomic.Pointer[func() uint64]
 	reqBytes     prometheus.Counter
 	respBytes    prometheus.Counter
 	backendUp    *prometheus.GaugeVec
@@ -102,6 +106,16 @@ func New(version string) *Metrics {
 		"pool", "backend")
 	m.inFlight = f.gauge("requests_in_flight", "Requests being served now.")
 	m.downConns = f.gauge("downstream_connections", "Open client connections.")
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "downstream_connections_refused_total",
+		Help:      "Client connections refused over limits.max_client_conns: answered 503 and closed before any request was read.",
+	}, func() float64 {
+		if f := m.refused.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	}))
 	m.reqBytes = f.counter("request_bytes_total", "Request body bytes received from clients.")
 	m.respBytes = f.counter("response_bytes_total", "Response body bytes sent to clients.")
 	m.backendUp = f.gaugeVec("backend_up",
@@ -180,6 +194,16 @@ func (m *Metrics) ConnOpened() {
 		return
 	}
 	m.downConns.Inc()
+}
+
+// CountRefusedConns makes total the source of
+// sluice_downstream_connections_refused_total: it must only grow, and is
+// called at each scrape.
+func (m *Metrics) CountRefusedConns(total func() uint64) {
+	if m == nil {
+		return
+	}
+	m.refused.Store(&total)
 }
 
 // ConnClosed counts a closed client connection (StateClosed).

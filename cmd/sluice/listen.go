@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,6 +52,46 @@ func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name
 		}
 	}()
 	return s
+}
+
+// refusals sums the client connections the front servers refused over
+// limits.max_client_conns (fasthttp counts them per server), for
+// sluice_downstream_connections_refused_total: the servers serving now,
+// and those replaced (a listener moved), so that the sum only grows.
+type refusals struct {
+	mu   sync.Mutex
+	gone uint64
+	live map[*fasthttp.Server]struct{}
+}
+
+func (r *refusals) add(s *fasthttp.Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live == nil {
+		r.live = make(map[*fasthttp.Server]struct{})
+	}
+	r.live[s] = struct{}{}
+}
+
+// remove moves s's count into the total of servers gone; call it once s
+// has stopped serving, when its count can no longer grow.
+func (r *refusals) remove(s *fasthttp.Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.live[s]; ok {
+		delete(r.live, s)
+		r.gone += uint64(s.GetRejectedConnectionsCount())
+	}
+}
+
+func (r *refusals) total() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.gone
+	for s := range r.live {
+		n += uint64(s.GetRejectedConnectionsCount())
+	}
+	return n
 }
 
 // stop stops accepting, lets in-flight requests finish until ctx ends,

@@ -50,6 +50,8 @@ type app struct {
 	admin *server
 	// retiring counts replaced servers still finishing their requests.
 	retiring sync.WaitGroup
+	// refused counts the front servers' refused connections.
+	refused refusals
 	// stopping is set (under reloadMu) once shutdown starts.
 	stopping bool
 
@@ -99,6 +101,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version)}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.ctrl.Metrics = a.metrics
+	a.metrics.CountRefusedConns(a.refused.total)
 	a.disc = &discoverers{log: a.log, ctrl: a.ctrl, onError: func(pool string, _ error) { a.metrics.DiscoveryError(pool) }}
 	a.cfg.Store(cfg)
 	a.generation, a.loadedAt = 1, time.Now()
@@ -206,7 +209,9 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 // sendmsg for a response longer than the write buffer, and a lingering
 // close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
-	return startServer(a.newFrontServer(cfg), a.wrapListener(ln), a.log, "proxy")
+	s := startServer(a.newFrontServer(cfg), a.wrapListener(ln), a.log, "proxy")
+	a.refused.add(s.srv)
+	return s
 }
 
 // wrapListener wraps ln in netconn's listener, which logs the accept
@@ -382,6 +387,7 @@ func (a *app) retire(s *server, timeout time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		_ = s.stop(ctx)
+		a.refused.remove(s.srv)
 	}()
 }
 
