@@ -98,7 +98,6 @@
 package netconn
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -131,10 +130,10 @@ type Conn struct {
 	// write, plus one (see Turns).
 	turns uint64
 	// head watches each turn's request head for a bare-LF end (server
-	// connections); continued says the last write was a 100 Continue, so
-	// the next turn is a body.
-	head      headWatch
-	continued atomic.Bool
+	// connections); bodyNext says the next turn carries a body, not a
+	// head (ExpectBody).
+	head     headWatch
+	bodyNext bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -376,7 +375,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// stays race-free.
 		c.hold = false
 	}
-	if c.held != nil {
+	flushed := c.held != nil
+	if flushed {
 		// HoldNextWrite's promise of a second write was not kept; what
 		// is held goes out before the peer is asked for anything.
 		if _, err := c.writeHeld(nil); err != nil {
@@ -386,11 +386,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
 		c.turns++
-		if c.continued.Load() {
+		// A turn that starts with the flush of a held write comes in the
+		// middle of a request: the server is reading on while the rest of
+		// a long answer waits in its buffer (requests came pipelined).
+		if c.bodyNext || flushed {
 			c.head.state = headOff
 		} else {
 			c.head.start()
 		}
+		c.bodyNext = false
 		runtime.Gosched()
 	}
 	if c.head.state == headBare {
@@ -421,9 +425,6 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes p whole unless an error other than an early timer stops it.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.yield {
-		c.continued.Store(bytes.HasSuffix(p, continueAnswer))
-	}
 	switch {
 	case c.held != nil:
 		// A hold asked for while a write is held (the next pipelined
@@ -652,6 +653,12 @@ func (c *Conn) opError(op string, err error) error {
 // does an interim answer the server writes itself, 100 Continue). Call it
 // from the goroutine that reads.
 func (c *Conn) Turns() uint64 { return c.turns + 1 }
+
+// ExpectBody tells a server Conn that the server is about to answer 100
+// Continue: the reads after that answer carry the request's body, which
+// the head watch must not take for a head. Call it from the goroutine that
+// reads (fasthttp's Server.ExpectHandler runs there).
+func (c *Conn) ExpectBody() { c.bodyNext = true }
 
 // HoldNextWrite tells a server Conn that the response about to be
 // written is longer than the buffer it is written through, so that it

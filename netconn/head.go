@@ -21,11 +21,14 @@ var ErrBareLFHead = errors.New("netconn: request head ends in a bare LF")
 // answers at once (400 through its error handler).
 //
 // Only a turn whose first read starts with a request line (a method in
-// capitals, a space, the target, " HTTP/d.d") and holds its LF is
-// watched, so that a read that continues an earlier request, its body
-// say, is never taken for a head; after a 100 Continue the next turn is
-// the body and is not watched. A head whose request line arrives in more
-// than one read is not watched either, and waits as before.
+// capitals, a space, the target, " HTTP/d.d"; after empty lines, which
+// fasthttp skips) and holds its LF is watched, so that a read that
+// continues an earlier request, its body say, is not taken for a head.
+// Not watched either: the turn after a 100 Continue (ExpectBody), which
+// is the body; one that begins by flushing a held write (the server reads
+// on in the middle of pipelined requests); what follows a head that ended
+// well in the same turn (a pipelined head behind it). Those, and a head
+// whose request line arrives in more than one read, wait as before.
 type headWatch struct {
 	state uint8
 	// afterRequestLine says no field line has ended yet; prevCR says the
@@ -54,23 +57,43 @@ func (w *headWatch) start() { *w = headWatch{state: headStart} }
 // a bare LF inside b; then those up to the LF that ends its blank line.
 func (w *headWatch) scan(b []byte) int {
 	i := 0
-	if w.state == headStart {
-		lf := bytes.IndexByte(b, '\n')
-		if lf < 0 {
+	if w.state == headStart && w.partCR {
+		// The last read ended in a CR before the request line: an empty
+		// line only if this one starts with its LF.
+		w.partCR = false
+		if b[0] != '\n' {
 			w.state = headOff
 			return len(b)
 		}
-		line := b[:lf]
+		i = 1
+	}
+	for w.state == headStart {
+		lf := bytes.IndexByte(b[i:], '\n')
+		if lf < 0 {
+			switch rest := b[i:]; {
+			case len(rest) == 1 && rest[0] == '\r':
+				w.partCR = true
+			case len(rest) > 0:
+				w.state = headOff
+			}
+			return len(b)
+		}
+		line := b[i : i+lf]
 		cr := len(line) > 0 && line[len(line)-1] == '\r'
 		if cr {
 			line = line[:len(line)-1]
 		}
-		if !isRequestLine(line) {
+		i += lf + 1
+		switch {
+		case len(line) == 0:
+			// An empty line before the request line, which fasthttp
+			// skips (RFC 9112 §2.2 asks servers to skip at least one).
+		case isRequestLine(line):
+			w.state, w.afterRequestLine, w.prevCR = headFields, true, cr
+		default:
 			w.state = headOff
 			return len(b)
 		}
-		w.state, w.afterRequestLine, w.prevCR = headFields, true, cr
-		i = lf + 1
 	}
 	for i < len(b) {
 		j := bytes.IndexByte(b[i:], '\n')
@@ -122,7 +145,3 @@ func isRequestLine(line []byte) bool {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// continueAnswer ends a write that asks the client for its body: the
-// reads that follow carry the body, not a head.
-var continueAnswer = []byte("HTTP/1.1 100 Continue\r\n\r\n")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +51,7 @@ func splits(data string) [][][]byte {
 // TestHeadWatch: heads that end in a bare LF are cut after their blank
 // line and fail the next read; heads fasthttp reads as they are pass
 // whole, whatever follows them, however the reads split them, unless the
-// request line does not arrive in the first read (then nothing is cut).
+// request line arrives in more than one read (then nothing is cut).
 func TestHeadWatch(t *testing.T) {
 	cases := []struct {
 		name string
@@ -73,14 +72,16 @@ func TestHeadWatch(t *testing.T) {
 		{"body that is no head", "hello\n\nworld", ""},
 		{"CR CR LF line", "GET / HTTP/1.1\r\nX: a\r\r\n\r\n", ""},
 		{"lone CR blank line", "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n", ""},
+		{"empty lines first", "\r\n\nGET / HTTP/1.1\nHost: x\n\n", "\r\n\nGET / HTTP/1.1\nHost: x\n\n"},
+		{"empty lines first, CRLF head", "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n\n", ""},
+		{"CR before the request line", "\rGET / HTTP/1.1\nHost: x\n\n", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			firstLF := strings.IndexByte(tc.data, '\n')
 			for _, reads := range splits(tc.data) {
 				got, failed := watchReads(reads)
 				want, wantFail := tc.data, false
-				if tc.bare != "" && firstLF < len(reads[0]) {
+				if tc.bare != "" && lineInOneRead(reads) {
 					want, wantFail = tc.bare, true
 				}
 				if string(got) != want || failed != wantFail {
@@ -89,6 +90,43 @@ func TestHeadWatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstLine is where the first line of data that is not empty ("" or
+// "\r") starts and where its LF is (-1 if it has none), as fasthttp finds
+// the request line.
+func firstLine(data []byte) (start, lf int) {
+	for {
+		j := bytes.IndexByte(data[start:], '\n')
+		if j < 0 {
+			return start, -1
+		}
+		if j > 1 || j == 1 && data[start] != '\r' {
+			return start, start + j
+		}
+		start += j + 1
+	}
+}
+
+// lineInOneRead reports whether the first line that is not empty arrives
+// whole in one of reads: the watch looks at a head only then.
+func lineInOneRead(reads [][]byte) bool {
+	var data []byte
+	for _, r := range reads {
+		data = append(data, r...)
+	}
+	start, lf := firstLine(data)
+	if lf < 0 {
+		return false
+	}
+	end := 0
+	for _, r := range reads {
+		end += len(r)
+		if start < end {
+			return lf < end
+		}
+	}
+	return false
 }
 
 // errWantMore is what fasthttpWaits' reader returns once its bytes run
@@ -138,13 +176,15 @@ func FuzzHeadWatch(f *testing.F) {
 		if !bytes.HasPrefix(data, got) {
 			t.Fatalf("passed on %q, not a prefix of %q", got, data)
 		}
-		lf := bytes.IndexByte(data, '\n')
-		if lf >= 0 && lf < i && (!bytes.Equal(got, whole) || failed != wholeFailed) {
+		if lineInOneRead(reads) && (!bytes.Equal(got, whole) || failed != wholeFailed) {
 			t.Fatalf("split %d/%d gave %q %v, one read %q %v", i, j, got, failed, whole, wholeFailed)
 		}
 		if !wholeFailed {
-			end := blankLineEnd(data)
-			if end > 0 && isRequestLine(bytes.TrimSuffix(data[:lf], []byte("\r"))) && errors.Is(fasthttpRead(data[:end]), errWantMore) {
+			start, lf := firstLine(data)
+			if lf < 0 || !isRequestLine(bytes.TrimSuffix(data[start:lf], []byte("\r"))) {
+				return
+			}
+			if end := blankLineEnd(data, lf+1); end > 0 && errors.Is(fasthttpRead(data[:end]), errWantMore) {
 				t.Fatalf("%q passed whole, yet fasthttp waits for more after its blank line", data[:end])
 			}
 			return
@@ -155,13 +195,9 @@ func FuzzHeadWatch(f *testing.F) {
 	})
 }
 
-// blankLineEnd is the offset after the LF of the first blank line after
-// the first line of data ("\n" or "\r\n"), 0 if there is none.
-func blankLineEnd(data []byte) int {
-	i := bytes.IndexByte(data, '\n') + 1
-	if i == 0 {
-		return 0
-	}
+// blankLineEnd is the offset after the LF of the first blank line ("\n"
+// or "\r\n") that starts at i or after, 0 if there is none.
+func blankLineEnd(data []byte, i int) int {
 	for {
 		j := bytes.IndexByte(data[i:], '\n')
 		if j < 0 {
@@ -220,10 +256,32 @@ func TestServerConnBareLFHead(t *testing.T) {
 	read("POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 23\r\n\r\n", nil)
 
 	// The body after a 100 Continue looks like a bare-LF head; it is body.
+	c.ExpectBody()
 	if _, err := c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	drain(t, client)
+	send("GET / HTTP/1.1\nX: y\n\nzz")
+	read("GET / HTTP/1.1\nX: y\n\nzz", nil)
+
+	// The next turn is watched again.
+	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, client)
+	send("\r\nGET /d HTTP/1.1\nHost: x\n\nmore")
+	read("\r\nGET /d HTTP/1.1\nHost: x\n\n", ErrBareLFHead)
+
+	// A turn that starts by flushing a held write is the middle of
+	// pipelined requests: not watched.
+	if _, err := c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, client)
+	c.HoldNextWrite()
+	if _, err := c.Write(bytes.Repeat([]byte("a"), 100)); err != nil {
+		t.Fatal(err)
+	}
 	send("GET / HTTP/1.1\nX: y\n\nzz")
 	read("GET / HTTP/1.1\nX: y\n\nzz", nil)
 }

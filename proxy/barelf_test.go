@@ -13,10 +13,15 @@ import (
 // TestBareLFRequestHeads: a request head that ends in a bare LF gets 400
 // at once, not a 408 after timeouts.client_read (30 s here, longer than
 // the test's 5 s deadline), and never reaches the backend; heads that end
-// in CRLFCRLF are served whatever bare LFs their bodies or inner lines
-// hold, pipelined or after a 100 Continue.
+// in CRLFCRLF are served whatever bare LFs their inner lines hold, and
+// bodies that look like bare-LF heads pass whole, pipelined behind a long
+// answer or after a 100 Continue.
 func TestBareLFRequestHeads(t *testing.T) {
-	b := startBackend(t, "b", nil)
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			_, _ = w.Write([]byte(strings.Repeat("a", 6000)))
+		}
+	})
 	px := startProxy(t, "timeouts: { client_read: 30s }\n"+poolYAML("round_robin", []*testBackend{b}, nil))
 
 	for _, raw := range []string{
@@ -24,6 +29,7 @@ func TestBareLFRequestHeads(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: x\r\n\n",
 		"GET / HTTP/1.1\r\nHost: x\n\r\n",
 		"GET / HTTP/1.0\n\n",
+		"\r\nGET / HTTP/1.1\nHost: x\n\n",
 		"POST / HTTP/1.1\nHost: x\nContent-Length: 4\n\nbody",
 	} {
 		resp := rawExchange(t, px.addr, raw)
@@ -74,14 +80,15 @@ func TestBareLFRequestHeads(t *testing.T) {
 	answer(http.StatusOK, "")
 	send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\n\n\n\n")
 	answer(http.StatusOK, "\n\n\n\n")
-	// Pipelined: the second request's body, with blank lines of bare
-	// LFs, arrives in a read of its own.
-	send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz" +
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+	// Pipelined behind a long answer, whose first part netconn holds and
+	// sends as the server reads on: the POST's body arrives in a read of
+	// its own, after that part went out, and starts like a bare-LF head.
+	send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 23\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
-	send("line\n\n\n\n")
+	send("GET / HTTP/1.1\nX: y\n\nzz")
 	answer(http.StatusOK, "")
-	answer(http.StatusOK, "line\n\n\n\n")
+	answer(http.StatusOK, "GET / HTTP/1.1\nX: y\n\nzz")
 	// After a 100 Continue, the body is not taken for a head.
 	send("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 23\r\n\r\n")
 	answer(http.StatusContinue, "")

@@ -37,6 +37,11 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 func ExpectHandler(maxBody int, onError func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx) int {
 	return func(ctx *fasthttp.RequestCtx) int {
 		if ctx.Request.Header.ContentLength() <= maxBody {
+			if c, ok := ctx.Conn().(*netconn.Conn); ok {
+				// What the client sends next is the body, which netconn's
+				// watch for bare-LF request heads must leave alone.
+				c.ExpectBody()
+			}
 			return fasthttp.StatusContinue
 		}
 		onError(ctx, fasthttp.ErrBodyTooLarge)

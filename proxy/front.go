@@ -53,6 +53,8 @@ func NewFrontServer(p *Proxy, cfg *config.Config, log zerolog.Logger) *fasthttp.
 		// and buffers per request, not per connection, but fasthttp's
 		// wait for the next request then allocates (a 1-byte read buffer
 		// that escapes), and the CPU it saved was within the noise
-		// (README, Performance).
+		// (README, Performance). It would also blind netconn's watch for
+		// bare-LF request heads, which needs the first read of a head to
+		// hold its request line; fasthttp's wait then reads 1 byte.
 	}
 }
