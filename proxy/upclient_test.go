@@ -132,10 +132,13 @@ func TestUpClientReaderTakenOnceReadable(t *testing.T) {
 	if got := writers.Load(); got < inFlight {
 		t.Fatalf("%d writers made for %d exchanges waiting together, want one each: the test did not hold them in flight", got, inFlight)
 	}
-	// A reader held across the wait makes one per exchange. Taken once
-	// readable, a few do; under the race detector sync.Pool drops a
-	// quarter of what is put back, hence the margin.
-	if got := readers.Load(); got >= inFlight*3/4 {
+	// A reader held across the wait makes one per exchange: all of them
+	// are taken before any response comes. Taken once readable, fewer do,
+	// usually a few; but under the race detector sync.Pool drops a
+	// quarter of what is put back, and on a loaded machine exchanges are
+	// preempted while they hold one (a CI run made 24), so the test asks
+	// only for fewer than one each.
+	if got := readers.Load(); got >= inFlight {
 		t.Errorf("%d readers made for %d exchanges that waited together, want a few: a reader was held across a wait", got, inFlight)
 	}
 }
