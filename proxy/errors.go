@@ -49,6 +49,23 @@ func ExpectHandler(maxBody int, onError func(*fasthttp.RequestCtx, error)) func(
 	}
 }
 
+// FrontExpectHandler is ExpectHandler for the proxy's own server: a
+// request it would refuse whatever its body (CL+TE, a Transfer-Encoding
+// other than chunked, CONNECT, a bad version or target: rejected) is
+// answered so at once, as nginx does, instead of with 100 Continue, which
+// asks the client to send a body only to refuse it after reading it all.
+func FrontExpectHandler(maxBody int) func(*fasthttp.RequestCtx) int {
+	expect := ExpectHandler(maxBody, ServerErrorHandler)
+	return func(ctx *fasthttp.RequestCtx) int {
+		if code, msg := rejected(ctx, scanRequest(ctx.Request.Header.RawHeaders())); code != 0 {
+			writeError(ctx, code, msg)
+			LingerOnClose(ctx)
+			return code
+		}
+		return expect(ctx)
+	}
+}
+
 // LingerOnClose is for a fasthttp ErrorHandler: fasthttp closes the
 // connection after the error answer, with the rest of the request (a body
 // over the limit, say) perhaps still coming, and the close would then

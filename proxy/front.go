@@ -45,7 +45,7 @@ func NewFrontServer(p *Proxy, cfg *config.Config, log zerolog.Logger) *fasthttp.
 		// worker_connections and HAProxy's maxconn make a connection
 		// wait in the listen queue instead).
 		Concurrency:     cfg.Limits.MaxClientConns,
-		ExpectHandler:   ExpectHandler(cfg.Limits.MaxBodyBytes, ServerErrorHandler),
+		ExpectHandler:   FrontExpectHandler(cfg.Limits.MaxBodyBytes),
 		CloseOnShutdown: true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,

@@ -299,7 +299,8 @@ func (h *hintCounter) EarlyHints() error { h.n++; return nil }
 
 // FuzzReadResponse: any bytes a backend sends read without a panic; at
 // most maxInterim 103s are passed on, one per 103 head; a response read
-// whole is a final one (not a 1xx other than 101), as ReadLimitBody's is.
+// whole is a final one (not a 1xx other than 101), as ReadLimitBody's is,
+// with a status from 100 to 599.
 func FuzzReadResponse(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -307,6 +308,8 @@ func FuzzReadResponse(f *testing.F) {
 		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\n\n",
 		"HTTP/1.1 103\r\n\r\nHTTP/1.1 103 \r\n\r\nHTTP/1.0 200 OK\r\n\r\nbody",
 		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+		"HTTP/1.1 000 X\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 103\r\n\r\nHTTP/1.1 099 X\nContent-Length: 2\n\nok",
 	} {
 		f.Add([]byte(s))
 	}
@@ -317,7 +320,7 @@ func FuzzReadResponse(f *testing.F) {
 		if h.n > maxInterim || h.n > bytes.Count(data, []byte(" 103")) {
 			t.Fatalf("%d early hints passed on from %q", h.n, data)
 		}
-		if code := resp.StatusCode(); err == nil && code >= 100 && code < 200 && code != 101 {
+		if code := resp.StatusCode(); err == nil && (code < 200 && code != 101 || code > 599) {
 			t.Fatalf("read a %d as the final answer from %q", code, data)
 		}
 	})

@@ -287,6 +287,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// the upstream client already; it says nothing about the
 		// downstream connection.
 		resp.Header.ResetConnectionClose()
+		if !bytes.Equal(resp.Header.Protocol(), strHTTP11) {
+			// An intermediary sends its own version (RFC 9110 §6.2),
+			// not an HTTP/1.0 backend's, which would tell an HTTP/1.1
+			// client the connection closes after this answer.
+			resp.Header.SetProtocol(strHTTP11)
+		}
 		found := scanResponse(&resp.Header)
 		if bad := badResponse(resp, found); bad != "" {
 			// (The connection a 101 came on was closed by the client.)
@@ -723,6 +729,9 @@ func errorKind(err error) errKind {
 
 // classify maps an upstream failure to the status and body the client gets.
 func classify(err error) (int, string) {
+	if errors.Is(err, errBadStatus) {
+		return fasthttp.StatusBadGateway, "502 upstream sent an invalid status code\n"
+	}
 	switch errorKind(err) {
 	case kindConnectTimeout, kindTimeout:
 		return fasthttp.StatusGatewayTimeout, "504 upstream timed out\n"

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -217,12 +218,18 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		end, bare := headEnd(r)
 		if bare {
 			head, _ := r.Peek(end)
+			if !statusInRange(head) {
+				return true, errBadStatus
+			}
 			fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
 			_, _ = r.Discard(end)
 			return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
 		}
 		if !interim(r, end) {
 			head, _ := r.Peek(end)
+			if !statusInRange(head) {
+				return true, errBadStatus
+			}
 			return bothLengths(head), resp.ReadLimitBody(r, maxBody)
 		}
 		if n == maxInterim {
@@ -238,6 +245,34 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			_ = hints.EarlyHints()
 		}
 	}
+}
+
+// errBadStatus fails an exchange whose final response has a status code
+// outside 100–599 (RFC 9110 §15: not a status code). fasthttp reads any
+// three digits: it would pass 000 on as 200 (its StatusCode reads 0 as
+// 200), and one below 100 with its body but without the Content-Length
+// framing it (its writer frames none below 200), which leaves the
+// client's connection out of step. The body is not read; the connection
+// is closed.
+var errBadStatus = errors.New("upstream sent a status code outside 100-599")
+
+// statusInRange reports whether head's status line has a code from 100
+// to 599. A status line it cannot make out is left to fasthttp's parser,
+// which refuses it.
+func statusInRange(head []byte) bool {
+	line := head
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return true
+	}
+	code := bytes.TrimLeft(line[sp+1:], " ")
+	if len(code) < 3 || !isDigit(code[0]) || !isDigit(code[1]) || !isDigit(code[2]) {
+		return true
+	}
+	return code[0] >= '1' && code[0] <= '5'
 }
 
 // bothLengths reports whether a response head has both a Content-Length

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUpstreamStatusOutOfRange: a final status outside 100–599 gets the
+// client a 502 (fasthttp would pass 000 on as 200, and 099 with its body
+// but no Content-Length, which put the client's next answer out of step);
+// the client's connection goes on in step, and the codes at the edges of
+// the range pass.
+func TestUpstreamStatusOutOfRange(t *testing.T) {
+	for _, tt := range []struct {
+		status string
+		want   int
+	}{
+		{"000", http.StatusBadGateway},
+		{"099", http.StatusBadGateway},
+		{"050", http.StatusBadGateway},
+		{"600", http.StatusBadGateway},
+		{"999", http.StatusBadGateway},
+		{"100", http.StatusBadGateway}, // interim answers only, then EOF
+		{"200", http.StatusOK},
+		{"599", 599},
+	} {
+		t.Run(tt.status, func(t *testing.T) {
+			b := startRawBackend(t, "HTTP/1.1 "+tt.status+" X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
+			c, err := net.Dial("tcp", px.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			for i := range 2 {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("answer %d: %v", i+1, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.want || resp.ContentLength != int64(len(body)) {
+					t.Fatalf("answer %d: %d, Content-Length %d, body %q; want %d framed", i+1, resp.StatusCode, resp.ContentLength, body, tt.want)
+				}
+				if tt.want == http.StatusBadGateway && tt.status != "100" && !strings.Contains(string(body), "invalid status code") {
+					t.Errorf("answer %d: body %q does not say why", i+1, body)
+				}
+			}
+		})
+	}
+}
+
+// TestHTTP10BackendAnswersAsHTTP11: an HTTP/1.0 backend's answer goes to
+// the client as HTTP/1.1, sluice's own version, and the connection stays
+// open for the next request.
+func TestHTTP10BackendAnswersAsHTTP11(t *testing.T) {
+	b := startRawBackend(t, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i+1, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Proto != "HTTP/1.1" || resp.Close || resp.StatusCode != http.StatusOK {
+			t.Fatalf("answer %d: %s %d, close %v; want HTTP/1.1 200 kept open", i+1, resp.Proto, resp.StatusCode, resp.Close)
+		}
+	}
+}
+
+// TestExpectRefusedAtOnce: a request with Expect: 100-continue that sluice
+// would refuse whatever its body is refused at once, not asked for its
+// body first (100 Continue), and never reaches the backend.
+func TestExpectRefusedAtOnce(t *testing.T) {
+	b := startBackend(t, "b", nil)
+	px := startProxy(t, "timeouts: { client_read: 30s }\n"+poolYAML("round_robin", []*testBackend{b}, nil))
+	for _, tt := range []struct {
+		head string
+		want int
+	}{
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", http.StatusBadRequest},
+		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nExpect: 100-continue\r\n\r\n", http.StatusBadRequest},
+		{"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", http.StatusMethodNotAllowed},
+		{"POST /#frag HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", http.StatusBadRequest},
+	} {
+		resp := rawExchange(t, px.addr, tt.head) // 5 s deadline, no body sent
+		if resp.StatusCode != tt.want || !resp.Close {
+			t.Errorf("%q: %d, close %v; want %d and close", tt.head, resp.StatusCode, resp.Close, tt.want)
+		}
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Fatalf("backend got %d requests; want none", n)
+	}
+	// A request sluice takes still gets 100 Continue, then its answer.
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
+	}
+	if _, err := io.WriteString(c, "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer %v, %v; want 200", resp, err)
+	}
+}
