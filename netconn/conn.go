@@ -130,10 +130,15 @@ type Conn struct {
 	// write, plus one (see Turns).
 	turns uint64
 	// head watches each turn's request head for a bare-LF end (server
-	// connections); bodyNext says the next turn carries a body, not a
-	// head (ExpectBody).
-	head     headWatch
-	bodyNext bool
+	// connections). bodyNext says the next turn carries a body, not a
+	// head (ExpectBody), until a second write (the answer, when the body
+	// came with the head); continued says the first (the 100 Continue)
+	// went out. midAnswer says the last write was a full server buffer:
+	// more of that answer is still to come.
+	head      headWatch
+	bodyNext  bool
+	continued bool
+	midAnswer bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -386,15 +391,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
 		c.turns++
-		// A turn that starts with the flush of a held write comes in the
-		// middle of a request: the server is reading on while the rest of
-		// a long answer waits in its buffer (requests came pipelined).
-		if c.bodyNext || flushed {
+		// A turn that starts in the middle of an answer (the last write
+		// filled the server's buffer, or this read flushed a held one)
+		// comes in the middle of a request too: the server reads on while
+		// the rest of the answer waits in its buffer, requests having come
+		// pipelined; the read may be a body.
+		if c.bodyNext || c.midAnswer || flushed {
 			c.head.state = headOff
 		} else {
 			c.head.start()
 		}
-		c.bodyNext = false
+		c.bodyNext, c.continued = false, false
 		runtime.Gosched()
 	}
 	if c.head.state == headBare {
@@ -425,6 +432,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes p whole unless an error other than an early timer stops it.
 func (c *Conn) Write(p []byte) (int, error) {
+	if c.yield {
+		c.noteServerWrite(p)
+	}
 	switch {
 	case c.held != nil:
 		// A hold asked for while a write is held (the next pipelined
@@ -654,11 +664,29 @@ func (c *Conn) opError(op string, err error) error {
 // from the goroutine that reads.
 func (c *Conn) Turns() uint64 { return c.turns + 1 }
 
+// noteServerWrite keeps what the head watch needs to know of a server
+// Conn's writes (see headWatch).
+func (c *Conn) noteServerWrite(p []byte) {
+	c.midAnswer = len(p) == ServerWriteBufferSize
+	if c.bodyNext {
+		if c.continued {
+			c.bodyNext = false // the answer: the body came with the head
+		}
+		c.continued = true
+	}
+}
+
+// ServerWriteBufferSize is the write buffer of the server that writes
+// through a server Conn (fasthttp's default, and sluice's front server's):
+// a write of exactly this size is that buffer filling up in the middle of
+// an answer, whose end the server still holds.
+const ServerWriteBufferSize = 4096
+
 // ExpectBody tells a server Conn that the server is about to answer 100
 // Continue: the reads after that answer carry the request's body, which
 // the head watch must not take for a head. Call it from the goroutine that
 // reads (fasthttp's Server.ExpectHandler runs there).
-func (c *Conn) ExpectBody() { c.bodyNext = true }
+func (c *Conn) ExpectBody() { c.bodyNext, c.continued = true, false }
 
 // HoldNextWrite tells a server Conn that the response about to be
 // written is longer than the buffer it is written through, so that it

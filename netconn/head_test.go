@@ -272,6 +272,29 @@ func TestServerConnBareLFHead(t *testing.T) {
 	send("\r\nGET /d HTTP/1.1\nHost: x\n\nmore")
 	read("\r\nGET /d HTTP/1.1\nHost: x\n\n", ErrBareLFHead)
 
+	// A turn after a write that filled the server's buffer is the middle
+	// of an answer, so of pipelined requests: not watched.
+	if _, err := c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, client)
+	if _, err := c.Write(bytes.Repeat([]byte("a"), ServerWriteBufferSize)); err != nil {
+		t.Fatal(err)
+	}
+	send("GET / HTTP/1.1\nX: y\n\nzz")
+	read("GET / HTTP/1.1\nX: y\n\nzz", nil)
+
+	// A 100 Continue whose body came with the head, then the answer, with
+	// no read between: the next turn is a head again, and watched.
+	c.ExpectBody()
+	for _, w := range []string{"HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"} {
+		if _, err := c.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("GET /e HTTP/1.1\nHost: x\n\n")
+	read("GET /e HTTP/1.1\nHost: x\n\n", ErrBareLFHead)
+
 	// A turn that starts by flushing a held write is the middle of
 	// pipelined requests: not watched.
 	if _, err := c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")); err != nil {

@@ -298,7 +298,7 @@ type hintCounter struct{ n int }
 func (h *hintCounter) EarlyHints() error { h.n++; return nil }
 
 // FuzzReadResponse: any bytes a backend sends read without a panic; at
-// most maxInterim 103s are passed on, one per 103 head; a response read
+// most maxHints 103s are passed on, one per 103 head; a response read
 // whole is a final one (not a 1xx other than 101), as ReadLimitBody's is,
 // with a status from 100 to 599.
 func FuzzReadResponse(f *testing.F) {
@@ -317,7 +317,7 @@ func FuzzReadResponse(f *testing.F) {
 		var resp fasthttp.Response
 		var h hintCounter
 		_, err := readResponse(&resp, bufio.NewReaderSize(bytes.NewReader(data), 4096), 1<<16, &h)
-		if h.n > maxInterim || h.n > bytes.Count(data, []byte(" 103")) {
+		if h.n > maxHints || h.n > bytes.Count(data, []byte(" 103")) {
 			t.Fatalf("%d early hints passed on from %q", h.n, data)
 		}
 		if code := resp.StatusCode(); err == nil && (code < 200 && code != 101 || code > 599) {

@@ -399,7 +399,8 @@ func targetHost(t []byte) []byte {
 // ClientWriteBufferSize is the write buffer of the server that calls
 // Handle (fasthttp.Server.WriteBufferSize; fasthttp's default): a
 // response with at least this many body bytes takes two writes or more.
-const ClientWriteBufferSize = 4096
+// netconn's server connections know it too (its head watch).
+const ClientWriteBufferSize = netconn.ServerWriteBufferSize
 
 // writeHolder is a client connection that can send the first write of a
 // long response together with the next (netconn.Conn.HoldNextWrite).

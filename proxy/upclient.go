@@ -189,90 +189,137 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 // sends nothing to an HTTP/1.0 client or without a Link header).
 type earlyHinter interface{ EarlyHints() error }
 
-// maxInterim bounds the 1xx answers readResponse reads one by one per
-// exchange; fasthttp reads (and drops) any after them, and the connection
-// is not used again.
-const maxInterim = 8
+// maxInterim bounds the 1xx answers readResponse reads per exchange, as
+// fasthttp's own read does (its maxInterimResponses): a backend that
+// sends more fails the exchange (502). maxHints bounds the 103s of them
+// passed on to the client.
+const (
+	maxInterim = 100
+	maxHints   = 8
+)
 
 // readResponse reads the response on r into resp as resp.ReadLimitBody
-// does, except for two kinds of head:
+// does, except that it reads every head's status line first (statusCode,
+// which finds it as fasthttp's parser does) and reads interim answers
+// itself, one by one, so that no head reaches the client unlooked at:
 //
-//   - One whose empty line, or the line before it, ends in a bare LF.
+//   - A final status outside 100–599 fails the exchange (errBadStatus),
+//     the body unread. fasthttp reads any three digits: it would pass
+//     000 on as 200 (its StatusCode reads 0 as 200), and one below 100
+//     with its body but without the Content-Length framing it (its writer
+//     frames none below 200), which leaves the client's connection out of
+//     step.
+//   - A head whose empty line, or the line before it, ends in a bare LF.
 //     RFC 9112 §2.2 lets a recipient take a lone LF for CRLF, and nginx and
 //     HAProxy do; fasthttp instead waits for a CRLFCRLF that never comes,
 //     until the exchange's deadline (a 504 for a response that had arrived
 //     whole). Such a head is rewritten with CRLFs and read from the
 //     rewrite, and suspect says so: the connection is then not reused, its
 //     framing having been the backend's own. Allocates, on that path only.
-//   - Interim answers (1xx but 101): each is read on its own, and a 103
-//     Early Hints is passed on to hints (when not nil) at once (fasthttp
-//     would drop it with the others), so the client can start fetching
-//     what it links while the backend works on the final answer, as
-//     HAProxy passes it on. 100 and 102 are dropped, as before. Each head
-//     after one is looked at for bare LFs too.
+//   - Interim answers (1xx but 101): a 103 Early Hints is passed on to
+//     hints (when not nil) at once (fasthttp would drop it with the
+//     others), so the client can start fetching what it links while the
+//     backend works on the final answer, as HAProxy passes it on. 100 and
+//     102 are dropped, as before. At most maxHints 103s are passed on;
+//     more than maxInterim 1xx answers fail the exchange.
 //
 // suspect is also set for a final head with both a Content-Length and a
 // Transfer-Encoding (bothLengths).
 func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (suspect bool, err error) {
+	passed := 0
 	for n := 0; ; n++ {
 		end, bare := headEnd(r)
-		if bare {
-			head, _ := r.Peek(end)
-			if !statusInRange(head) {
-				return true, errBadStatus
+		if end == 0 {
+			// No whole head in sight (a read error, or one longer than r's
+			// buffer): fasthttp meets the same.
+			return true, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+		}
+		head, _ := r.Peek(end)
+		code, ok := statusCode(head)
+		switch {
+		case !ok:
+			// fasthttp refuses a status line this cannot read.
+			return true, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+		case code < 100 || code > 599:
+			return true, errBadStatus
+		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
+			if bare {
+				fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
+				_, _ = r.Discard(end)
+				return true, checkStatus(resp, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody))
 			}
+			return bothLengths(head), checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+		case n == maxInterim:
+			return true, errTooManyInterim
+		}
+		if bare {
 			fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
 			_, _ = r.Discard(end)
-			return true, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody)
+			err = resp.Header.Read(bufio.NewReader(bytes.NewReader(fixed)))
+		} else {
+			err = resp.Header.Read(r)
 		}
-		if !interim(r, end) {
-			head, _ := r.Peek(end)
-			if !statusInRange(head) {
-				return true, errBadStatus
-			}
-			return bothLengths(head), resp.ReadLimitBody(r, maxBody)
-		}
-		if n == maxInterim {
-			// fasthttp reads the rest, whose heads nothing here looked
-			// at: not a connection to use again.
-			return true, resp.ReadLimitBody(r, maxBody)
-		}
-		if err := resp.Header.Read(r); err != nil {
+		if err != nil {
 			return false, err
 		}
-		if resp.StatusCode() == fasthttp.StatusEarlyHints && hints != nil {
+		if code == fasthttp.StatusEarlyHints && hints != nil && passed < maxHints {
 			// A client gone away fails the final answer's write instead.
 			_ = hints.EarlyHints()
+			passed++
 		}
 	}
 }
 
-// errBadStatus fails an exchange whose final response has a status code
-// outside 100–599 (RFC 9110 §15: not a status code). fasthttp reads any
-// three digits: it would pass 000 on as 200 (its StatusCode reads 0 as
-// 200), and one below 100 with its body but without the Content-Length
-// framing it (its writer frames none below 200), which leaves the
-// client's connection out of step. The body is not read; the connection
-// is closed.
-var errBadStatus = errors.New("upstream sent a status code outside 100-599")
+var (
+	// errBadStatus fails an exchange whose final response has a status
+	// code outside 100–599 (RFC 9110 §15: not a status code); the
+	// connection is closed.
+	errBadStatus = errors.New("upstream sent a status code outside 100-599")
+	// errTooManyInterim fails an exchange with more than maxInterim 1xx
+	// answers before the final one.
+	errTooManyInterim = errors.New("upstream sent too many interim (1xx) answers")
+)
 
-// statusInRange reports whether head's status line has a code from 100
-// to 599. A status line it cannot make out is left to fasthttp's parser,
-// which refuses it.
-func statusInRange(head []byte) bool {
-	line := head
-	if i := bytes.IndexByte(line, '\n'); i >= 0 {
-		line = line[:i]
+// checkStatus is err, or errBadStatus for a response read whole whose
+// status is outside 100–599: a second look, after fasthttp's own read,
+// in case its reading of a status line and statusCode's ever differ (it
+// cannot tell 000, which it reports as 200).
+func checkStatus(resp *fasthttp.Response, err error) error {
+	if c := resp.StatusCode(); err == nil && (c < 100 || c > 599) {
+		return errBadStatus
+	}
+	return err
+}
+
+// statusCode reads the status code of the response head at the start of
+// head as fasthttp's parser does: past any empty lines, after the first
+// space of the status line and any more spaces, three digits and then a
+// space or the line's end. ok is false where fasthttp finds no code (and
+// refuses the head).
+func statusCode(head []byte) (code int, ok bool) {
+	var line []byte
+	for len(line) == 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			return 0, false
+		}
+		line, head = head[:i], head[i+1:]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
 	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp < 0 {
-		return true
+		return 0, false
 	}
-	code := bytes.TrimLeft(line[sp+1:], " ")
-	if len(code) < 3 || !isDigit(code[0]) || !isDigit(code[1]) || !isDigit(code[2]) {
-		return true
+	digits := bytes.TrimLeft(line[sp+1:], " ")
+	if i := bytes.IndexByte(digits, ' '); i >= 0 {
+		digits = digits[:i]
 	}
-	return code[0] >= '1' && code[0] <= '5'
+	if len(digits) != 3 || !isDigit(digits[0]) || !isDigit(digits[1]) || !isDigit(digits[2]) {
+		return 0, false
+	}
+	return int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0'), true
 }
 
 // bothLengths reports whether a response head has both a Content-Length
@@ -313,14 +360,6 @@ func isField(line, name []byte) bool {
 	}
 	rest := bytes.TrimLeft(line[len(name):], " \t")
 	return len(rest) > 0 && rest[0] == ':'
-}
-
-// interim reports whether the head of length end at the start of r is an
-// interim answer: a 1xx status other than 101 (which ends the exchange).
-func interim(r *bufio.Reader, end int) bool {
-	b, _ := r.Peek(min(end, 13))
-	return len(b) == 13 && bytes.HasPrefix(b, []byte("HTTP/1.")) && b[8] == ' ' && b[9] == '1' &&
-		isDigit(b[10]) && isDigit(b[11]) && (b[12] == ' ' || b[12] == '\r') && string(b[9:12]) != "101"
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

@@ -780,8 +780,8 @@ func TestUpClientResponseFraming(t *testing.T) {
 		{"Content-Length and chunked", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", false},
 		{"chunked and Content-Length, odd case", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nCONTENT-LENGTH: 9\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", false},
 		{"both, spaces before the colons", "HTTP/1.1 200 OK\r\nContent-Length : 9\r\nTransfer-Encoding : chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", false},
-		{"nine interim answers", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 9) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", false},
-		{"eight interim answers", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 8) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"nine interim answers", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 9) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"a hundred interim answers", strings.Repeat("HTTP/1.1 102 Processing\r\n\r\n", 100) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
 		{"chunked alone", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200, "ok", true},
 		{"Content-Type, Connection and a T header", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrace: x\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
 	}
