@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,13 +49,7 @@ func TestBareLFRequestHeads(t *testing.T) {
 		t.Errorf("answer %q lacks the reason", out)
 	}
 
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialProxy(t, px.addr)
 	send := func(s string) {
 		t.Helper()
 		if _, err := io.WriteString(c, s); err != nil {
@@ -109,13 +101,7 @@ func TestBareLFRequestHeads(t *testing.T) {
 	send("GET / HTTP/1.1\nHost: x\n\n")
 	answer(http.StatusBadRequest, "")
 	c.Close()
-	c, err = net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	br = bufio.NewReader(c)
+	c, br = dialProxy(t, px.addr)
 	// After a 100 Continue, the body is not taken for a head.
 	send("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 23\r\n\r\n")
 	answer(http.StatusContinue, "")

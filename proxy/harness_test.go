@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -124,6 +125,19 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 		<-done
 	})
 	return &testProxy{addr: ln.Addr().String(), proxy: p, ctrl: ctrl}
+}
+
+// dialProxy opens a client connection to the proxy at addr, under a 5 s
+// deadline and closed when the test ends, with a reader over it.
+func dialProxy(t testing.TB, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c, bufio.NewReader(c)
 }
 
 // client returns an HTTP client that keeps connections to the proxy alive.

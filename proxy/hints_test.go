@@ -188,10 +188,5 @@ func TestEarlyHintsAfterContinue(t *testing.T) {
 func proxyClient(t *testing.T, ln net.Listener, extra string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	px := startProxy(t, extra+"routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+ln.Addr().String()+" }\n")
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, bufio.NewReader(c)
+	return dialProxy(t, px.addr)
 }

@@ -1,13 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestUpstreamStatusOutOfRange: a final status outside 100–599 gets the
@@ -39,16 +36,10 @@ func TestUpstreamStatusOutOfRange(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := startRawBackend(t, tt.raw)
 			px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
-			c, err := net.Dial("tcp", px.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c, br := dialProxy(t, px.addr)
 			if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
-			br := bufio.NewReader(c)
 			for i := range 2 {
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
@@ -73,13 +64,7 @@ func TestUpstreamStatusOutOfRange(t *testing.T) {
 func TestHTTP10BackendAnswersAsHTTP11(t *testing.T) {
 	b := startRawBackend(t, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialProxy(t, px.addr)
 	for i := range 2 {
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
@@ -120,16 +105,10 @@ func TestExpectRefusedAtOnce(t *testing.T) {
 		t.Fatalf("backend got %d requests; want none", n)
 	}
 	// A request sluice takes still gets 100 Continue, then its answer.
-	c, err := net.Dial("tcp", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c, br := dialProxy(t, px.addr)
 	if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(c)
 	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusContinue {
 		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
 	}

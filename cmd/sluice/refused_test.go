@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -24,17 +23,7 @@ func TestRefusedConnsMetric(t *testing.T) {
 			"routes: [{pool: p}]\npools:\n  p:\n    backends:\n      - {address: %s}\n", listen, admin, up.addr)
 	}
 	path := writeConfig(t, render(listen1))
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(10 * time.Second):
-			t.Error("sluice did not stop")
-		}
-	}()
+	runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
 
 	refused := func() string {

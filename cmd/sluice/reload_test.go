@@ -33,17 +33,7 @@ func TestReloadInProcess(t *testing.T) {
 		return s
 	}
 	path := writeConfig(t, render(listen1, up1.addr))
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(10 * time.Second):
-			t.Error("sluice did not stop")
-		}
-	}()
+	runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
 	adminGet := func(p string) string {
 		resp, err := http.Get("http://" + admin + p)
@@ -113,6 +103,23 @@ func TestReloadInProcess(t *testing.T) {
 	}
 }
 
+// runInProcess runs sluice on the config file at path in this process
+// until the test ends, and then checks that it stops within 10 s.
+func runInProcess(t *testing.T, path string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exit:
+		case <-time.After(10 * time.Second):
+			t.Error("sluice did not stop")
+		}
+	})
+}
+
 func grepLines(text, substr string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
@@ -138,10 +145,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 		return s + extra
 	}
 	path := writeConfig(t, render(listen1, "", up1.addr))
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
-	defer func() { cancel(); <-exit }()
+	runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
 	reload := func() int {
 		resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
