@@ -730,8 +730,11 @@ func errorKind(err error) errKind {
 
 // classify maps an upstream failure to the status and body the client gets.
 func classify(err error) (int, string) {
-	if errors.Is(err, errBadStatus) {
+	switch {
+	case errors.Is(err, errBadStatus):
 		return fasthttp.StatusBadGateway, "502 upstream sent an invalid status code\n"
+	case errors.Is(err, errTEInHTTP10):
+		return fasthttp.StatusBadGateway, "502 upstream sent Transfer-Encoding in an HTTP/1.0 response\n"
 	}
 	switch errorKind(err) {
 	case kindConnectTimeout, kindTimeout:

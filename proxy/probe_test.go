@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net/http"
 	"strings"
@@ -117,5 +118,32 @@ func TestExpectRefusedAtOnce(t *testing.T) {
 	}
 	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("answer %v, %v; want 200", resp, err)
+	}
+}
+
+// TestHTTP10ChunkedRefused: an HTTP/1.0 response with a Transfer-Encoding
+// has faulty framing (RFC 9112 §6.1): the client gets a 502, not the
+// chunks as its body, which fasthttp would read to the close and pass on.
+func TestHTTP10ChunkedRefused(t *testing.T) {
+	for _, tt := range []struct {
+		raw  string
+		want int
+	}{
+		{"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", http.StatusBadGateway},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", http.StatusBadGateway},
+		{"HTTP/1.0 200 OK\ntransfer-encoding: chunked\n\n2\r\nok\r\n0\r\n\r\n", http.StatusBadGateway},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", http.StatusOK},
+	} {
+		b := startRawBackend(t, tt.raw)
+		px := startProxy(t, "routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+b.ln.Addr().String()+" }\n")
+		out := rawWire(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.raw, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tt.want || tt.want == http.StatusOK && string(body) != "ok" {
+			t.Errorf("%q: %d %q, want %d", tt.raw, resp.StatusCode, body, tt.want)
+		}
 	}
 }

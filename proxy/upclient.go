@@ -235,7 +235,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			return true, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 		}
 		head, _ := r.Peek(end)
-		code, ok := statusCode(head)
+		code, http10, ok := statusCode(head)
 		switch {
 		case !ok:
 			// fasthttp refuses a status line this cannot read.
@@ -243,12 +243,16 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		case code < 100 || code > 599:
 			return true, errBadStatus
 		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
+			cl, te := lengthFields(head)
+			if te && http10 {
+				return true, errTEInHTTP10
+			}
 			if bare {
 				fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
 				_, _ = r.Discard(end)
 				return true, checkStatus(resp, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody))
 			}
-			return bothLengths(head), checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+			return cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 		case n == maxInterim:
 			return true, errTooManyInterim
 		}
@@ -275,6 +279,11 @@ var (
 	// code outside 100–599 (RFC 9110 §15: not a status code); the
 	// connection is closed.
 	errBadStatus = errors.New("upstream sent a status code outside 100-599")
+	// errTEInHTTP10 fails an exchange whose final response is HTTP/1.0
+	// with a Transfer-Encoding: RFC 9112 §6.1 calls its framing faulty,
+	// and fasthttp would read it to the close and pass the chunks on as
+	// the body.
+	errTEInHTTP10 = errors.New("upstream sent Transfer-Encoding in an HTTP/1.0 response")
 	// errTooManyInterim fails an exchange with more than maxInterim 1xx
 	// answers before the final one.
 	errTooManyInterim = errors.New("upstream sent too many interim (1xx) answers")
@@ -294,14 +303,14 @@ func checkStatus(resp *fasthttp.Response, err error) error {
 // statusCode reads the status code of the response head at the start of
 // head as fasthttp's parser does: past any empty lines, after the first
 // space of the status line and any more spaces, three digits and then a
-// space or the line's end. ok is false where fasthttp finds no code (and
-// refuses the head).
-func statusCode(head []byte) (code int, ok bool) {
+// space or the line's end; and whether the status line says HTTP/1.0. ok
+// is false where fasthttp finds no code (and refuses the head).
+func statusCode(head []byte) (code int, http10, ok bool) {
 	var line []byte
 	for len(line) == 0 {
 		i := bytes.IndexByte(head, '\n')
 		if i < 0 {
-			return 0, false
+			return 0, false, false
 		}
 		line, head = head[:i], head[i+1:]
 		if n := len(line); n > 0 && line[n-1] == '\r' {
@@ -310,16 +319,16 @@ func statusCode(head []byte) (code int, ok bool) {
 	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp < 0 {
-		return 0, false
+		return 0, false, false
 	}
 	digits := bytes.TrimLeft(line[sp+1:], " ")
 	if i := bytes.IndexByte(digits, ' '); i >= 0 {
 		digits = digits[:i]
 	}
 	if len(digits) != 3 || !isDigit(digits[0]) || !isDigit(digits[1]) || !isDigit(digits[2]) {
-		return 0, false
+		return 0, false, false
 	}
-	return int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0'), true
+	return int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0'), string(line[:sp]) == "HTTP/1.0", true
 }
 
 // bothLengths reports whether a response head has both a Content-Length
@@ -327,10 +336,16 @@ func statusCode(head []byte) (code int, ok bool) {
 // and drops the Content-Length, which is what RFC 9112 §6.3 asks of an
 // intermediary that forwards such a message; the same section says it
 // "ought to be handled as an error" (a sign of response splitting), so
-// the connection it came on is not used again, as HAProxy closes it. One
-// IndexByte per line; only lines that start with c or t are compared.
+// the connection it came on is not used again, as HAProxy closes it.
 func bothLengths(head []byte) bool {
-	var cl, te bool
+	cl, te := lengthFields(head)
+	return cl && te
+}
+
+// lengthFields reports whether a response head has a Content-Length
+// field and a Transfer-Encoding field. One IndexByte per line; only lines
+// that start with c or t are compared.
+func lengthFields(head []byte) (cl, te bool) {
 	for len(head) > 0 {
 		i := bytes.IndexByte(head, '\n')
 		if i < 0 {
@@ -348,7 +363,7 @@ func bothLengths(head []byte) bool {
 			te = te || isField(line, hdrTransferEncoding)
 		}
 	}
-	return cl && te
+	return cl, te
 }
 
 // isField reports whether line is a header field named name (any case).
