@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -247,11 +249,63 @@ func (d *DNSDiscovery) setDefaults() {
 
 // Load reads and validates the config file at path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// MaxFileBytes bounds a config file: far above any real one (a static
+// list of 40,000 backends), and it keeps a file swapped for something
+// endless (a link to /dev/zero) from taking all memory.
+const MaxFileBytes = 4 << 20
+
+// ErrNotConfigFile marks a path that cannot be a config file: not a
+// regular file, or larger than MaxFileBytes. Unlike a file missing
+// mid-replace, it will not come right by waiting.
+var ErrNotConfigFile = errors.New("not a config file")
+
+// ReadFile reads the config file at path. It opens without blocking and
+// refuses anything but a regular file, so that a FIFO (whose open and
+// read wait for a writer, holding a reload, and the shutdown that waits
+// for it) or a device never hangs the process; and one over MaxFileBytes.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("config: %s: %w: %s", path, ErrNotConfigFile, fileKind(st.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("config: %s: %w: larger than %d MiB", path, ErrNotConfigFile, MaxFileBytes>>20)
+	}
+	return data, nil
+}
+
+// fileKind says what a file that is not a regular one is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
 }
 
 // Parse decodes and validates data as if read from the named file. The

@@ -101,6 +101,11 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 		v.SetInt(int64(dur))
 		return
 	}
+	if !isUnmarshaler && isInteger(v.Kind()) && n.ShortTag() == "!!float" {
+		// yaml.v3 would cut 0.9 down to 0: a weight that sends nothing.
+		d.fail(n.Line, path, "want %s, got %q", describe(v.Type()), n.Value)
+		return
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		if isUnmarshaler {
 			d.fail(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -108,6 +113,15 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.fail(n.Line, path, "want %s, got %q", describe(v.Type()), n.Value)
 	}
+}
+
+func isInteger(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
 }
 
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth int) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -195,4 +196,48 @@ func TestReloadAllOrNothing(t *testing.T) {
 		t.Error("fixed reload did not add the backend")
 	}
 	waitUntil(t, "new listener serving", 2*time.Second, func() bool { return answers("http://"+listen2+"/", 200) })
+}
+
+// TestReloadRefusesFIFO: a config path swapped for a FIFO (whose open and
+// read would wait for a writer, with the reload lock held) is refused at
+// once, by the watcher and by POST /admin/reload; the running config keeps
+// serving, and sluice still stops when told (runInProcess checks).
+func TestReloadRefusesFIFO(t *testing.T) {
+	up := startElasticBackend(t, "127.0.0.1:0")
+	listen, admin := freePort(t), freePort(t)
+	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nroutes: [{pool: p}]\npools:\n  p:\n    backends:\n      - {address: %s}\n", listen, admin, up.addr))
+	runInProcess(t, path)
+	waitReady(t, "http://"+admin+"/readyz")
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adminConfig := func() string {
+		resp, err := http.Get("http://" + admin + "/admin/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitUntil(t, "the watcher's reload refused the FIFO", reloadWait, func() bool {
+		return strings.Contains(adminConfig(), "a FIFO")
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Post("http://"+admin+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || !strings.Contains(string(body), "a FIFO") {
+		t.Errorf("POST /admin/reload = %d %s, want an error naming the FIFO", resp.StatusCode, body)
+	}
+	if !answers("http://"+listen+"/", 200) {
+		t.Error("the running config stopped serving")
+	}
 }

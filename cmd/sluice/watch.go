@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
+
+	"sluice/config"
 )
 
 // watchConfig calls reload when the config file's content changes, until
@@ -62,7 +65,13 @@ func watchConfig(ctx context.Context, path string, debounce time.Duration, curre
 			log.Warn().Err(err).Msg("config watch error")
 		case <-timer.C:
 			pending = false
-			data, err := os.ReadFile(path)
+			data, err := config.ReadFile(path)
+			if errors.Is(err, config.ErrNotConfigFile) {
+				// It will not come right by waiting: the reload says why
+				// (log, /admin/config) and keeps the running config.
+				reload()
+				continue
+			}
 			if err != nil {
 				continue // mid-replace; the event that ends it starts a new burst
 			}
