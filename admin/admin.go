@@ -79,6 +79,14 @@ func Handler(o Options) fasthttp.RequestHandler {
 		metrics = fasthttpadaptor.NewFastHTTPHandler(o.Metrics)
 	}
 	return func(ctx *fasthttp.RequestCtx) {
+		if code, reason := proxy.Refusal(ctx); code != 0 {
+			// What the proxy refuses as malformed (CL+TE, an HTTP/2.0
+			// request line, a fragment, CONNECT) is refused here too,
+			// before it can ask for a change.
+			ctx.SetConnectionClose()
+			fail(ctx, code, reason)
+			return
+		}
 		path := string(ctx.Path())
 		method := string(ctx.Method())
 		if reason := crossSite(ctx, method); reason != "" {

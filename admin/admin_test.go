@@ -397,3 +397,49 @@ func FuzzParseWeight(f *testing.F) {
 		}
 	})
 }
+
+// TestAdminRefusesMalformed: the admin API refuses what the proxy refuses
+// from a request's head (found by probing: a POST /admin/reload with both
+// Content-Length and Transfer-Encoding ran the reload), with a JSON error,
+// and nothing is changed or reloaded.
+func TestAdminRefusesMalformed(t *testing.T) {
+	ctrl := &fakeController{}
+	var reloads atomic.Int32
+	base := serve(t, Handler(Options{
+		Controller: ctrl,
+		Reload:     func(context.Context) error { reloads.Add(1); return nil },
+		Config:     func() ConfigInfo { return ConfigInfo{} },
+	}))
+	addr := strings.TrimPrefix(base, "http://")
+	for _, tt := range []struct {
+		raw  string
+		want int
+	}{
+		{"POST /admin/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"POST /admin/pools/web/backends/127.0.0.1:9001/drain#x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400},
+		{"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+		{"CONNECT x:1 HTTP/1.1\r\nHost: x:1\r\n\r\n", 405},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, tt.raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.raw, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != tt.want || !strings.Contains(resp.Header.Get("Content-Type"), "json") || !resp.Close {
+			t.Errorf("%q: %d %s %q, close %v; want %d as JSON and close", tt.raw, resp.StatusCode, resp.Header.Get("Content-Type"), body, resp.Close, tt.want)
+		}
+	}
+	if n, r := ctrl.calls.Load(), reloads.Load(); n != 0 || r != 0 {
+		t.Errorf("after malformed requests: %d controller changes, %d reloads; want none", n, r)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -64,6 +65,20 @@ func FrontExpectHandler(maxBody int) func(*fasthttp.RequestCtx) int {
 		}
 		return expect(ctx)
 	}
+}
+
+// Refusal is the status and reason (without the code before it or the
+// newline after) for a request any of sluice's servers refuses from its
+// head alone (rejected: CL+TE, a bad Transfer-Encoding or field name, a
+// version other than HTTP/1.x, CONNECT, userinfo, a fragment or a bad
+// absolute target); 0 when there is none. The admin API uses it, so that
+// it is no laxer than the proxy.
+func Refusal(ctx *fasthttp.RequestCtx) (int, string) {
+	code, msg := rejected(ctx, scanRequest(ctx.Request.Header.RawHeaders()))
+	if code == 0 {
+		return 0, ""
+	}
+	return code, strings.TrimSuffix(msg[len("400 "):], "\n")
 }
 
 // LingerOnClose is for a fasthttp ErrorHandler: fasthttp closes the
