@@ -316,14 +316,22 @@ func (f *fakeController) SetWeight(context.Context, string, string, uint32) erro
 	return f.err
 }
 
-func TestAdminCrossSiteChangesNothing(t *testing.T) {
+// serveCounting serves the admin API over a fakeController that succeeds,
+// counting the changes and reloads asked of it.
+func serveCounting(t *testing.T) (string, *fakeController, *atomic.Int32) {
+	t.Helper()
 	ctrl := &fakeController{}
-	var reloads atomic.Int32
+	reloads := new(atomic.Int32)
 	base := serve(t, Handler(Options{
 		Controller: ctrl,
 		Reload:     func(context.Context) error { reloads.Add(1); return nil },
 		Config:     func() ConfigInfo { return ConfigInfo{} },
 	}))
+	return base, ctrl, reloads
+}
+
+func TestAdminCrossSiteChangesNothing(t *testing.T) {
+	base, ctrl, reloads := serveCounting(t)
 	evil := map[string]string{"Origin": "http://evil.example"}
 	tests := []struct{ method, path, body string }{
 		{"POST", "/admin/reload", ""},
@@ -403,13 +411,7 @@ func FuzzParseWeight(f *testing.F) {
 // Content-Length and Transfer-Encoding ran the reload), with a JSON error,
 // and nothing is changed or reloaded.
 func TestAdminRefusesMalformed(t *testing.T) {
-	ctrl := &fakeController{}
-	var reloads atomic.Int32
-	base := serve(t, Handler(Options{
-		Controller: ctrl,
-		Reload:     func(context.Context) error { reloads.Add(1); return nil },
-		Config:     func() ConfigInfo { return ConfigInfo{} },
-	}))
+	base, ctrl, reloads := serveCounting(t)
 	addr := strings.TrimPrefix(base, "http://")
 	for _, tt := range []struct {
 		raw  string

@@ -118,13 +118,13 @@ func BenchmarkEmptyLine(b *testing.B) {
 }
 
 // BenchmarkBothLengths is the look for Content-Length beside
-// Transfer-Encoding in each response head (bothLengths).
+// Transfer-Encoding in each response head (lengthFields).
 func BenchmarkBothLengths(b *testing.B) {
 	head := []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 19:30:00 GMT\r\n" +
 		"Content-Type: text/plain\r\nContent-Length: 1024\r\nConnection: keep-alive\r\nX-Backend: up1\r\n\r\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if bothLengths(head) {
+		if cl, te := lengthFields(head); cl && te {
 			b.Fatal("one length only")
 		}
 	}

@@ -326,7 +326,7 @@ func FuzzReadResponse(f *testing.F) {
 	})
 }
 
-// FuzzBothLengths: bothLengths agrees with a plain reading of the head's
+// FuzzBothLengths: lengthFields agrees with a plain reading of the head's
 // lines (name before the colon, compared in any case).
 func FuzzBothLengths(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"))
@@ -341,8 +341,8 @@ func FuzzBothLengths(f *testing.F) {
 			cl = cl || ok && strings.EqualFold(name, "content-length")
 			te = te || ok && strings.EqualFold(name, "transfer-encoding")
 		}
-		if got := bothLengths(head); got != (cl && te) {
-			t.Fatalf("bothLengths(%q) = %v, want %v", head, got, cl && te)
+		if gotCL, gotTE := lengthFields(head); gotCL != cl || gotTE != te {
+			t.Fatalf("lengthFields(%q) = %v, %v, want %v, %v", head, gotCL, gotTE, cl, te)
 		}
 	})
 }

@@ -224,7 +224,7 @@ const (
 //     more than maxInterim 1xx answers fail the exchange.
 //
 // suspect is also set for a final head with both a Content-Length and a
-// Transfer-Encoding (bothLengths).
+// Transfer-Encoding (lengthFields).
 func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (suspect bool, err error) {
 	passed := 0
 	for n := 0; ; n++ {
@@ -248,8 +248,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 				return true, errTEInHTTP10
 			}
 			if bare {
-				fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
-				_, _ = r.Discard(end)
+				fixed := takeFixed(r, head)
 				return true, checkStatus(resp, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody))
 			}
 			return cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
@@ -257,9 +256,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			return true, errTooManyInterim
 		}
 		if bare {
-			fixed := crlfLines(make([]byte, 0, end+end/4+2), head)
-			_, _ = r.Discard(end)
-			err = resp.Header.Read(bufio.NewReader(bytes.NewReader(fixed)))
+			err = resp.Header.Read(bufio.NewReader(bytes.NewReader(takeFixed(r, head))))
 		} else {
 			err = resp.Header.Read(r)
 		}
@@ -331,20 +328,22 @@ func statusCode(head []byte) (code int, http10, ok bool) {
 	return int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0'), string(line[:sp]) == "HTTP/1.0", true
 }
 
-// bothLengths reports whether a response head has both a Content-Length
-// and a Transfer-Encoding field. fasthttp lets the Transfer-Encoding win
-// and drops the Content-Length, which is what RFC 9112 §6.3 asks of an
-// intermediary that forwards such a message; the same section says it
-// "ought to be handled as an error" (a sign of response splitting), so
-// the connection it came on is not used again, as HAProxy closes it.
-func bothLengths(head []byte) bool {
-	cl, te := lengthFields(head)
-	return cl && te
+// takeFixed consumes head, a head in bare LFs at the start of r, and
+// returns it rewritten with CRLFs (crlfLines) to be read from instead.
+func takeFixed(r *bufio.Reader, head []byte) []byte {
+	fixed := crlfLines(make([]byte, 0, len(head)+len(head)/4+2), head)
+	_, _ = r.Discard(len(head))
+	return fixed
 }
 
 // lengthFields reports whether a response head has a Content-Length
-// field and a Transfer-Encoding field. One IndexByte per line; only lines
-// that start with c or t are compared.
+// field and a Transfer-Encoding field. With both, fasthttp lets the
+// Transfer-Encoding win and drops the Content-Length, which is what RFC
+// 9112 §6.3 asks of an intermediary that forwards such a message; the
+// same section says it "ought to be handled as an error" (a sign of
+// response splitting), so the connection it came on is not used again,
+// as HAProxy closes it. One IndexByte per line; only lines that start
+// with c or t are compared.
 func lengthFields(head []byte) (cl, te bool) {
 	for len(head) > 0 {
 		i := bytes.IndexByte(head, '\n')

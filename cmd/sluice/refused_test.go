@@ -27,13 +27,7 @@ func TestRefusedConnsMetric(t *testing.T) {
 	waitReady(t, "http://"+admin+"/readyz")
 
 	refused := func() string {
-		resp, err := http.Get("http://" + admin + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
+		for _, line := range strings.Split(getBody(t, "http://"+admin+"/metrics"), "\n") {
 			if strings.HasPrefix(line, "sluice_downstream_connections_refused_total ") {
 				return line
 			}

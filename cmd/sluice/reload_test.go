@@ -36,15 +36,7 @@ func TestReloadInProcess(t *testing.T) {
 	path := writeConfig(t, render(listen1, up1.addr))
 	runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
-	adminGet := func(p string) string {
-		resp, err := http.Get("http://" + admin + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	adminGet := func(p string) string { return getBody(t, "http://"+admin+p) }
 	write := func(text string) {
 		// Replace by rename, as editors do: the watcher must survive it.
 		tmp := path + ".tmp"
@@ -121,6 +113,18 @@ func runInProcess(t *testing.T, path string) {
 	})
 }
 
+// getBody GETs url and returns the body; a failed request fails the test.
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 func grepLines(text, substr string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
@@ -156,15 +160,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	pools := func() string {
-		resp, err := http.Get("http://" + admin + "/admin/pools")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	pools := func() string { return getBody(t, "http://"+admin+"/admin/pools") }
 
 	bad := render(listen2, "access_log: {enabled: true, path: /nonexistent-dir/access.log}\n", up1.addr, up2.addr)
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
@@ -215,15 +211,7 @@ func TestReloadRefusesFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	adminConfig := func() string {
-		resp, err := http.Get("http://" + admin + "/admin/config")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	adminConfig := func() string { return getBody(t, "http://"+admin+"/admin/config") }
 	waitUntil(t, "the watcher's reload refused the FIFO", reloadWait, func() bool {
 		return strings.Contains(adminConfig(), "a FIFO")
 	})
