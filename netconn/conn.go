@@ -205,6 +205,11 @@ type Conn struct {
 	linger   atomic.Bool
 	lingers  *lingerGroup
 	received bool
+	// ln is the listener that accepted the connection (nil for one it
+	// did not): its count of open connections and its draining flag.
+	// closed makes Close count the connection out once.
+	ln     *Listener
+	closed atomic.Bool
 }
 
 // rawIO is the state of one raw read or write: the buffer (for a write,
@@ -835,6 +840,9 @@ func (c *Conn) LingerOnClose() {
 // Close closes the connection, after draining it if LingerOnClose asked
 // for that.
 func (c *Conn) Close() error {
+	if c.ln != nil && c.closed.CompareAndSwap(false, true) {
+		defer c.ln.open.Add(-1)
+	}
 	if c.linger.Swap(false) {
 		c.drain(lingerTime, lingerQuiet)
 		if c.lingers != nil {
@@ -1061,6 +1069,8 @@ type Listener struct {
 	OnAcceptError func(err error, retryIn time.Duration)
 	closed        chan struct{}
 	closeOnce     sync.Once
+	draining      atomic.Bool
+	open          atomic.Int64
 }
 
 // NewListener returns a Listener accepting from ln.
@@ -1080,7 +1090,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil {
 			cc := NewServer(c)
-			cc.holds, cc.lingers = &l.holds, &l.lingers
+			cc.holds, cc.lingers, cc.ln = &l.holds, &l.lingers, l
+			l.open.Add(1)
 			return cc, nil
 		}
 		if !exhausted(err) {
@@ -1107,6 +1118,24 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) WaitLingering(ctx context.Context) error {
 	return l.lingers.wait(ctx)
 }
+
+// Drain closes the listener and marks the connections it accepted as
+// draining (Conn.Draining), for a graceful stop: the server answers each
+// request that still comes on them with "Connection: close", so that a
+// busy keep-alive connection ends after an answer, when its client knows
+// not to send another request on it, rather than being closed between
+// requests, when one may already be on its way.
+func (l *Listener) Drain() error {
+	l.draining.Store(true)
+	return l.Close()
+}
+
+// Draining reports whether the listener that accepted c is draining
+// (Listener.Drain); false for a connection no Listener accepted.
+func (c *Conn) Draining() bool { return c.ln != nil && c.ln.draining.Load() }
+
+// Open returns how many of the connections l accepted are not closed yet.
+func (l *Listener) Open() int64 { return l.open.Load() }
 
 // Close closes the listener and ends a wait in Accept.
 func (l *Listener) Close() error {

@@ -1642,3 +1642,55 @@ func TestTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestListenerDrain: a Listener counts the connections it accepted until
+// each is closed (once, however many Close calls), and Drain marks them
+// draining and stops accepting.
+func TestListenerDrain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := NewListener(ln)
+	defer nl.Close()
+	var conns []*Conn
+	for range 2 {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		c, err := nl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c.(*Conn))
+	}
+	if n := nl.Open(); n != 2 {
+		t.Fatalf("Open after 2 accepts = %d, want 2", n)
+	}
+	if conns[0].Draining() {
+		t.Error("a connection is draining before Drain")
+	}
+	conns[0].Close()
+	conns[0].Close()
+	if n := nl.Open(); n != 1 {
+		t.Errorf("Open after one connection closed twice = %d, want 1", n)
+	}
+	if err := nl.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	if !conns[1].Draining() {
+		t.Error("a connection is not draining after Drain")
+	}
+	if New(conns[1].Conn).Draining() {
+		t.Error("a connection no Listener accepted reports draining")
+	}
+	if _, err := nl.Accept(); err == nil {
+		t.Error("Accept after Drain succeeded, want an error")
+	}
+	conns[1].Close()
+	if n := nl.Open(); n != 0 {
+		t.Errorf("Open after both closed = %d, want 0", n)
+	}
+}

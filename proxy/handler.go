@@ -92,6 +92,11 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		// A part of a 103 may have gone out before the final answer.
 		ctx.SetConnectionClose()
 	}
+	if c, ok := ctx.Conn().(*netconn.Conn); ok && c.Draining() {
+		// A graceful stop: the connection ends after this answer, which
+		// tells the client so (netconn.Listener.Drain).
+		ctx.SetConnectionClose()
+	}
 	sc.hints = clientHints{}
 	m.InFlightAdd(-1)
 

@@ -94,15 +94,54 @@ func (r *refusals) total() uint64 {
 	return n
 }
 
-// stop stops accepting, lets in-flight requests finish until ctx ends,
-// and waits for the serving goroutine, and then, still until ctx ends, for
-// the connections whose close lingers after an error answer (fasthttp has
+// stop stops accepting and ends the connections gracefully, until ctx
+// ends: first each request that still comes is answered with "Connection:
+// close" (netconn.Listener.Drain), so busy keep-alive connections end
+// after an answer; once their number has stopped falling for
+// settleQuiet, fasthttp's shutdown closes the idle ones and waits for the
+// requests in flight. Then it waits for the serving goroutine and for the
+// connections whose close lingers after an error answer (fasthttp has
 // stopped counting those).
 func (s *server) stop(ctx context.Context) error {
+	nl, _ := s.ln.(*netconn.Listener)
+	if nl != nil {
+		_ = nl.Drain()
+		settle(ctx, nl.Open)
+	}
 	err := s.srv.ShutdownWithContext(ctx)
 	<-s.done
-	if nl, ok := s.ln.(*netconn.Listener); ok {
+	if nl != nil {
 		err = errors.Join(err, nl.WaitLingering(ctx))
 	}
 	return err
+}
+
+// settleQuiet is how long the open connections of a draining server must
+// stay as many before the rest are taken for idle. A busy client gets its
+// "Connection: close" answer within one request; one that pauses longer
+// between requests risks what any idle close risks, a request sent just
+// as its connection is closed (nginx closes idle keep-alive connections
+// at once on a graceful stop).
+const settleQuiet = 250 * time.Millisecond
+
+// settle waits until open reports no open connection, or a number that
+// has not fallen for settleQuiet, or ctx ends.
+func settle(ctx context.Context, open func() int64) {
+	const poll = 10 * time.Millisecond
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	last, quiet := open(), time.Duration(0)
+	for last > 0 && quiet < settleQuiet {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := open()
+		if n < last {
+			last, quiet = n, 0
+		} else {
+			quiet += poll
+		}
+	}
 }
