@@ -1137,10 +1137,16 @@ func (c *Conn) Draining() bool { return c.ln != nil && c.ln.draining.Load() }
 // Open returns how many of the connections l accepted are not closed yet.
 func (l *Listener) Open() int64 { return l.open.Load() }
 
-// Close closes the listener and ends a wait in Accept.
+// Close closes the listener and ends a wait in Accept. Only the first
+// call closes; later ones return nil (a graceful stop drains the listener
+// first, and fasthttp's shutdown closes it again).
 func (l *Listener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return l.Listener.Close()
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		err = l.Listener.Close()
+	})
+	return err
 }
 
 // exhausted reports whether err is an accept failing for want of a

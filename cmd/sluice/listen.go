@@ -35,12 +35,14 @@ func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, err
 }
 
 // server is one fasthttp server on one listener, served by a goroutine the
-// app owns.
+// app owns. drains says its handler answers "Connection: close" on a
+// draining connection (netconn.Conn.Draining), as the proxy's does.
 type server struct {
-	srv  *fasthttp.Server
-	ln   net.Listener
-	addr string
-	done chan struct{}
+	srv    *fasthttp.Server
+	ln     net.Listener
+	addr   string
+	done   chan struct{}
+	drains bool
 }
 
 func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name string) *server {
@@ -95,16 +97,16 @@ func (r *refusals) total() uint64 {
 }
 
 // stop stops accepting and ends the connections gracefully, until ctx
-// ends: first each request that still comes is answered with "Connection:
-// close" (netconn.Listener.Drain), so busy keep-alive connections end
-// after an answer; once their number has stopped falling for
-// settleQuiet, fasthttp's shutdown closes the idle ones and waits for the
-// requests in flight. Then it waits for the serving goroutine and for the
-// connections whose close lingers after an error answer (fasthttp has
-// stopped counting those).
+// ends. A server whose handler honours draining first has each request
+// that still comes answered with "Connection: close"
+// (netconn.Listener.Drain), so busy keep-alive connections end after an
+// answer, and waits for that (settle). Then fasthttp's shutdown closes
+// the idle connections and waits for the requests in flight, and stop
+// waits for the serving goroutine and for the connections whose close
+// lingers after an error answer (fasthttp has stopped counting those).
 func (s *server) stop(ctx context.Context) error {
 	nl, _ := s.ln.(*netconn.Listener)
-	if nl != nil {
+	if nl != nil && s.drains {
 		_ = nl.Drain()
 		settle(ctx, nl.Open)
 	}
@@ -117,31 +119,40 @@ func (s *server) stop(ctx context.Context) error {
 }
 
 // settleQuiet is how long the open connections of a draining server must
-// stay as many before the rest are taken for idle. A busy client gets its
-// "Connection: close" answer within one request; one that pauses longer
-// between requests risks what any idle close risks, a request sent just
-// as its connection is closed (nginx closes idle keep-alive connections
-// at once on a graceful stop).
-const settleQuiet = 250 * time.Millisecond
+// stay as many before the rest are taken for idle, and settleMax the
+// longest settle waits in all: connections still open after it are idle
+// or have a request in flight, which fasthttp's shutdown waits for. A
+// busy client gets its "Connection: close" answer within one request; one
+// that pauses longer between requests risks what any idle close risks, a
+// request sent just as its connection is closed (nginx closes idle
+// keep-alive connections at once on a graceful stop).
+const (
+	settleQuiet = 250 * time.Millisecond
+	settleMax   = time.Second
+)
 
 // settle waits until open reports no open connection, or a number that
-// has not fallen for settleQuiet, or ctx ends.
+// has not fallen for settleQuiet, or settleMax has passed, or half of
+// what is left of ctx (the rest is for the requests in flight).
 func settle(ctx context.Context, open func() int64) {
-	const poll = 10 * time.Millisecond
-	t := time.NewTicker(poll)
+	start := time.Now()
+	limit := settleMax
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(d)/2)
+	}
+	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	last, quiet := open(), time.Duration(0)
-	for last > 0 && quiet < settleQuiet {
+	last, lastFall := open(), start
+	for last > 0 {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		n := open()
-		if n < last {
-			last, quiet = n, 0
-		} else {
-			quiet += poll
+		case now := <-t.C:
+			if n := open(); n < last {
+				last, lastFall = n, now
+			} else if now.Sub(lastFall) >= settleQuiet || now.Sub(start) >= limit {
+				return
+			}
 		}
 	}
 }

@@ -210,6 +210,7 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 // close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
 	s := startServer(a.newFrontServer(cfg), a.wrapListener(ln), a.log, "proxy")
+	s.drains = true
 	a.refused.add(s.srv)
 	return s
 }
