@@ -255,9 +255,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
 		if err == nil {
 			up.series.ObserveUpstream(out.upTime)
-			if pl.ewmaWindow > 0 {
-				up.backend.ObserveLatency(done.UnixNano(), int64(out.upTime), pl.ewmaWindow)
-			}
 		}
 		kind := kindNone
 		if err != nil {
@@ -266,8 +263,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		}
 		// Only what says something about the backend counts against it:
 		// not sluice's own connection limit, not a malformed exchange.
-		failed := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset ||
-			(err == nil && ctx.Response.StatusCode() >= 500)
+		down := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset
+		failed := down || (err == nil && ctx.Response.StatusCode() >= 500)
+		if pl.ewmaWindow > 0 && (err == nil || down) {
+			latency := out.upTime
+			if down {
+				// A backend that refused, reset or timed out scores as
+				// one that took the whole response timeout: counted as
+				// fast, or not at all, it would win every draw.
+				latency = max(latency, s.responseTimeout)
+			}
+			up.backend.ObserveLatency(done.UnixNano(), int64(latency), pl.ewmaWindow)
+		}
 		if up.outlier.Record(failed) && p.trips != nil {
 			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
 		}
