@@ -51,7 +51,9 @@ func NewEjector(cfg config.OutlierDetection) *Ejector {
 // (ejected ones included), and returns when it comes back. It refuses
 // (ok=false) when the ejected share of the pool would then exceed
 // MaxEjectionPercent: with 50% and 2 backends one may be ejected, never both;
-// with 0% none. An addr already ejected is left as it is: Eject returns its
+// with 0% none. One backend may always be ejected when none is (Envoy's
+// rule): with 10% a pool of fewer than 10 could otherwise eject nothing,
+// and 10% is a common setting. An addr already ejected is left as it is: Eject returns its
 // current end and false. Call Expire first when an ejection may have ended.
 func (e *Ejector) Eject(addr string, now time.Time, poolSize int) (until time.Time, ok bool) {
 	ent := e.entries[addr]
@@ -64,7 +66,8 @@ func (e *Ejector) Eject(addr string, now time.Time, poolSize int) (until time.Ti
 			ejected++
 		}
 	}
-	if float64(ejected+1)*100 > float64(e.cfg.MaxEjectionPercent)*float64(poolSize) {
+	first := ejected == 0 && e.cfg.MaxEjectionPercent > 0 && poolSize > 0
+	if !first && float64(ejected+1)*100 > float64(e.cfg.MaxEjectionPercent)*float64(poolSize) {
 		return time.Time{}, false
 	}
 	if ent == nil {
