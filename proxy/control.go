@@ -75,7 +75,7 @@ type member struct {
 
 	adminDrain  bool    // drained through the admin API
 	adminWeight *uint32 // weight set through the admin API
-	effWeight   uint32  // weight in the last snapshot (after slow start)
+	effWeight   float64 // weight in the last snapshot (after slow start)
 }
 
 // poolState is the control plane's per-pool state.
@@ -256,6 +256,14 @@ func (c *Controller) reconcile(now time.Time) error {
 	cfg := c.cfg
 	settings := settingsOf(cfg)
 	seen := make(map[memberKey]bool)
+	// A pool that had no members (at start, or a pool new to the config)
+	// takes its first ones at full weight: slow start is for a backend
+	// joining others that carry the traffic, and ramping all of them at
+	// once only bends their shares (HAProxy does not ramp at start).
+	had := make(map[string]bool)
+	for k := range c.members {
+		had[k.pool] = true
+	}
 	add := func(pool, addr string, weight uint32, order int, static bool) {
 		k := memberKey{pool, addr}
 		if seen[k] {
@@ -278,7 +286,9 @@ func (c *Controller) reconcile(now time.Time) error {
 				up:       newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs),
 				settings: settings,
 				healthy:  true,
-				since:    now,
+			}
+			if had[pool] {
+				m.since = now
 			}
 			if c.Metrics != nil {
 				m.up.series = c.Metrics.Backend(pool, addr)
@@ -588,12 +598,16 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		use = candidates
 		pl.panic = true
 	}
+	scale := uint32(1)
+	if pc.SlowStart > 0 && pc.Algorithm != "ring_hash" && pc.Algorithm != "maglev" {
+		scale = rampScale
+	}
 	targets := make([]balancer.Target, 0, len(use))
 	for _, m := range use {
-		w, ramping := health.SlowStartWeight(m.configWeight(), m.since, now, pc.SlowStart)
+		w, ramping := health.SlowStartWeight(m.configWeight()*scale, m.since, now, pc.SlowStart)
 		c.ramping = c.ramping || ramping
-		m.effWeight = w
-		m.up.series.SetWeight(float64(w))
+		m.effWeight = float64(w) / float64(scale)
+		m.up.series.SetWeight(m.effWeight)
 		m.up.series.SetUp(true)
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
@@ -632,6 +646,15 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	}
 	return pl, nil
 }
+
+// rampScale multiplies the weights a pool with slow_start hands its
+// picker (HAProxy's BE_WEIGHT_SCALE), so that a ramp moves in steps finer
+// than one weight unit and a backend of weight 1, the default, ramps too:
+// from 1/16 to 16/16. Every share stays as the weights say (the pickers
+// read weights as proportions). Not for ring_hash and maglev, whose points
+// and slots follow the weights: scaled, keys would move between backends
+// that are not ramping.
+const rampScale = 16
 
 // forgetSeries drops the metric series of routes and pools that are no
 // longer configured, so that scrapes show no stale rows.

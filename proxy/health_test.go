@@ -197,13 +197,13 @@ func TestHealthKillAndReturn(t *testing.T) {
 	before := victim.traffic.Load()
 	waitFor(t, "victim healthy again", 2*time.Second, func() bool { return stateOf(t, px, victim.addr).Healthy })
 	st := stateOf(t, px, victim.addr)
-	if st.EffectiveWeight >= st.Weight {
-		t.Errorf("effective weight right after recovery = %d, want below %d (slow start)", st.EffectiveWeight, st.Weight)
+	if st.EffectiveWeight >= float64(st.Weight) {
+		t.Errorf("effective weight right after recovery = %v, want below %d (slow start)", st.EffectiveWeight, st.Weight)
 	}
 	waitFor(t, "traffic back on victim", 2*time.Second, func() bool { return victim.traffic.Load() > before+10 })
 	waitFor(t, "slow start over", 3*time.Second, func() bool {
 		s := stateOf(t, px, victim.addr)
-		return s.EffectiveWeight == s.Weight
+		return s.EffectiveWeight == float64(s.Weight)
 	})
 	l.end()
 	t.Logf("load: %d ok, %d failed", l.ok.Load(), l.failed.Load())

@@ -36,7 +36,7 @@ type BackendStatus struct {
 	AdminDrained    bool       `json:"admin_drained"`
 	Weight          uint32     `json:"weight"`
 	AdminWeight     *uint32    `json:"admin_weight,omitempty"`
-	EffectiveWeight uint32     `json:"effective_weight"`
+	EffectiveWeight float64    `json:"effective_weight"`
 	InFlight        int64      `json:"in_flight"`
 	Source          string     `json:"source"`
 }
