@@ -120,6 +120,9 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		_ = srv.ShutdownWithContext(sctx)
+		// A Serve that had not yet taken the listener when the shutdown
+		// came (a test that sent nothing) would wait in Accept for good.
+		_ = ln.Close()
 		<-served
 		cancel()
 		<-done

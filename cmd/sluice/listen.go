@@ -111,6 +111,9 @@ func (s *server) stop(ctx context.Context) error {
 		settle(ctx, nl.Open)
 	}
 	err := s.srv.ShutdownWithContext(ctx)
+	// A Serve that had not yet taken the listener when the shutdown came
+	// (a stop right after the start) would wait in Accept for good.
+	_ = s.ln.Close()
 	<-s.done
 	if nl != nil {
 		err = errors.Join(err, nl.WaitLingering(ctx))
