@@ -20,6 +20,12 @@ import (
 var version = "dev"
 
 func main() {
+	// Until serve (or the supervisor) listens for them, SIGHUP and SIGUSR1
+	// are ignored: their default action ends the process, and a reload or
+	// log rotation that comes while sluice starts must not kill it. (One
+	// that comes before main, while Go and the packages initialise, about
+	// 30 ms, still does: no Go program can catch it then.)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR1)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
