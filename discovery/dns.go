@@ -84,7 +84,10 @@ type WatcherOptions struct {
 // a reordered answer is no change.
 //
 // Type A looks up both A and AAAA records, and makes one backend of weight 1
-// per address, at the configured port. Type SRV looks up the full SRV name
+// per address, at the configured port. A lookup is whole or failed: if
+// either query fails (timeout, SERVFAIL, REFUSED), the lookup fails, while
+// a family with no records (NXDOMAIN or an empty answer) just has no
+// addresses. Type SRV looks up the full SRV name
 // (for example _http._tcp.api.service.consul) and resolves each target host
 // through the same resolver, A and AAAA; the port is the record's. Only the
 // records of the lowest priority value that yield an address are used (the
@@ -98,7 +101,8 @@ type WatcherOptions struct {
 // "." (no service, RFC 2782) or port 0 are skipped. A target that is not
 // found (NXDOMAIN, or no
 // address records) is left out, and the Update says so in Err; a target
-// lookup that fails otherwise (timeout, SERVFAIL) fails the whole lookup.
+// lookup that fails otherwise (timeout, SERVFAIL, for A or AAAA) fails the
+// whole lookup.
 type Watcher struct {
 	pool     string
 	cfg      config.DNSDiscovery
@@ -127,10 +131,16 @@ func NewWatcher(pool string, cfg config.DNSDiscovery, opts WatcherOptions) *Watc
 		cfg.Type = "A"
 	}
 	w := &Watcher{
-		pool:     pool,
-		cfg:      cfg,
-		timeout:  min(max(cfg.Interval, minLookupTimeout), maxLookupTimeout),
-		resolver: &net.Resolver{PreferGo: cfg.Resolver != "", Dial: dialer(cfg.Resolver)},
+		pool:    pool,
+		cfg:     cfg,
+		timeout: min(max(cfg.Interval, minLookupTimeout), maxLookupTimeout),
+		resolver: &net.Resolver{
+			PreferGo: cfg.Resolver != "",
+			// A timeout or SERVFAIL while walking the search list ends
+			// the lookup, rather than letting a later name answer.
+			StrictErrors: true,
+			Dial:         dialer(cfg.Resolver),
+		},
 		log:      opts.Logger,
 		onUpdate: opts.OnUpdate,
 		onError:  opts.OnError,
@@ -261,10 +271,44 @@ func (w *Watcher) Resolve(ctx context.Context) ([]Backend, error) {
 	return backends, err
 }
 
-// lookupIP returns the A and AAAA addresses of host.
+// lookupIP returns the A and AAAA addresses of host, or an error if either
+// query fails. The two families are asked apart because Go's "ip" lookup
+// returns what one query found when the other fails: a SERVFAIL for AAAA
+// alone would silently drop every IPv6 backend. A family with no records
+// (an authoritative "no such name" or an empty answer) is not a failure;
+// when neither has any, the error is a *net.DNSError with IsNotFound set.
 func (w *Watcher) lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
-	addrs, err := w.resolver.LookupNetIP(ctx, "ip", host)
-	return addrs, w.withServer(err)
+	var v6 []netip.Addr
+	var err6 error
+	var wg sync.WaitGroup
+	wg.Go(func() { v6, err6 = w.resolver.LookupNetIP(ctx, "ip6", host) })
+	v4, err4 := w.resolver.LookupNetIP(ctx, "ip4", host)
+	wg.Wait()
+	none4, none6 := noRecords(err4), noRecords(err6)
+	switch {
+	case err4 != nil && !none4:
+		return nil, w.withServer(err4)
+	case err6 != nil && !none6:
+		return nil, w.withServer(err6)
+	case none4 && none6:
+		var dnsErr *net.DNSError
+		if !errors.As(err4, &dnsErr) && !errors.As(err6, &dnsErr) {
+			dnsErr = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		return nil, w.withServer(dnsErr)
+	}
+	return append(v4, v6...), nil
+}
+
+// noRecords reports whether a lookup of one family failed only because the
+// host has no address of that family: the DNS answered "no such name" or
+// "no records", or /etc/hosts, which answers for both families at once,
+// listed addresses of the other family only (a *net.AddrError, which Go
+// returns for nothing else here).
+func noRecords(err error) bool {
+	var dnsErr *net.DNSError
+	var addrErr *net.AddrError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound || errors.As(err, &addrErr)
 }
 
 // withServer names the configured server in a DNS error: Go's resolver

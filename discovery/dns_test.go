@@ -341,6 +341,134 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+func TestResolveFailsWithAnyQuery(t *testing.T) {
+	type failure struct {
+		name  string
+		qtype uint16
+		rcode int // or noAnswer
+	}
+	tests := []struct {
+		name    string
+		typ     string // A or SRV
+		give    string
+		fail    []failure
+		want    []Backend
+		wantErr string
+	}{
+		{
+			name:    "aaaa servfail",
+			typ:     "A",
+			give:    "dual.test",
+			fail:    []failure{{"dual.test", dns.TypeAAAA, dns.RcodeServerFailure}},
+			wantErr: "server misbehaving",
+		},
+		{
+			name:    "a servfail",
+			typ:     "A",
+			give:    "dual.test",
+			fail:    []failure{{"dual.test", dns.TypeA, dns.RcodeServerFailure}},
+			wantErr: "server misbehaving",
+		},
+		{
+			name:    "aaaa refused",
+			typ:     "A",
+			give:    "dual.test",
+			fail:    []failure{{"dual.test", dns.TypeAAAA, dns.RcodeRefused}},
+			wantErr: "server misbehaving",
+		},
+		{
+			name:    "no aaaa answer",
+			typ:     "A",
+			give:    "dual.test",
+			fail:    []failure{{"dual.test", dns.TypeAAAA, noAnswer}},
+			wantErr: "timeout",
+		},
+		{
+			name:    "a servfail, no aaaa records",
+			typ:     "A",
+			give:    "v4.test",
+			fail:    []failure{{"v4.test", dns.TypeA, dns.RcodeServerFailure}},
+			wantErr: "server misbehaving",
+		},
+		{
+			name: "no aaaa records",
+			typ:  "A",
+			give: "v4.test",
+			want: []Backend{b("127.0.0.1:80", 1), b("127.0.0.2:80", 1)},
+		},
+		{
+			name: "aaaa nxdomain is no records",
+			typ:  "A",
+			give: "dual.test",
+			fail: []failure{{"dual.test", dns.TypeAAAA, dns.RcodeNameError}},
+			want: []Backend{b("127.0.0.1:80", 1), b("127.0.0.2:80", 1)},
+		},
+		{
+			name: "no a records",
+			typ:  "A",
+			give: "v6.test",
+			want: []Backend{b("[::1]:80", 1)},
+		},
+		{name: "nxdomain", typ: "A", give: "missing.test", wantErr: "no such host"},
+		{
+			name: "srv targets whole",
+			typ:  "SRV",
+			give: "_http._tcp.api.test",
+			want: []Backend{b("127.0.0.1:8080", 1), b("127.0.0.2:8080", 1), b("127.0.0.3:8080", 1), b("[::1]:8080", 1)},
+		},
+		{
+			name:    "srv target aaaa servfail",
+			typ:     "SRV",
+			give:    "_http._tcp.api.test",
+			fail:    []failure{{"dual.test", dns.TypeAAAA, dns.RcodeServerFailure}},
+			wantErr: "target dual.test.",
+		},
+		{
+			name:    "srv target a servfail",
+			typ:     "SRV",
+			give:    "_http._tcp.api.test",
+			fail:    []failure{{"dual.test", dns.TypeA, dns.RcodeServerFailure}},
+			wantErr: "target dual.test.",
+		},
+		{
+			name:    "srv target a servfail, no aaaa records",
+			typ:     "SRV",
+			give:    "_http._tcp.api.test",
+			fail:    []failure{{"v4b.test", dns.TypeA, dns.RcodeServerFailure}},
+			wantErr: "target v4b.test.",
+		},
+		{
+			name:    "srv servfail",
+			typ:     "SRV",
+			give:    "_http._tcp.api.test",
+			fail:    []failure{{"_http._tcp.api.test", dns.TypeSRV, dns.RcodeServerFailure}},
+			wantErr: "server misbehaving",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := startDNS(t)
+			f.setIPs("dual.test", "127.0.0.1", "127.0.0.2", "::1")
+			f.setIPs("v4.test", "127.0.0.1", "127.0.0.2")
+			f.setIPs("v4b.test", "127.0.0.3")
+			f.setIPs("v6.test", "::1")
+			f.setSRV("_http._tcp.api.test", srv{1, 1, 8080, "dual.test"}, srv{1, 1, 8080, "v4b.test"})
+			for _, fl := range tt.fail {
+				f.setRcodeFor(fl.name, fl.qtype, fl.rcode)
+			}
+			cfg := aConfig(f, tt.give, 80)
+			if tt.typ == "SRV" {
+				cfg = srvConfig(f, tt.give)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			got, err := NewWatcher("api", cfg, WatcherOptions{}).Resolve(ctx)
+			checkResolve(t, got, err, tt.want, tt.wantErr)
+		})
+	}
+}
+
 func TestResolveSystemResolver(t *testing.T) {
 	// localhost comes from /etc/hosts: no network involved.
 	got, err := NewWatcher("api", config.DNSDiscovery{Name: "localhost", Port: 80}, WatcherOptions{}).
@@ -381,6 +509,26 @@ func TestWatcherKeepsLastGoodSet(t *testing.T) {
 			fail:    func(f *fakeDNS) { f.setSilent(true) },
 			recover: func(f *fakeDNS) { f.setSilent(false) },
 		},
+		{
+			name:    "aaaa servfail",
+			fail:    func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, dns.RcodeServerFailure) },
+			recover: func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, dns.RcodeSuccess) },
+		},
+		{
+			name:    "a servfail",
+			fail:    func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeA, dns.RcodeServerFailure) },
+			recover: func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeA, dns.RcodeSuccess) },
+		},
+		{
+			name:    "aaaa refused",
+			fail:    func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, dns.RcodeRefused) },
+			recover: func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, dns.RcodeSuccess) },
+		},
+		{
+			name:    "no aaaa answer",
+			fail:    func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, noAnswer) },
+			recover: func(f *fakeDNS) { f.setRcodeFor("api.test", dns.TypeAAAA, dns.RcodeSuccess) },
+		},
 	}
 	// Lookups time out sooner than the 1s floor, to keep the test short.
 	shortTimeout := func(w *Watcher) { w.timeout = 200 * time.Millisecond }
@@ -388,9 +536,9 @@ func TestWatcherKeepsLastGoodSet(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := startDNS(t)
-			f.setIPs("api.test", "10.0.0.1", "10.0.0.2")
+			f.setIPs("api.test", "10.0.0.1", "10.0.0.2", "::1")
 			r := watch(t, aConfig(f, "api.test", 80), zerolog.Nop(), shortTimeout)
-			checkUpdate(t, r.next(t), []Backend{b("10.0.0.1:80", 1), b("10.0.0.2:80", 1)})
+			checkUpdate(t, r.next(t), []Backend{b("10.0.0.1:80", 1), b("10.0.0.2:80", 1), b("[::1]:80", 1)})
 			r.drainErrs()
 
 			tt.fail(f)

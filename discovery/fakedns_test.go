@@ -24,6 +24,9 @@ type fakeDNS struct {
 	srvs   map[string][]*dns.SRV
 	rcode  int  // when not success, the answer to every query
 	silent bool // when set, no query gets an answer
+	// rcodes, when they hold a query's name and type, override the
+	// answer to it: that rcode, or no answer at all when it is noAnswer.
+	rcodes map[query]int
 
 	udpQueries, tcpQueries atomic.Int64
 
@@ -35,9 +38,10 @@ type fakeDNS struct {
 func startDNS(t *testing.T) *fakeDNS {
 	t.Helper()
 	f := &fakeDNS{
-		t:    t,
-		ips:  make(map[string][]netip.Addr),
-		srvs: make(map[string][]*dns.SRV),
+		t:      t,
+		ips:    make(map[string][]netip.Addr),
+		srvs:   make(map[string][]*dns.SRV),
+		rcodes: make(map[query]int),
 	}
 	// The kernel picks a free UDP port; TCP may find it taken, so retry.
 	for try := 0; ; try++ {
@@ -157,6 +161,28 @@ func (f *fakeDNS) setRcode(rcode int) {
 	f.rcode = rcode
 }
 
+// query is a question's name (a lowercase FQDN) and type.
+type query struct {
+	name  string
+	qtype uint16
+}
+
+// noAnswer, given to setRcodeFor, makes the server ignore a query.
+const noAnswer = -1
+
+// setRcodeFor answers queries of qtype for name with rcode (noAnswer: none)
+// whatever the records say; dns.RcodeSuccess serves the records again.
+func (f *fakeDNS) setRcodeFor(name string, qtype uint16, rcode int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q := query{dns.CanonicalName(name), qtype}
+	if rcode == dns.RcodeSuccess {
+		delete(f.rcodes, q)
+		return
+	}
+	f.rcodes[q] = rcode
+}
+
 // setSilent makes the server read queries and answer none.
 func (f *fakeDNS) setSilent(silent bool) {
 	f.mu.Lock()
@@ -179,13 +205,20 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if f.silent || len(req.Question) != 1 {
 		return
 	}
+	rcode := f.rcode
+	if rc, ok := f.rcodes[query{dns.CanonicalName(req.Question[0].Name), req.Question[0].Qtype}]; ok {
+		if rc == noAnswer {
+			return
+		}
+		rcode = rc
+	}
 	m := new(dns.Msg)
 	m.SetReply(req)
 	// Go's resolver takes an empty answer without AA or RA for a lame
 	// referral rather than "no such host".
 	m.Authoritative = true
-	m.Rcode = f.rcode
-	if f.rcode == dns.RcodeSuccess {
+	m.Rcode = rcode
+	if rcode == dns.RcodeSuccess {
 		f.answer(m, req.Question[0])
 	}
 	if udp {
