@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -25,6 +27,33 @@ type runningWatcher struct {
 	cfg    config.DNSDiscovery
 	cancel context.CancelFunc
 	done   chan struct{}
+	// first is closed once the first lookup has ended, its backends
+	// applied or its error reported.
+	first     chan struct{}
+	firstOnce sync.Once
+}
+
+func (w *runningWatcher) firstDone() { w.firstOnce.Do(func() { close(w.first) }) }
+
+// firstLookupWait bounds the wait for the first lookups at start: one
+// lookup's own timeout (5 s at most) and then some.
+const firstLookupWait = 6 * time.Second
+
+// waitFirst waits until every watcher's first lookup has ended, or
+// firstLookupWait has passed, or ctx ends, and reports whether all ended.
+func (d *discoverers) waitFirst(ctx context.Context) bool {
+	t := time.NewTimer(firstLookupWait)
+	defer t.Stop()
+	for _, w := range d.watchers {
+		select {
+		case <-w.first:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // update makes the running watchers match cfg.
@@ -46,7 +75,7 @@ func (d *discoverers) update(cfg *config.Config) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		rw := &runningWatcher{cfg: *pc.Discovery.DNS, cancel: cancel, done: make(chan struct{})}
+		rw := &runningWatcher{cfg: *pc.Discovery.DNS, cancel: cancel, done: make(chan struct{}), first: make(chan struct{})}
 		w := discovery.NewWatcher(pool, rw.cfg, discovery.WatcherOptions{
 			Logger: d.log,
 			OnUpdate: func(u discovery.Update) {
@@ -59,8 +88,12 @@ func (d *discoverers) update(cfg *config.Config) {
 				if err := d.ctrl.SetDiscovered(ctx, u.Pool, backends); err != nil && !errors.Is(err, proxy.ErrStopped) {
 					d.log.Error().Err(err).Str("pool", u.Pool).Msg("discovered backends not applied")
 				}
+				rw.firstDone()
 			},
-			OnError: d.onError,
+			OnError: func(pool string, err error) {
+				d.onError(pool, err)
+				rw.firstDone()
+			},
 		})
 		d.watchers[pool] = rw
 		go func() { defer close(rw.done); w.Run(ctx) }()

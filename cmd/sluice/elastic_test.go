@@ -61,10 +61,11 @@ func startElasticBackend(t *testing.T, addr string) *elasticBackend {
 
 // testDNS answers A queries for one name from a list the test changes.
 type testDNS struct {
-	addr string
-	mu   sync.Mutex
-	ips  []string
-	srv  *dns.Server
+	addr  string
+	mu    sync.Mutex
+	ips   []string
+	delay time.Duration // before each answer
+	srv   *dns.Server
 }
 
 func startTestDNS(t *testing.T, name string) *testDNS {
@@ -79,6 +80,10 @@ func startTestDNS(t *testing.T, name string) *testDNS {
 		m := new(dns.Msg)
 		m.SetReply(q)
 		m.Authoritative = true
+		d.mu.Lock()
+		delay := d.delay
+		d.mu.Unlock()
+		time.Sleep(delay)
 		if len(q.Question) == 1 && q.Question[0].Name == name && q.Question[0].Qtype == dns.TypeA {
 			d.mu.Lock()
 			for _, ip := range d.ips {

@@ -127,6 +127,12 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.metrics.Loaded(a.generation, a.loadedAt)
 	a.disc.update(cfg)
 	defer a.disc.stop()
+	// A DNS pool is empty until its first lookup: listening before it
+	// ends would answer 503 meanwhile, and a new process taking over a
+	// port (listen_reuseport) would be ready with nothing to send to.
+	if !a.disc.waitFirst(ctx) && ctx.Err() == nil {
+		a.log.Warn().Dur("waited", firstLookupWait).Msg("first DNS lookups not done; serving without them")
+	}
 
 	// Hold the reload lock until startup is done: the admin listener can
 	// take a reload request the moment it is up.
