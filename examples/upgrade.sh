@@ -6,6 +6,12 @@ set -euo pipefail
 
 admin_of() { sed -n 's/^ *listen: *\(127\.0\.0\.1:[0-9]*\).*/\1/p' "/etc/sluice/$1.yaml" | tail -1; }
 
+# Without it, the connections queued on the old listener when it closes are
+# reset (see README, Zero-downtime restart and shutdown).
+if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 0)" != 1 ]; then
+  echo "sluice upgrade: set net.ipv4.tcp_migrate_req=1 first, or a few queued connections may be reset" >&2
+fi
+
 if systemctl is-active --quiet sluice@blue; then old=blue new=green; else old=green new=blue; fi
 sluice -check -config "/etc/sluice/$new.yaml"
 systemctl start "sluice@$new"

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +35,25 @@ func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, err
 		}
 	}
 	return lc.Listen(ctx, "tcp", addr)
+}
+
+// migrateReqPath is where Linux says whether a SO_REUSEPORT listener that
+// closes hands the connections queued on it to another listener of the
+// same port (net.ipv4.tcp_migrate_req, Linux 5.14+). Without it they are
+// reset: a process taking over a port drops the connections that were
+// queued on the old one when it stops.
+const migrateReqPath = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// warnNoMigrate logs a warning when the kernel (per the file at path)
+// does not hand queued connections over.
+func warnNoMigrate(log zerolog.Logger, path string) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		log.Warn().Msg("listen_reuseport: this kernel resets the connections queued on a listener that closes (tcp_migrate_req needs Linux 5.14+); a takeover may drop a few")
+	case err == nil && strings.TrimSpace(string(b)) == "0":
+		log.Warn().Msg("listen_reuseport: net.ipv4.tcp_migrate_req is 0, so the connections queued on a listener that closes are reset; set it to 1 for takeovers that drop none")
+	}
 }
 
 // server is one fasthttp server on one listener, served by a goroutine the

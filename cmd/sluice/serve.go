@@ -195,6 +195,9 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.ListenReusePort && a.opts.override == nil {
+		warnNoMigrate(a.log, migrateReqPath)
+	}
 	var aln net.Listener
 	if cfg.Admin.Listen != "" {
 		if aln, err = listen(ctx, cfg.Admin.Listen, false); err != nil {
