@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -41,11 +42,29 @@ func workerOverrides(i int) func(*config.Config) error {
 	}
 }
 
+// startGrace: a worker that exits with an error status (not killed by a
+// signal) this soon after its start failed to start — its port taken, a
+// config it rejects — rather than died while serving.
+const startGrace = 2 * time.Second
+
+// stopMargin is what the supervisor grants its workers beyond
+// shutdown_delay + shutdown_timeout to stop: the admin listener, servers
+// retired by reloads, the access log's last flush.
+const stopMargin = 10 * time.Second
+
+// stopBound is how long the workers of c may take to stop gracefully.
+func stopBound(c *config.Config) time.Duration {
+	return c.ShutdownDelay + c.ShutdownTimeout + stopMargin
+}
+
 // supervise runs n worker processes — this binary with -worker-index i and
 // GOMAXPROCS=1 — like nginx's master: one Go scheduler per core scales
 // better than one scheduler over many cores (bench/results/scaling-*). It
 // forwards SIGHUP and SIGUSR1 to every worker, restarts a worker that dies
-// on its own, and on ctx's end sends SIGTERM to all and waits for them.
+// on its own, and on ctx's end sends SIGTERM to all and waits for them; a
+// SIGTERM or SIGINT meanwhile kills them. A worker that fails at its first
+// start, or all workers failing right after their starts, end it with 1:
+// restarting them would serve nothing.
 func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) int {
 	cfg, err := config.Load(configPath)
 	if err != nil {
@@ -69,9 +88,27 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(hup)
 
+	// bound is how long a stop waits for the workers before killing them:
+	// the longest stopBound of the valid versions of the config file read
+	// so far (at start, on SIGHUP, on SIGTERM). The workers reload the file
+	// themselves, and one may have rejected a version the supervisor
+	// accepts, so the bound never shrinks: it must not cut short a worker
+	// that still drains under an older, longer timeout.
+	bound := stopBound(cfg)
+	reread := func(trigger string) {
+		c, err := config.Load(configPath)
+		if err != nil {
+			log.Warn().Str("trigger", trigger).Err(err).Dur("stop_bound", bound).
+				Msg("config file invalid; the supervisor keeps its stop bound")
+			return
+		}
+		bound = max(bound, stopBound(c))
+	}
+
 	type exit struct {
 		i   int
 		err error
+		ran time.Duration // from the worker's start to its exit
 	}
 	exits := make(chan exit, n)
 	// mu guards procs and alive, which the wait goroutines update (an
@@ -79,6 +116,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	var mu sync.Mutex
 	procs := make([]*exec.Cmd, n)
 	alive := make([]bool, n)
+	starts := make([]int, n) // workers started in each slot
 	var waits sync.WaitGroup
 	start := func(i int) error {
 		cmd := exec.Command(exe, "-config", configPath, "-workers", strconv.Itoa(n), "-worker-index", strconv.Itoa(i))
@@ -87,9 +125,11 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 		// A supervisor killed outright (SIGKILL, OOM) takes its workers
 		// with it, gracefully, instead of leaving them on the port.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		starts[i]++
 		if err := cmd.Start(); err != nil {
 			return err
 		}
+		started := time.Now()
 		mu.Lock()
 		procs[i], alive[i] = cmd, true
 		mu.Unlock()
@@ -100,7 +140,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 			mu.Lock()
 			alive[i] = false
 			mu.Unlock()
-			exits <- exit{i, err}
+			exits <- exit{i, err, time.Since(started)}
 		}()
 		log.Info().Int("worker", i).Int("pid", cmd.Process.Pid).Msg("worker started")
 		return nil
@@ -115,12 +155,15 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 		}
 	}
 	// stopAll sends SIGTERM to the running workers and waits for them
-	// within the shutdown bound, then kills what is left; it returns the
-	// exit code.
-	stopAll := func(running int) int {
+	// within bound, then kills what is left; a SIGTERM or SIGINT on term
+	// kills them at once, as it ends a single sluice process. It returns
+	// the exit code.
+	stopAll := func(running int, term <-chan os.Signal) int {
 		signalAll(syscall.SIGTERM)
 		code := 0
-		bound := time.After(cfg.ShutdownDelay + cfg.ShutdownTimeout + 10*time.Second)
+		timer := time.NewTimer(bound)
+		defer timer.Stop()
+		kill := timer.C
 		for running > 0 {
 			select {
 			case e := <-exits:
@@ -129,49 +172,109 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 					log.Error().Int("worker", e.i).Err(e.err).Msg("worker exit")
 					code = 1
 				}
-			case <-bound:
-				log.Error().Msg("workers did not stop in time; killing them")
+			case sig := <-term:
+				log.Warn().Str("signal", sig.String()).Msg("signal while stopping; killing the workers")
 				signalAll(syscall.SIGKILL)
-				bound = nil
+				term, kill = nil, nil
+				code = 1
+			case <-kill:
+				log.Error().Dur("stop_bound", bound).Msg("workers did not stop in time; killing them")
+				signalAll(syscall.SIGKILL)
+				kill = nil
 				code = 1
 			}
 		}
 		waits.Wait()
 		return code
 	}
+	// notifyTerm starts catching SIGTERM and SIGINT for stopAll. On ctx's
+	// end the first one was already taken by ctx (signal.NotifyContext).
+	notifyTerm := func() (<-chan os.Signal, func()) {
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+		return term, func() { signal.Stop(term) }
+	}
+	giveUp := func(running int) int {
+		term, stop := notifyTerm()
+		defer stop()
+		stopAll(running, term)
+		return 1
+	}
 	for i := range n {
 		if err := start(i); err != nil {
 			log.Error().Err(err).Msg("cannot start a worker")
-			stopAll(i)
-			return 1
+			return giveUp(i)
 		}
 	}
 	running := n
 	restart := time.NewTimer(time.Hour)
 	restart.Stop()
 	defer restart.Stop()
+	// failing[i]: the last worker of slot i exited with an error within
+	// startGrace of its start, or could not be started.
+	failing := make([]bool, n)
+	allFailing := func() bool {
+		if running > 0 {
+			return false
+		}
+		for _, f := range failing {
+			if !f {
+				return false
+			}
+		}
+		return true
+	}
 	var dead []int
 	for {
 		select {
 		case sig := <-hup:
+			if sig == syscall.SIGHUP {
+				reread("sighup")
+			}
 			signalAll(sig)
 		case e := <-exits:
 			running--
+			// An exit status of its own, not a signal from outside.
+			var ee *exec.ExitError
+			failing[e.i] = errors.As(e.err, &ee) && ee.ExitCode() > 0 && e.ran < startGrace
+			if failing[e.i] && starts[e.i] == 1 {
+				// As a single sluice process exits 1 when it cannot
+				// start, the worker's own error just above.
+				log.Error().Int("worker", e.i).AnErr("exit", e.err).Msg("worker failed at startup; stopping")
+				return giveUp(running)
+			}
+			if allFailing() {
+				log.Error().Int("worker", e.i).AnErr("exit", e.err).Msg("every worker failed right after its start; stopping")
+				return giveUp(running)
+			}
 			log.Error().Int("worker", e.i).AnErr("exit", e.err).Msg("worker stopped unexpectedly; restarting it in 1s")
 			dead = append(dead, e.i)
 			restart.Reset(time.Second)
 		case <-restart.C:
+			var again []int
 			for _, i := range dead {
 				if err := start(i); err != nil {
-					log.Error().Err(err).Int("worker", i).Msg("cannot restart a worker")
+					log.Error().Err(err).Int("worker", i).Msg("cannot restart a worker; trying again in 1s")
+					failing[i] = true
+					again = append(again, i)
 					continue
 				}
 				running++
 			}
-			dead = dead[:0]
+			dead = again
+			if allFailing() {
+				log.Error().Msg("no worker could be restarted; stopping")
+				return giveUp(running)
+			}
+			if len(dead) > 0 {
+				restart.Reset(time.Second)
+			}
 		case <-ctx.Done():
-			log.Info().Int("workers", running).Msg("stopping workers")
-			return stopAll(running)
+			term, stop := notifyTerm()
+			defer stop()
+			reread("stop")
+			log.Info().Int("workers", running).Dur("stop_bound", bound).Msg("stopping workers")
+			return stopAll(running, term)
 		}
 	}
 }
