@@ -66,6 +66,38 @@ type app struct {
 	lastErrTime time.Time
 	// ready turns false the moment shutdown starts (readiness probe).
 	ready atomic.Bool
+	// watch is the config file watcher's while watch_config is on;
+	// reloadMu guards it. watchers counts the watcher goroutines, stopped
+	// ones included until they return.
+	watch    *fileWatch
+	watchers sync.WaitGroup
+	// serveCtx is serve's context, which watchers started by a reload
+	// run under.
+	serveCtx context.Context
+}
+
+// fileWatch is one running config file watcher.
+type fileWatch struct{ cancel context.CancelFunc }
+
+// setWatch starts or stops the config file watcher (watch_config), under
+// reloadMu. Stopping does not wait: the watcher's own reload may be the
+// one turning it off; serve waits for every watcher before it returns.
+func (a *app) setWatch(ctx context.Context, on bool) {
+	switch {
+	case on && a.watch == nil && a.opts.configPath != "":
+		wctx, cancel := context.WithCancel(ctx)
+		a.watch = &fileWatch{cancel: cancel}
+		a.watchers.Add(1)
+		go func() {
+			defer a.watchers.Done()
+			watchConfig(wctx, a.opts.configPath, 250*time.Millisecond,
+				func() []byte { return a.cfg.Load().Source },
+				func() { _ = a.reload(wctx, "file_change") }, a.log)
+		}()
+	case !on && a.watch != nil:
+		a.watch.cancel()
+		a.watch = nil
+	}
 }
 
 func newLogger(w io.Writer, c config.Log) zerolog.Logger {
@@ -155,17 +187,16 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
 	a.reloadMu.Unlock()
 
-	if opts.configPath != "" && cfg.WatchConfig {
-		watchCtx, stopWatch := context.WithCancel(ctx)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			watchConfig(watchCtx, opts.configPath, 250*time.Millisecond,
-				func() []byte { return a.cfg.Load().Source },
-				func() { _ = a.reload(watchCtx, "file_change") }, a.log)
-		}()
-		defer stopWatch()
-	}
+	a.reloadMu.Lock()
+	a.serveCtx = ctx
+	a.setWatch(ctx, cfg.WatchConfig)
+	a.reloadMu.Unlock()
+	defer func() {
+		a.reloadMu.Lock()
+		a.setWatch(ctx, false)
+		a.reloadMu.Unlock()
+		a.watchers.Wait()
+	}()
 
 	for {
 		select {
@@ -385,6 +416,9 @@ func (a *app) commit(st *staged, old, cfg *config.Config) {
 	}
 	if st.accessChanged {
 		a.swapAccessLog(st.access)
+	}
+	if cfg.WatchConfig != old.WatchConfig {
+		a.setWatch(a.serveCtx, cfg.WatchConfig)
 	}
 }
 
