@@ -136,7 +136,7 @@ func Handler(o Options) fasthttp.RequestHandler {
 			}
 			servePools(ctx, o)
 		case strings.HasPrefix(path, "/admin/pools/"):
-			serveBackendOp(ctx, o, method, strings.TrimPrefix(path, "/admin/pools/"))
+			serveBackendOp(ctx, o, method, rawRest(ctx, "/admin/pools/"))
 		default:
 			fail(ctx, 404, "no such endpoint")
 		}
@@ -157,11 +157,38 @@ func servePools(ctx *fasthttp.RequestCtx, o Options) {
 	writeJSON(ctx, 200, map[string]any{"pools": pools})
 }
 
-// serveBackendOp handles {pool}/backends/{address}/drain|undrain|weight.
+// rawRest is the request's path as sent, after prefix (which the decoded
+// path starts with), so that a pool name holding a "/" can be asked for
+// as %2F: the decoded path has it as a separator.
+func rawRest(ctx *fasthttp.RequestCtx, prefix string) string {
+	raw := string(ctx.URI().PathOriginal())
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	if rest, ok := strings.CutPrefix(raw, prefix); ok {
+		return rest
+	}
+	return strings.TrimPrefix(string(ctx.Path()), prefix)
+}
+
+// serveBackendOp handles {pool}/backends/{address}/drain|undrain|weight,
+// each part percent-decoded on its own.
 func serveBackendOp(ctx *fasthttp.RequestCtx, o Options, method, rest string) {
 	parts := strings.Split(rest, "/")
-	if len(parts) != 4 || parts[1] != "backends" || parts[0] == "" || parts[2] == "" {
+	if len(parts) != 4 {
 		fail(ctx, 404, "want /admin/pools/{pool}/backends/{address}/{drain|undrain|weight}")
+		return
+	}
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			fail(ctx, 400, "bad percent-encoding in the path: "+err.Error())
+			return
+		}
+		parts[i] = u
+	}
+	if parts[1] != "backends" || parts[0] == "" || parts[2] == "" {
+		fail(ctx, 404, "want /admin/pools/{pool}/backends/{address}/{drain|undrain|weight} (a / in a pool name as %2F)")
 		return
 	}
 	pool, addr, op := parts[0], parts[2], parts[3]

@@ -126,6 +126,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"weight negative", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `-3`, 400, "weight must be from 0"},
 		{"unknown pool", "POST", "/admin/pools/nope/backends/127.0.0.1:9001/drain", "", 404, `pool \"nope\": not found`},
 		{"unknown backend", "POST", "/admin/pools/web/backends/127.0.0.1:1/drain", "", 404, "not found"},
+		{"pool name with a slash, encoded", "POST", "/admin/pools/api%2Fv1/backends/127.0.0.1:9001/drain", "", 404, `pool \"api/v1\": not found`},
 		{"unknown op", "POST", "/admin/pools/web/backends/127.0.0.1:9001/explode", "", 404, "unknown operation"},
 		{"wrong method", "GET", "/admin/pools/web/backends/127.0.0.1:9001/drain", "", 405, "not allowed"},
 		{"reload ok", "POST", "/admin/reload", "", 200, "reloaded"},
