@@ -52,9 +52,13 @@ type Controller struct {
 	// lastSweep is when idle upstream connections were last swept.
 	lastSweep time.Time
 	events    []health.Event
-	// routeNames and poolNames are those of the last snapshot (metrics).
-	routeNames map[string]bool
-	poolNames  map[string]bool
+	// routeNames are the routes of the last snapshot. seriesRoutes (each
+	// with its pool) and seriesPools are the routes and pools with metric
+	// series: those of the config and, until the backends that left with
+	// them have drained, removed ones (forgetSeries).
+	routeNames   map[string]bool
+	seriesRoutes map[string]string
+	seriesPools  map[string]bool
 }
 
 type memberKey struct{ pool, addr string }
@@ -472,6 +476,7 @@ func (c *Controller) drain(up *upstream, timeout time.Duration, now time.Time) {
 
 func (c *Controller) finishDrains(now time.Time) {
 	kept := c.draining[:0]
+	var ended []*draining
 	for _, d := range c.draining {
 		if d.up.backend.InFlight() > 0 && now.Before(d.deadline) {
 			kept = append(kept, d)
@@ -480,12 +485,34 @@ func (c *Controller) finishDrains(now time.Time) {
 		d.up.client.Close()
 		b := d.up.backend
 		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", b.InFlight()).Msg("backend drained")
-		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && c.Metrics != nil {
-			c.Metrics.ForgetBackend(b.Pool, b.Addr)
-		}
+		ended = append(ended, d)
 	}
 	clear(c.draining[len(kept):])
 	c.draining = kept
+	if len(ended) == 0 || c.Metrics == nil {
+		return
+	}
+	for _, d := range ended {
+		// Its series go once it has left for good: not back in a pool,
+		// and no other client of it (one replaced for new settings
+		// before it left) still draining.
+		b := d.up.backend
+		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && !c.leaving(b.Pool, b.Addr) {
+			c.Metrics.ForgetBackend(b.Pool, b.Addr)
+		}
+	}
+	c.forgetSeries()
+}
+
+// leaving reports whether a client of backend addr of pool drains (addr
+// "": any backend of pool).
+func (c *Controller) leaving(pool, addr string) bool {
+	for _, d := range c.draining {
+		if d.up.backend.Pool == pool && (addr == "" || d.up.backend.Addr == addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // publish builds a snapshot from the control state and swaps it in.
@@ -541,7 +568,19 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 		names[r.name] = true
 	}
 	s.routes = newRouteTable(routes, hosts)
-	c.forgetSeries(names)
+	c.routeNames = names
+	if c.Metrics != nil {
+		if c.seriesRoutes == nil {
+			c.seriesRoutes, c.seriesPools = map[string]string{}, map[string]bool{}
+		}
+		for _, rc := range cfg.Routes {
+			c.seriesRoutes[RouteName(rc)] = rc.Pool
+		}
+		for name := range cfg.Pools {
+			c.seriesPools[name] = true
+		}
+	}
+	c.forgetSeries()
 	return s, nil
 }
 
@@ -657,25 +696,25 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 const rampScale = 16
 
 // forgetSeries drops the metric series of routes and pools that are no
-// longer configured, so that scrapes show no stale rows.
-func (c *Controller) forgetSeries(routes map[string]bool) {
+// longer configured, so that scrapes show no stale rows; but not while a
+// backend that left with the pool drains: until then its series, the
+// pool's and the removed routes' to it count its requests in flight and
+// say it is draining, as for a backend that left a pool that stays.
+func (c *Controller) forgetSeries() {
 	if c.Metrics == nil {
 		return
 	}
-	for name := range c.routeNames {
-		if !routes[name] {
+	for name, pool := range c.seriesRoutes {
+		if !c.routeNames[name] && !c.leaving(pool, "") {
 			c.Metrics.ForgetRoute(name)
+			delete(c.seriesRoutes, name)
 		}
 	}
-	c.routeNames = routes
-	for name := range c.poolNames {
-		if _, ok := c.cfg.Pools[name]; !ok {
+	for name := range c.seriesPools {
+		if c.cfg.Pools[name] == nil && !c.leaving(name, "") {
 			c.Metrics.ForgetPool(name)
+			delete(c.seriesPools, name)
 		}
-	}
-	c.poolNames = make(map[string]bool, len(c.cfg.Pools))
-	for name := range c.cfg.Pools {
-		c.poolNames[name] = true
 	}
 }
 

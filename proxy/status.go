@@ -42,7 +42,9 @@ type BackendStatus struct {
 }
 
 // Status reports every pool and backend, sorted by name and address;
-// backends still draining after they left are listed too.
+// backends still draining after they left are listed too, those of a pool
+// that a reload removed under the pool's name (with no algorithm) until
+// they have drained.
 func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 	var out []PoolStatus
 	err := c.do(ctx, func() error {
@@ -50,8 +52,18 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 			return nil
 		}
 		snap := c.proxy.Current()
-		for _, name := range c.cfg.PoolNames() {
-			ps := PoolStatus{Name: name, Algorithm: c.cfg.Pools[name].Algorithm}
+		names := c.cfg.PoolNames()
+		for _, d := range c.draining {
+			if name := d.up.backend.Pool; c.cfg.Pools[name] == nil && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			ps := PoolStatus{Name: name}
+			if pc := c.cfg.Pools[name]; pc != nil {
+				ps.Algorithm = pc.Algorithm
+			}
 			if snap != nil && snap.pools[name] != nil {
 				ps.Panic = snap.pools[name].panic
 			}
