@@ -98,7 +98,9 @@ type DiscoveredBackend struct {
 }
 
 // draining is an upstream that left: it takes no new requests and is
-// freed once its in-flight requests finish, or at its deadline.
+// freed once its in-flight requests finish, or at its deadline. Those are
+// its client's own: a client replaced for new settings shares its
+// backend (and the backend's counters) with its successor.
 type draining struct {
 	up       *upstream
 	deadline time.Time
@@ -478,13 +480,13 @@ func (c *Controller) finishDrains(now time.Time) {
 	kept := c.draining[:0]
 	var ended []*draining
 	for _, d := range c.draining {
-		if d.up.backend.InFlight() > 0 && now.Before(d.deadline) {
+		if d.up.client.InFlight() > 0 && now.Before(d.deadline) {
 			kept = append(kept, d)
 			continue
 		}
 		d.up.client.Close()
 		b := d.up.backend
-		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", b.InFlight()).Msg("backend drained")
+		c.log.Info().Str("pool", b.Pool).Str("backend", b.Addr).Int64("in_flight", d.up.client.InFlight()).Msg("backend drained")
 		ended = append(ended, d)
 	}
 	clear(c.draining[len(kept):])

@@ -131,3 +131,66 @@ drain_timeout: 30s
 		t.Errorf("Status() after the drain = %+v, want pool p only", st)
 	}
 }
+
+// TestReplacedClientDrainsOnItsOwn: a reload that changes only upstream
+// settings gives the backend a new client; the old one is listed as
+// leaving with its own requests in flight, not the new client's, and
+// drains once they have finished, while the backend's counters carry
+// over (found by a probe: it showed the new client's traffic for the
+// whole drain_timeout, then "drained" with 32 in flight).
+func TestReplacedClientDrainsOnItsOwn(t *testing.T) {
+	first, second := make(chan struct{}), make(chan struct{})
+	var once1, once2 sync.Once
+	free1 := func() { once1.Do(func() { close(first) }) }
+	free2 := func() { once2.Do(func() { close(second) }) }
+	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			<-first
+		} else {
+			<-second
+		}
+	})
+	t.Cleanup(free1)
+	t.Cleanup(free2)
+	yml := func(response string) string {
+		return poolYAML("round_robin", []*testBackend{b}, nil) +
+			"drain_timeout: 30s\ntimeouts: { response: " + response + " }\n"
+	}
+	px := startProxy(t, yml("5s"))
+	send := func(path string) chan int {
+		status := make(chan int, 1)
+		go func() {
+			c := &http.Client{Timeout: 10 * time.Second}
+			resp, err := c.Get("http://" + px.addr + path)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		return status
+	}
+
+	done1 := send("/first")
+	waitFor(t, "the first request at the backend", 5*time.Second, func() bool { return b.hits.Load() == 1 })
+	apply(t, px, yml("6s"))
+	done2 := send("/second")
+	waitFor(t, "the second request at the backend", 5*time.Second, func() bool { return b.hits.Load() == 2 })
+
+	if got := leavingOf(t, px, b.addr()); len(got) != 1 || got[0].InFlight != 1 {
+		t.Errorf("Status() of the old client = %+v, want one entry with its 1 request in flight", got)
+	}
+	if got := stateOf(t, px, b.addr()); got.Source == "leaving" || got.InFlight != 2 {
+		t.Errorf("Status() of the backend = %+v, want the member with both requests in flight (counters carry over)", got)
+	}
+	free1()
+	if code := <-done1; code != 200 {
+		t.Fatalf("request on the old client = %d, want 200", code)
+	}
+	waitFor(t, "the old client drained", 2*time.Second, func() bool { return len(leavingOf(t, px, b.addr())) == 0 })
+	free2()
+	if code := <-done2; code != 200 {
+		t.Fatalf("request on the new client = %d, want 200", code)
+	}
+}

@@ -239,6 +239,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			start = time.Now()
 		}
 		up.backend.Begin()
+		up.client.begin()
 		var done time.Time
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
@@ -251,6 +252,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// while idle; nothing of the request left. Again on another
 			// connection to the same backend, without counting a retry.
 		}
+		up.client.end()
 		up.backend.End()
 		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
 		if err == nil {

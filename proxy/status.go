@@ -76,7 +76,7 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 				if d.up.backend.Pool == name {
 					ps.Backends = append(ps.Backends, BackendStatus{
 						Address: d.up.backend.Addr, ID: d.up.backend.ID, State: StateDraining,
-						Draining: true, InFlight: d.up.backend.InFlight(), Source: "leaving",
+						Draining: true, InFlight: d.up.client.InFlight(), Source: "leaving",
 					})
 				}
 			}

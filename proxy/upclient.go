@@ -42,8 +42,13 @@ type upClient struct {
 	// one request (in use, or being dialled).
 	slots []upSlot
 	idleS slotStack
-	freeS slotStack
-	open  atomic.Int64
+	// inFlight counts the requests this client carries (its backend's
+	// counter also counts those of a client that replaced it, for new
+	// settings, or that it replaced): a replaced client has drained
+	// once it is 0. Beside idleS, which every request writes too.
+	inFlight atomic.Int64
+	freeS    slotStack
+	open     atomic.Int64
 	// sweepsStarted and sweepsEnded count closeIdle calls: while one
 	// runs it holds the idle connections, which acquire waits out for at
 	// most sweepWait (see there).
@@ -607,6 +612,12 @@ func (c *upClient) Close() {
 	c.closed.Store(true)
 	c.closeIdle(0)
 }
+
+// begin and end bracket a request on the client, and InFlight counts
+// those between.
+func (c *upClient) begin()          { c.inFlight.Add(1) }
+func (c *upClient) end()            { c.inFlight.Add(-1) }
+func (c *upClient) InFlight() int64 { return c.inFlight.Load() }
 
 // ConnsCount is the number of open connections, idle or in use.
 func (c *upClient) ConnsCount() int { return int(c.open.Load()) }
