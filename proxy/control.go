@@ -653,6 +653,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
 	}
+	pl.picks = len(pl.targets)
 	algorithm := pc.Algorithm
 	cookie, secret := "", ""
 	if pc.Sticky != nil {
@@ -662,6 +663,17 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		algorithm = "p2c"
 		if cookie == "" {
 			cookie = "sluice_affinity"
+		}
+	}
+	if cookie != "" {
+		// A healthy backend of weight 0 or drained through the admin API
+		// keeps its sessions (HAProxy's rule): it follows the picker's
+		// targets, for the requests whose cookie names it. One that is
+		// unhealthy, ejected or gone loses them.
+		for _, m := range members {
+			if (m.configWeight() == 0 || m.adminDrain) && m.healthy && m.ejectedUntil.IsZero() {
+				pl.targets = append(pl.targets, m.up)
+			}
 		}
 	}
 	pl.picker, err = balancer.Build(algorithm, targets, balancer.Options{

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,5 +194,179 @@ func TestReplacedClientDrainsOnItsOwn(t *testing.T) {
 	free2()
 	if code := <-done2; code != 200 {
 		t.Fatalf("request on the new client = %d, want 200", code)
+	}
+}
+
+// TestStickySessionsOnHeldBackend: a healthy backend with weight 0 (set
+// in the file or through the admin API) or drained through the admin API
+// keeps the sticky sessions it has, as in HAProxy, and gets no new ones;
+// one removed from the pool does not keep them (found by a probe: the
+// sessions of a backend set to weight 0 were spread at once).
+func TestStickySessionsOnHeldBackend(t *testing.T) {
+	bs := []*testBackend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
+	c := bs[2]
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		give func(px *testProxy) error
+		keep bool // c keeps its sessions
+	}{
+		{"admin weight 0", func(px *testProxy) error { return px.ctrl.SetWeight(ctx, "p", c.addr(), 0) }, true},
+		{"admin drain", func(px *testProxy) error { return px.ctrl.SetDrain(ctx, "p", c.addr(), true) }, true},
+		{"file weight 0", func(px *testProxy) error {
+			apply(t, px, poolYAML("sticky", bs, []int{1, 1, 0}))
+			return nil
+		}, true},
+		{"removed", func(px *testProxy) error {
+			apply(t, px, poolYAML("sticky", bs[:2], nil))
+			return nil
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			px := startProxy(t, poolYAML("sticky", bs, nil))
+			hc := testClient(t)
+			do := func(cookie *http.Cookie) (string, *http.Cookie) {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+px.addr+"/", nil)
+				if cookie != nil {
+					req.AddCookie(cookie)
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("status = %d, want 200", resp.StatusCode)
+				}
+				var set *http.Cookie
+				for _, ck := range resp.Cookies() {
+					if ck.Name == "sluice_affinity" {
+						set = ck
+					}
+				}
+				return resp.Header.Get("X-Backend"), set
+			}
+			var session *http.Cookie
+			for range 200 {
+				if got, set := do(nil); got == "c" {
+					session = set
+					break
+				}
+			}
+			if session == nil {
+				t.Fatal("no session on c in 200 requests")
+			}
+			if err := tt.give(px); err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				got, set := do(session)
+				switch {
+				case tt.keep && (got != "c" || set != nil):
+					t.Fatalf("request of c's session went to %s with cookie %v, want c and no new cookie", got, set)
+				case !tt.keep && (got == "c" || set == nil):
+					t.Fatalf("request of c's session went to %s with cookie %v, want another backend and a new cookie", got, set)
+				}
+			}
+			for range 60 {
+				if got, _ := do(nil); got == "c" {
+					t.Fatal("a new session went to c")
+				}
+			}
+		})
+	}
+}
+
+// TestStickySessionsLeaveEjectedHeldBackend: a backend of weight 0 that
+// keeps its sessions loses them once ejected; and while no other backend
+// takes new requests, its sessions' requests still reach it.
+func TestStickySessionsLeaveEjectedHeldBackend(t *testing.T) {
+	var failing atomic.Bool
+	c := startBackend(t, "c", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	a := startBackend(t, "a", nil)
+	yml := strings.Replace(poolYAML("sticky", []*testBackend{c, a}, []int{1, 0}), "    backends:",
+		"    outlier_detection: { consecutive_failures: 2, base_ejection_time: 30s, max_ejection_percent: 100 }\n    backends:", 1)
+	px := startProxy(t, yml)
+	ctx := context.Background()
+	hc := testClient(t)
+	do := func(cookie *http.Cookie) (int, string, *http.Cookie) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+px.addr+"/", nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var set *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "sluice_affinity" {
+				set = ck
+			}
+		}
+		return resp.StatusCode, resp.Header.Get("X-Backend"), set
+	}
+	_, got, session := do(nil)
+	if got != "c" || session == nil {
+		t.Fatalf("first request went to %q with cookie %v, want c and a cookie", got, session)
+	}
+	if err := px.ctrl.SetWeight(ctx, "p", c.addr(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := do(nil); code != http.StatusServiceUnavailable {
+		t.Errorf("new session with every weight 0 = %d, want 503", code)
+	}
+	if code, got, _ := do(session); code != 200 || got != "c" {
+		t.Errorf("session request with every weight 0 = %d from %q, want 200 from c", code, got)
+	}
+	if err := px.ctrl.SetWeight(ctx, "p", a.addr(), 1); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	for range 2 {
+		if code, got, _ := do(session); code != http.StatusInternalServerError || got != "c" {
+			t.Fatalf("session request to failing c = %d from %q, want c's 500", code, got)
+		}
+	}
+	waitFor(t, "c ejected", 2*time.Second, func() bool { return stateOf(t, px, c.addr()).Ejected })
+	if code, got, set := do(session); code != 200 || got != "a" || set == nil {
+		t.Errorf("session request after c's ejection = %d from %q with cookie %v, want 200 from a with a new cookie", code, got, set)
+	}
+}
+
+// TestStickyHeldBackendFailureStands: a failed request of a session on a
+// backend that takes no new sessions, with no other backend to retry on,
+// answers with that failure (502), not as if the pool had no backend.
+func TestStickyHeldBackendFailureStands(t *testing.T) {
+	c := startBackend(t, "c", nil)
+	px := startProxy(t, poolYAML("sticky", []*testBackend{c}, nil))
+	resp, err := testClient(t).Get("http://" + px.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(resp.Cookies()) != 1 {
+		t.Fatalf("cookies = %v, want one", resp.Cookies())
+	}
+	if err := px.ctrl.SetDrain(context.Background(), "p", c.addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	c.srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+px.addr+"/", nil)
+	req.AddCookie(resp.Cookies()[0])
+	resp, err = testClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("session request to the refusing drained backend = %d, want 502", resp.StatusCode)
 	}
 }

@@ -222,10 +222,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			idx = pl.pick(key, now.UnixNano())
 		}
 		if idx < 0 {
+			if attempt > 1 {
+				// A session's backend out of the picker's set failed
+				// and no other is left: its answer stands.
+				idx = last
+			}
 			break
 		}
-		if idx == last && len(pl.targets) > 1 {
-			idx = (idx + 1) % len(pl.targets)
+		if idx == last && pl.picks > 1 {
+			idx = (idx + 1) % pl.picks
 		}
 		if attempt > 1 {
 			pl.series.Retry()

@@ -34,9 +34,13 @@ type Snapshot struct {
 // pool is one pool's data-plane view.
 type pool struct {
 	name string
-	// targets are the upstreams that may take new requests, in the order
-	// the picker was built from: Pick returns an index into it.
+	// targets[:picks] are the upstreams that may take new requests, in
+	// the order the picker was built from: Pick returns an index into
+	// them. With sticky sessions targets[picks:] are the healthy backends
+	// that take none (weight 0, drained through the admin API) but still
+	// take the requests of the sessions they have (HAProxy's rule).
 	targets []*upstream
+	picks   int
 	picker  balancer.Picker
 	hashKey config.HashKey
 	// hashName is the header/cookie/query name of hashKey, as bytes.
