@@ -83,3 +83,20 @@ func TestSlowStart(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowStartAfterAdminWeightZero: a backend whose weight the admin API
+// sets from 0 back to N ramps, as when the file makes the same change.
+func TestSlowStartAfterAdminWeightZero(t *testing.T) {
+	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+	px := startProxy(t, slowStartYAML("round_robin", "1h", [][2]string{{a.addr(), "10"}, {b.addr(), "10"}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, w := range []uint32{0, 10} {
+		if err := px.ctrl.SetWeight(ctx, "p", b.addr(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := stateOf(t, px, b.addr()); st.EffectiveWeight >= 10 {
+		t.Errorf("effective weight right after the admin API set 0 then 10 = %v, want below 10 (slow start)", st.EffectiveWeight)
+	}
+}

@@ -164,9 +164,13 @@ func (c *Controller) SetWeight(ctx context.Context, pool, addr string, weight ui
 		if err != nil {
 			return err
 		}
+		now := time.Now()
+		if m.configWeight() == 0 && weight > 0 {
+			m.since = now // back from weight 0: slow start, as from the file
+		}
 		m.adminWeight = &weight
 		c.log.Info().Str("pool", pool).Str("backend", addr).Uint32("weight", weight).Msg("admin weight set")
-		return c.publish(time.Now())
+		return c.publish(now)
 	})
 }
 
