@@ -180,6 +180,14 @@ func (c *Controller) do(ctx context.Context, f func() error) error {
 // counters, health and connections; new ones are added (healthy, slow
 // starting); vanished ones drain.
 func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
+	return c.ApplySeeded(ctx, cfg, nil)
+}
+
+// ApplySeeded is Apply with the first discovered backends of DNS pools
+// (seeds, by pool name) in the same snapshot: a pool new to the config, or
+// whose discovery changed, then takes traffic with its backends from the
+// start, not empty until its watcher's first lookup.
+func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds map[string][]DiscoveredBackend) error {
 	return c.do(ctx, func() error {
 		c.cfg = cfg
 		for name, pc := range cfg.Pools {
@@ -191,6 +199,8 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 			ps.hasDNS = pc.Discovery != nil && pc.Discovery.DNS != nil
 			if !ps.hasDNS {
 				ps.discovered = nil
+			} else if seed, ok := seeds[name]; ok {
+				ps.discovered = slices.Clone(seed)
 			}
 			od := config.OutlierDetection{}
 			if pc.OutlierDetection != nil {

@@ -56,6 +56,51 @@ func (d *discoverers) waitFirst(ctx context.Context) bool {
 	return true
 }
 
+// seeds resolves, once and at the same time, the DNS pools of cfg that
+// have no running watcher yet or whose discovery changed, within
+// firstLookupWait, for proxy.Controller.ApplySeeded: a reload that routes
+// traffic to such a pool must not leave it empty until its watcher's
+// first lookup. A pool whose lookup fails has no seed (and starts empty,
+// as at start when DNS fails).
+func (d *discoverers) seeds(ctx context.Context, cfg *config.Config) map[string][]proxy.DiscoveredBackend {
+	ctx, cancel := context.WithTimeout(ctx, firstLookupWait)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = map[string][]proxy.DiscoveredBackend{}
+	)
+	for _, pool := range cfg.PoolNames() {
+		pc := cfg.Pools[pool]
+		if pc.Discovery == nil || pc.Discovery.DNS == nil {
+			continue
+		}
+		if w := d.watchers[pool]; w != nil && w.cfg == *pc.Discovery.DNS {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Backends with an error: SRV targets left out, which the
+			// watcher's own first lookup reports.
+			found, err := discovery.NewWatcher(pool, *pc.Discovery.DNS, discovery.WatcherOptions{Logger: d.log}).Resolve(ctx)
+			if len(found) == 0 {
+				d.log.Warn().Err(err).Str("pool", pool).Msg("first DNS lookup of a reloaded pool failed; it starts empty")
+				return
+			}
+			backends := make([]proxy.DiscoveredBackend, len(found))
+			for i, b := range found {
+				backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
+			}
+			mu.Lock()
+			out[pool] = backends
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // update makes the running watchers match cfg.
 func (d *discoverers) update(cfg *config.Config) {
 	if d.watchers == nil {

@@ -458,8 +458,9 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		st, err = a.stage(ctx, old, cfg)
 	}
 	if err == nil {
+		seeds := a.disc.seeds(ctx, cfg)
 		applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = a.ctrl.Apply(applyCtx, cfg)
+		err = a.ctrl.ApplySeeded(applyCtx, cfg, seeds)
 		cancel()
 		if err != nil {
 			st.abort()
