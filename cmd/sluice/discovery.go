@@ -56,48 +56,81 @@ func (d *discoverers) waitFirst(ctx context.Context) bool {
 	return true
 }
 
-// seeds resolves, once and at the same time, the DNS pools of cfg that
-// have no running watcher yet or whose discovery changed, within
-// firstLookupWait, for proxy.Controller.ApplySeeded: a reload that routes
-// traffic to such a pool must not leave it empty until its watcher's
-// first lookup. A pool whose lookup fails has no seed (and starts empty,
-// as at start when DNS fails).
-func (d *discoverers) seeds(ctx context.Context, cfg *config.Config) map[string][]proxy.DiscoveredBackend {
-	ctx, cancel := context.WithTimeout(ctx, firstLookupWait)
-	defer cancel()
-	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		out = map[string][]proxy.DiscoveredBackend{}
-	)
+// seed is the first lookup of a DNS pool for a reload
+// (proxy.Controller.ApplySeeded): the discovery it was resolved for, and
+// the backends found, nil when the lookup failed.
+type seed struct {
+	cfg      config.DNSDiscovery
+	backends []proxy.DiscoveredBackend
+}
+
+// needSeeds returns the DNS pools of cfg that have no running watcher or
+// whose discovery changed: a reload that routes traffic to one must not
+// leave it empty, or on a former name's backends, until its watcher's
+// first lookup. Under the app's reload lock.
+func (d *discoverers) needSeeds(cfg *config.Config) map[string]config.DNSDiscovery {
+	need := map[string]config.DNSDiscovery{}
 	for _, pool := range cfg.PoolNames() {
 		pc := cfg.Pools[pool]
 		if pc.Discovery == nil || pc.Discovery.DNS == nil {
 			continue
 		}
-		if w := d.watchers[pool]; w != nil && w.cfg == *pc.Discovery.DNS {
-			continue
+		if w := d.watchers[pool]; w == nil || w.cfg != *pc.Discovery.DNS {
+			need[pool] = *pc.Discovery.DNS
 		}
+	}
+	return need
+}
+
+// resolve looks the pools in need up, once and at the same time, within
+// firstLookupWait. It takes no lock.
+func (d *discoverers) resolve(ctx context.Context, need map[string]config.DNSDiscovery) map[string]seed {
+	ctx, cancel := context.WithTimeout(ctx, firstLookupWait)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = make(map[string]seed, len(need))
+	)
+	for pool, dc := range need {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// Backends with an error: SRV targets left out, which the
 			// watcher's own first lookup reports.
-			found, err := discovery.NewWatcher(pool, *pc.Discovery.DNS, discovery.WatcherOptions{Logger: d.log}).Resolve(ctx)
-			if len(found) == 0 {
-				d.log.Warn().Err(err).Str("pool", pool).Msg("first DNS lookup of a reloaded pool failed; it starts empty")
-				return
-			}
-			backends := make([]proxy.DiscoveredBackend, len(found))
-			for i, b := range found {
-				backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
+			found, _ := discovery.NewWatcher(pool, dc, discovery.WatcherOptions{Logger: d.log}).Resolve(ctx)
+			s := seed{cfg: dc}
+			if len(found) > 0 {
+				s.backends = make([]proxy.DiscoveredBackend, len(found))
+				for i, b := range found {
+					s.backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
+				}
 			}
 			mu.Lock()
-			out[pool] = backends
+			out[pool] = s
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// seedsFor returns, for the DNS pools of cfg that need a seed, what was
+// resolved for their discovery as it is in cfg: the backends found, or an
+// empty set when the lookup failed or the file changed since (the pool
+// then starts empty and its watcher fills it, as at start). Under the
+// app's reload lock.
+func (d *discoverers) seedsFor(cfg *config.Config, pre map[string]seed) map[string][]proxy.DiscoveredBackend {
+	out := map[string][]proxy.DiscoveredBackend{}
+	for pool, dc := range d.needSeeds(cfg) {
+		s, ok := pre[pool]
+		if !ok || s.cfg != dc || s.backends == nil {
+			d.log.Warn().Str("pool", pool).Msg("no first DNS lookup for a reloaded pool; it starts empty")
+			out[pool] = nil
+			continue
+		}
+		out[pool] = s.backends
+	}
 	return out
 }
 

@@ -71,13 +71,29 @@ type app struct {
 	// ones included until they return.
 	watch    *fileWatch
 	watchers sync.WaitGroup
-	// serveCtx is serve's context, which watchers started by a reload
-	// run under.
+	// serveCtx is serve's context, which ends as shutdown begins:
+	// watchers started by a reload run under it, and admin reloads end
+	// with it.
 	serveCtx context.Context
 }
 
 // fileWatch is one running config file watcher.
 type fileWatch struct{ cancel context.CancelFunc }
+
+// preResolve loads the config file and resolves the DNS pools in it that
+// the reload would start watchers for (discoverers.seeds); nil when the
+// file does not load. It takes the reload lock only to read which pools
+// those are.
+func (a *app) preResolve(ctx context.Context) map[string]seed {
+	cfg, err := loadConfig(a.opts.configPath, a.opts.override)
+	if err != nil {
+		return nil
+	}
+	a.reloadMu.Lock()
+	need := a.disc.needSeeds(cfg)
+	a.reloadMu.Unlock()
+	return a.disc.resolve(ctx, need)
+}
 
 // setWatch starts or stops the config file watcher (watch_config), under
 // reloadMu. Stopping does not wait: the watcher's own reload may be the
@@ -130,7 +146,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
 
-	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version)}
+	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version), serveCtx: ctx}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.ctrl.Metrics = a.metrics
 	a.metrics.CountRefusedConns(a.refused.total)
@@ -149,11 +165,11 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	cancel()
 	if err != nil {
 		a.log.Error().Err(err).Msg("config apply failed")
-		return 1
+		return opts.notStarted()
 	}
 	if err := a.setAccessLog(cfg.AccessLog); err != nil {
 		a.log.Error().Err(err).Msg("cannot open the access log")
-		return 1
+		return opts.notStarted()
 	}
 	defer a.closeAccessLog()
 	a.metrics.Loaded(a.generation, a.loadedAt)
@@ -172,7 +188,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	if err := a.startListeners(ctx, cfg); err != nil {
 		a.reloadMu.Unlock()
 		a.log.Error().Err(err).Msg("cannot listen")
-		return 1
+		return opts.notStarted()
 	}
 	if opts.pprofAddr != "" {
 		pprofSrv, err := startPprof(opts.pprofAddr, &wg, a.log)
@@ -182,14 +198,10 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 			defer pprofSrv.Close()
 		}
 	}
+	a.setWatch(ctx, cfg.WatchConfig)
 	a.ready.Store(true)
 	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
 		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
-	a.reloadMu.Unlock()
-
-	a.reloadMu.Lock()
-	a.serveCtx = ctx
-	a.setWatch(ctx, cfg.WatchConfig)
 	a.reloadMu.Unlock()
 	defer func() {
 		a.reloadMu.Lock()
@@ -286,9 +298,16 @@ func (a *app) newAdminServer() *fasthttp.Server {
 		Handler: admin.Handler(admin.Options{
 			Controller: stoppingGuard{a},
 			Ready:      a.ready.Load,
-			Reload:     func(ctx context.Context) error { return a.reload(ctx, "admin") },
-			Config:     a.configInfo,
-			Metrics:    a.metrics.Handler(),
+			Reload: func(ctx context.Context) error {
+				// Ended by a shutdown too: the admin server's stop waits
+				// for this request, which may be resolving DNS.
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				defer context.AfterFunc(a.serveCtx, cancel)()
+				return a.reload(ctx, "admin")
+			},
+			Config:  a.configInfo,
+			Metrics: a.metrics.Handler(),
 		}),
 		ErrorHandler:    admin.ErrorHandler,
 		ExpectHandler:   proxy.ExpectHandler(fasthttp.DefaultMaxRequestBodySize, admin.ErrorHandler),
@@ -446,8 +465,15 @@ func serverSettingsChanged(a, b *config.Config) bool {
 // staged parts are committed. A bad file or a failed step leaves the
 // running config untouched and is remembered for /admin/config.
 func (a *app) reload(ctx context.Context, trigger string) error {
+	// DNS pools new to the file are resolved first, without the reload
+	// lock: a slow resolver must not hold the admin API or a shutdown.
+	pre := a.preResolve(ctx)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// A stopped file watcher's last event, or a client that left.
+		return err
+	}
 	if a.stopping {
 		return fmt.Errorf("%w: shutting down", admin.ErrUnavailable)
 	}
@@ -458,7 +484,7 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 		st, err = a.stage(ctx, old, cfg)
 	}
 	if err == nil {
-		seeds := a.disc.seeds(ctx, cfg)
+		seeds := a.disc.seedsFor(cfg, pre)
 		applyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = a.ctrl.ApplySeeded(applyCtx, cfg, seeds)
 		cancel()

@@ -43,9 +43,23 @@ func workerOverrides(i int) func(*config.Config) error {
 }
 
 // startGrace: a worker that exits with an error status (not killed by a
-// signal) this soon after its start failed to start — its port taken, a
-// config it rejects — rather than died while serving.
+// signal) this soon after its start failed to start — a config it
+// rejects — rather than died while serving.
 const startGrace = 2 * time.Second
+
+// exitNotStarted is a worker's exit status when it failed before serving
+// (its port taken, say), which may come later than startGrace: it waits
+// for the first DNS lookups (up to firstLookupWait) before it listens.
+const exitNotStarted = 3
+
+// notStarted is the exit status of a serve that failed before serving:
+// 1, as documented, or exitNotStarted in a worker, for its supervisor.
+func (o options) notStarted() int {
+	if o.override != nil {
+		return exitNotStarted
+	}
+	return 1
+}
 
 // stopMargin is what the supervisor grants its workers beyond
 // shutdown_delay + shutdown_timeout to stop: the admin listener, servers
@@ -236,7 +250,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 			running--
 			// An exit status of its own, not a signal from outside.
 			var ee *exec.ExitError
-			failing[e.i] = errors.As(e.err, &ee) && ee.ExitCode() > 0 && e.ran < startGrace
+			failing[e.i] = errors.As(e.err, &ee) && (ee.ExitCode() == exitNotStarted || ee.ExitCode() > 0 && e.ran < startGrace)
 			if failing[e.i] && starts[e.i] == 1 {
 				// As a single sluice process exits 1 when it cannot
 				// start, the worker's own error just above.
