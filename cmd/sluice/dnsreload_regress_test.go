@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +13,8 @@ import (
 // README says, rather than keep the old name's backends.
 func TestReloadChangedDNSPoolFailedLookup(t *testing.T) {
 	old := startElasticBackend(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(old.addr)
-	p, _ := strconv.Atoi(port)
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
+	p := portOf(t, old.addr)
+	d := startSlowDNS(t, 0)
 	listen, admin := freePort(t), freePort(t)
 	render := func(name string) string {
 		return fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nwatch_config: false\nroutes: [{pool: api}]\npools:\n  api:\n    discovery: {dns: {name: %s, port: %d, type: A, interval: 1s, resolver: %s}}\n",

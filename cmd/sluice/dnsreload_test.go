@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +14,8 @@ import (
 func TestReloadAddingDNSPoolLosesNoRequest(t *testing.T) {
 	static := startElasticBackend(t, "127.0.0.1:0")
 	discovered := startElasticBackend(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(discovered.addr)
-	p, _ := strconv.Atoi(port)
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
-	d.mu.Lock()
-	d.delay = 200 * time.Millisecond // every lookup, the watcher's first too
-	d.mu.Unlock()
+	p := portOf(t, discovered.addr)
+	d := startSlowDNS(t, 200*time.Millisecond) // every lookup, the watcher's first too
 	listen, admin := freePort(t), freePort(t)
 	head := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\n", listen, admin)
 	path := writeConfig(t, head+fmt.Sprintf("routes: [{pool: static}]\npools:\n  static: {backends: [{address: %s}]}\n", static.addr))

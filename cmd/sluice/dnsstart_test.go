@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -15,13 +13,8 @@ import (
 // nothing to send to.
 func TestDNSPoolServedOnceResolved(t *testing.T) {
 	up := startElasticBackend(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(up.addr)
-	p, _ := strconv.Atoi(port)
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
-	d.mu.Lock()
-	d.delay = 400 * time.Millisecond
-	d.mu.Unlock()
+	p := portOf(t, up.addr)
+	d := startSlowDNS(t, 400*time.Millisecond)
 	listen, admin := freePort(t), freePort(t)
 	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nroutes: [{pool: api}]\npools:\n  api:\n    discovery: {dns: {name: api.test, port: %d, type: A, interval: 10s, resolver: %s}}\n",
 		listen, admin, p, d.addr))

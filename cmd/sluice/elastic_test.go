@@ -100,6 +100,32 @@ func startTestDNS(t *testing.T, name string) *testDNS {
 	return d
 }
 
+// startSlowDNS is startTestDNS answering api.test. with 127.0.0.1, each
+// answer after delay.
+func startSlowDNS(t *testing.T, delay time.Duration) *testDNS {
+	t.Helper()
+	d := startTestDNS(t, "api.test.")
+	d.set("127.0.0.1")
+	d.mu.Lock()
+	d.delay = delay
+	d.mu.Unlock()
+	return d
+}
+
+// portOf is the port of a host:port address.
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func (d *testDNS) set(ips ...string) {
 	d.mu.Lock()
 	d.ips = ips

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -17,13 +15,8 @@ import (
 // reload still resolving.
 func TestReloadLockNotHeldDuringDNS(t *testing.T) {
 	static := startElasticBackend(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(static.addr)
-	p, _ := strconv.Atoi(port)
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
-	d.mu.Lock()
-	d.delay = 3 * time.Second
-	d.mu.Unlock()
+	p := portOf(t, static.addr)
+	d := startSlowDNS(t, 3*time.Second)
 	listen, admin := freePort(t), freePort(t)
 	head := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nwatch_config: false\n", listen, admin)
 	path := writeConfig(t, head+fmt.Sprintf("routes: [{pool: static}]\npools:\n  static: {backends: [{address: %s}]}\n", static.addr))

@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -17,13 +15,8 @@ import (
 // nothing: no second reload, no failure left in /admin/config.
 func TestStoppedWatcherDoesNotReload(t *testing.T) {
 	static := startElasticBackend(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(static.addr)
-	p, _ := strconv.Atoi(port)
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
-	d.mu.Lock()
-	d.delay = 1500 * time.Millisecond
-	d.mu.Unlock()
+	p := portOf(t, static.addr)
+	d := startSlowDNS(t, 1500*time.Millisecond)
 	listen, admin := freePort(t), freePort(t)
 	head := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\n", listen, admin)
 	pools := fmt.Sprintf("routes: [{pool: static}]\npools:\n  static: {backends: [{address: %s}]}\n", static.addr)

@@ -19,11 +19,7 @@ func TestWorkersStartupFailureAfterDNSWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	d := startTestDNS(t, "api.test.")
-	d.set("127.0.0.1")
-	d.mu.Lock()
-	d.delay = 3 * time.Second
-	d.mu.Unlock()
+	d := startSlowDNS(t, 3*time.Second)
 	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nwatch_config: false\nlog: {level: info, format: json}\nroutes: [{pool: api}]\npools:\n  api:\n    discovery: {dns: {name: api.test, port: 80, type: A, interval: 5s, resolver: %s}}\n",
 		held.Addr(), freePort(t), d.addr))
 	cmd, stderr := startSupervisor(t, path, 1)
