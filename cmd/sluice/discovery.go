@@ -101,10 +101,7 @@ func (d *discoverers) resolve(ctx context.Context, need map[string]config.DNSDis
 			found, _ := discovery.NewWatcher(pool, dc, discovery.WatcherOptions{Logger: d.log}).Resolve(ctx)
 			s := seed{cfg: dc}
 			if len(found) > 0 {
-				s.backends = make([]proxy.DiscoveredBackend, len(found))
-				for i, b := range found {
-					s.backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
-				}
+				s.backends = toDiscovered(found)
 			}
 			mu.Lock()
 			out[pool] = s
@@ -134,6 +131,15 @@ func (d *discoverers) seedsFor(cfg *config.Config, pre map[string]seed) map[stri
 	return out
 }
 
+// toDiscovered is what a lookup found, as the controller takes it.
+func toDiscovered(found []discovery.Backend) []proxy.DiscoveredBackend {
+	out := make([]proxy.DiscoveredBackend, len(found))
+	for i, b := range found {
+		out[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
+	}
+	return out
+}
+
 // update makes the running watchers match cfg.
 func (d *discoverers) update(cfg *config.Config) {
 	if d.watchers == nil {
@@ -157,10 +163,7 @@ func (d *discoverers) update(cfg *config.Config) {
 		w := discovery.NewWatcher(pool, rw.cfg, discovery.WatcherOptions{
 			Logger: d.log,
 			OnUpdate: func(u discovery.Update) {
-				backends := make([]proxy.DiscoveredBackend, len(u.Backends))
-				for i, b := range u.Backends {
-					backends[i] = proxy.DiscoveredBackend{Address: b.Address, Weight: b.Weight}
-				}
+				backends := toDiscovered(u.Backends)
 				// Waits for the controller, never for this watcher's owner;
 				// ends early when the watcher is stopped.
 				if err := d.ctrl.SetDiscovered(ctx, u.Pool, backends); err != nil && !errors.Is(err, proxy.ErrStopped) {
