@@ -92,10 +92,19 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		// A part of a 103 may have gone out before the final answer.
 		ctx.SetConnectionClose()
 	}
-	if c, ok := ctx.Conn().(*netconn.Conn); ok && c.Draining() {
-		// A graceful stop: the connection ends after this answer, which
-		// tells the client so (netconn.Listener.Drain).
-		ctx.SetConnectionClose()
+	if c, ok := ctx.Conn().(*netconn.Conn); ok {
+		if c.Draining() {
+			// A graceful stop: the connection ends after this answer,
+			// which tells the client so (netconn.Listener.Drain).
+			ctx.SetConnectionClose()
+		}
+		// An answer that keeps the connection open waits for the next
+		// request inside its write (fasthttp closes after the others),
+		// unless a body over keptBodyLimit is to be let go after the
+		// write: it would be held for as long as the client idles.
+		c.AwaitNextRequest(ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose() &&
+			!ctx.Response.ConnectionClose() &&
+			len(ctx.Request.Body()) <= keptBodyLimit && len(ctx.Response.Body()) <= keptBodyLimit)
 	}
 	sc.hints = clientHints{}
 	m.InFlightAdd(-1)

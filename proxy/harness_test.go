@@ -109,7 +109,9 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener = netconn.NewListener(tcp)
+	nl := netconn.NewListener(tcp)
+	nl.IdleTimeout = cfg.Timeouts.Idle // as cmd/sluice serves it
+	var ln net.Listener = nl
 	if wrap != nil {
 		ln = wrap(ln)
 	}

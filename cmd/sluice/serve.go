@@ -257,11 +257,16 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 }
 
 // startFront serves the proxy on ln, through package netconn: lazy
-// deadlines, a yield before reading a connection's next request, one
+// deadlines, a wait for a connection's next request inside the write of
+// a keep-alive answer (else a yield before reading it), one
 // sendmsg for a response longer than the write buffer, and a lingering
 // close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
-	s := startServer(a.newFrontServer(cfg), a.wrapListener(ln), a.log, "proxy")
+	nl := a.wrapListener(ln)
+	// fasthttp's idle timeout, which bounds the wait for a client's next
+	// request that netconn makes inside the write of an answer.
+	nl.IdleTimeout = cfg.Timeouts.Idle
+	s := startServer(a.newFrontServer(cfg), nl, a.log, "proxy")
 	s.drains = true
 	a.refused.add(s.srv)
 	return s

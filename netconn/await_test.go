@@ -1,0 +1,292 @@
+package netconn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// awaitPair accepts a server Conn through a Listener with the given
+// IdleTimeout and returns it with the listener and the client's end.
+func awaitPair(t *testing.T, idle time.Duration) (*Listener, *Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := NewListener(ln)
+	nl.IdleTimeout = idle
+	t.Cleanup(func() { nl.Close() })
+	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := nl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := c.(*Conn)
+	t.Cleanup(func() { client.Close(); srv.Close() })
+	return nl, srv, client
+}
+
+// request plays one turn: the client sends a request, the server reads it
+// whole (so its socket is empty) and the client is left to answer.
+func request(t *testing.T, srv *Conn, client net.Conn) {
+	t.Helper()
+	if _, err := client.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := srv.Read(buf); n != 3 || err != nil {
+		t.Fatalf("server Read() = %d, %v; want the 3-byte request", n, err)
+	}
+}
+
+type writeResult struct {
+	n   int
+	err error
+}
+
+// writeAsync writes p on c from another goroutine.
+func writeAsync(c *Conn, p []byte) <-chan writeResult {
+	done := make(chan writeResult, 1)
+	go func() {
+		n, err := c.Write(p)
+		done <- writeResult{n, err}
+	}()
+	return done
+}
+
+// stillWaiting fails the test if the write has returned: an awaited write
+// returns only once its wait ends. A short look: it can miss a write that
+// returns too early, never flag one that does not.
+func stillWaiting(t *testing.T, done <-chan writeResult) {
+	t.Helper()
+	select {
+	case r := <-done:
+		t.Fatalf("awaited Write returned (%d, %v) before its wait ended", r.n, r.err)
+	case <-time.After(30 * time.Millisecond):
+	}
+}
+
+// returned waits, at most 5 s, for the write to return whole.
+func returned(t *testing.T, done <-chan writeResult, want int) {
+	t.Helper()
+	select {
+	case r := <-done:
+		if r.n != want || r.err != nil {
+			t.Fatalf("Write() = %d, %v; want %d, nil", r.n, r.err, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write still waiting after 5 s")
+	}
+}
+
+// answered reads the answer at the client.
+func answered(t *testing.T, client net.Conn, answer string) {
+	t.Helper()
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(answer))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != answer {
+		t.Fatalf("client read %q, %v; want %q", got, err, answer)
+	}
+}
+
+// TestAwaitNextRequest: an answer that keeps the connection open is
+// written and then waited on, inside Write, until the client's next
+// request, its close, the idle timeout or a drain; what the read after it
+// gets is what a plain read would have got.
+func TestAwaitNextRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		idle time.Duration
+		// end ends the wait, from the client's side or the listener's.
+		end func(t *testing.T, nl *Listener, client net.Conn)
+		// check is the server's next read, under the deadline a server
+		// sets after an answer (far off).
+		check func(t *testing.T, srv *Conn, client net.Conn)
+	}{
+		{
+			name: "next request",
+			idle: time.Minute,
+			end: func(t *testing.T, _ *Listener, client net.Conn) {
+				if _, err := client.Write([]byte("NEXT")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, srv *Conn, _ net.Conn) {
+				buf := make([]byte, 64)
+				if n, err := srv.Read(buf); string(buf[:n]) != "NEXT" || err != nil {
+					t.Fatalf("Read() = %q, %v; want the next request", buf[:n], err)
+				}
+			},
+		},
+		{
+			name: "client closes",
+			idle: time.Minute,
+			end:  func(_ *testing.T, _ *Listener, client net.Conn) { client.Close() },
+			check: func(t *testing.T, srv *Conn, _ net.Conn) {
+				if n, err := srv.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+					t.Fatalf("Read() = %d, %v; want 0, EOF", n, err)
+				}
+			},
+		},
+		{
+			name: "idle timeout",
+			idle: 100 * time.Millisecond,
+			end:  func(*testing.T, *Listener, net.Conn) {}, // the client stays silent
+			check: func(t *testing.T, srv *Conn, _ net.Conn) {
+				// The wait was the idle time: the read fails at once,
+				// not after the minute the server asked for.
+				done := make(chan error, 1)
+				go func() {
+					_, err := srv.Read(make([]byte, 64))
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatalf("Read() error = %v, want a deadline error", err)
+					}
+				case <-time.After(5 * time.Second):
+					srv.Conn.Close()
+					<-done
+					t.Fatal("Read after an idle wait still waiting after 5 s")
+				}
+			},
+		},
+		{
+			name: "drain",
+			idle: time.Minute,
+			end: func(t *testing.T, nl *Listener, _ net.Conn) {
+				if err := nl.Drain(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, srv *Conn, client net.Conn) {
+				// The drain ended the wait, not the connection's deadline:
+				// a request that comes later is read.
+				time.AfterFunc(50*time.Millisecond, func() { client.Write([]byte("LATE")) })
+				buf := make([]byte, 64)
+				if n, err := srv.Read(buf); string(buf[:n]) != "LATE" || err != nil {
+					t.Fatalf("Read() = %q, %v; want the later request", buf[:n], err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nl, srv, client := awaitPair(t, tt.idle)
+			request(t, srv, client)
+			srv.AwaitNextRequest(true)
+			done := writeAsync(srv, []byte("ANSWER"))
+			answered(t, client, "ANSWER")
+			if tt.idle >= time.Second {
+				stillWaiting(t, done)
+			}
+			tt.end(t, nl, client)
+			returned(t, done, len("ANSWER"))
+			if err := srv.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, srv, client)
+		})
+	}
+}
+
+// TestAwaitSkipped: where waiting is not safe or not asked for, the
+// answer's write returns at once, with the client silent and the idle
+// timeout a minute away.
+func TestAwaitSkipped(t *testing.T) {
+	tests := []struct {
+		name string
+		idle time.Duration
+		// prepare runs after the request was read (or, with fill, read
+		// in part) and before the answer is written.
+		prepare func(nl *Listener, srv *Conn)
+		fill    bool
+		answer  int
+	}{
+		{"not asked", time.Minute, func(*Listener, *Conn) {}, false, 10},
+		{"answer closes", time.Minute, func(_ *Listener, c *Conn) { c.AwaitNextRequest(false) }, false, 10},
+		{"no idle timeout", 0, func(_ *Listener, c *Conn) { c.AwaitNextRequest(true) }, false, 10},
+		{"request not read to the end", time.Minute, func(_ *Listener, c *Conn) { c.AwaitNextRequest(true) }, true, 10},
+		{"listener draining", time.Minute, func(nl *Listener, c *Conn) { c.AwaitNextRequest(true); nl.Drain() }, false, 10},
+		{"lingering close", time.Minute, func(_ *Listener, c *Conn) { c.AwaitNextRequest(true); c.LingerOnClose() }, false, 10},
+		{"100 Continue", time.Minute, func(_ *Listener, c *Conn) { c.AwaitNextRequest(true); c.ExpectBody() }, false, 10},
+		{"full server buffer", time.Minute, func(_ *Listener, c *Conn) { c.AwaitNextRequest(true) }, false, ServerWriteBufferSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nl, srv, client := awaitPair(t, tt.idle)
+			if tt.fill {
+				// The read fills its buffer: the socket may hold more.
+				if _, err := client.Write([]byte("GET /more")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(srv, make([]byte, 3)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				request(t, srv, client)
+			}
+			tt.prepare(nl, srv)
+			answer := make([]byte, tt.answer)
+			done := writeAsync(srv, answer)
+			returned(t, done, len(answer))
+			if srv.awaiting.Load() || srv.waited {
+				t.Error("the write waited")
+			}
+		})
+	}
+}
+
+// TestAwaitHeldWrite: a long answer whose first write is held waits after
+// the second, which ends it; and the write of a full buffer does not.
+func TestAwaitHeldWrite(t *testing.T) {
+	_, srv, client := awaitPair(t, time.Minute)
+	request(t, srv, client)
+	srv.AwaitNextRequest(true)
+	srv.HoldNextWrite()
+	first := patterned(ServerWriteBufferSize, 1)
+	rest := patterned(9000, 2)
+	returned(t, writeAsync(srv, first), len(first))
+	done := writeAsync(srv, rest)
+	answered(t, client, string(first)+string(rest))
+	stillWaiting(t, done)
+	if _, err := client.Write([]byte("NEXT")); err != nil {
+		t.Fatal(err)
+	}
+	returned(t, done, len(rest))
+}
+
+// TestAwaitedReadDoesNotYield: the read after a wait that ended with the
+// request readable goes straight to it, where a read after an answer that
+// did not wait yields first (TestServerConnYields).
+func TestAwaitedReadDoesNotYield(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, srv, client := awaitPair(t, time.Minute)
+	request(t, srv, client)
+	srv.AwaitNextRequest(true)
+	done := writeAsync(srv, []byte("ANSWER"))
+	answered(t, client, "ANSWER")
+	if _, err := client.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	returned(t, done, len("ANSWER"))
+	var ran atomic.Bool
+	go ran.Store(true)
+	buf := make([]byte, 64)
+	if n, err := srv.Read(buf); string(buf[:n]) != "GET" || err != nil {
+		t.Fatalf("Read() = %q, %v", buf[:n], err)
+	}
+	if ran.Load() {
+		t.Fatal("the read after a wait that found the request yielded first")
+	}
+}
