@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"strconv"
@@ -25,6 +26,40 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	LingerOnClose(ctx)
 	code, msg := ClientErrorStatus(err)
 	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
+}
+
+// HeadReceived is fasthttp's Server.HeaderReceived for the proxy's own
+// server, called with a request's head before its body is read. A head
+// the handler refuses whatever the body (refusedBeforeBody) is marked as
+// having none, so that fasthttp reads no body and the handler refuses it
+// at once, from the raw head, which still says what came, as nginx
+// answers from the head. Otherwise the refusal would come after the
+// body, or after timeouts.client_read when the client's idea of where the
+// body ends is not fasthttp's: with both Content-Length and chunked
+// framing (request smuggling), fasthttp reads chunks and waits for bytes
+// the client, going by Content-Length, never sends. The body left unread
+// is drained by the lingering close that follows the refusal.
+func HeadReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if refusedBeforeBody(h) {
+		h.SetContentLength(0)
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// refusedBeforeBody reports whether h announces a body and will be refused
+// whatever it holds (rejected): chunked framing beside Content-Length, a
+// CONNECT, a version other than HTTP/1.x. Only heads that announce a body
+// are looked at, and only chunked ones scanned: the common request costs
+// a length check. (A head refused for other reasons, a bad target say,
+// gets its refusal once its body is read.)
+func refusedBeforeBody(h *fasthttp.RequestHeader) bool {
+	switch n := h.ContentLength(); {
+	case n == -1:
+		return scanRequest(h.RawHeaders()).smuggled()
+	case n > 1:
+		return h.IsConnect() || !bytes.Equal(h.Protocol(), strHTTP11) && !bytes.Equal(h.Protocol(), strHTTP10)
+	}
+	return false
 }
 
 // ExpectHandler is fasthttp's Server.ExpectHandler for a server whose

@@ -46,6 +46,7 @@ func NewFrontServer(p *Proxy, cfg *config.Config, log zerolog.Logger) *fasthttp.
 		// wait in the listen queue instead).
 		Concurrency:     cfg.Limits.MaxClientConns,
 		ExpectHandler:   FrontExpectHandler(cfg.Limits.MaxBodyBytes),
+		HeaderReceived:  HeadReceived,
 		CloseOnShutdown: true,
 		// Cookies and multipart forms are the backend's business.
 		DisablePreParseMultipartForm: true,

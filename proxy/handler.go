@@ -169,8 +169,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	if code != 0 {
 		writeError(ctx, code, msg)
 		// The rest of the connection cannot be trusted to be framed as
-		// the next hop would frame it.
+		// the next hop would frame it; a body may be left unread
+		// (HeadReceived).
 		ctx.SetConnectionClose()
+		LingerOnClose(ctx)
 		return out
 	}
 	rawHost := ctx.Request.Header.Host()
