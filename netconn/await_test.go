@@ -290,3 +290,67 @@ func TestAwaitedReadDoesNotYield(t *testing.T) {
 		t.Fatal("the read after a wait that found the request yielded first")
 	}
 }
+
+// TestAwaitSeesWhatCameFirst: a client may send its next request before
+// the answer to the last one is written (pipelining), or half-close its
+// side after a request; the poller reports either before the answer's
+// write, and RawConn.Read, inside which the write waits, forgets that
+// readiness first. The wait must end at once all the same, not at the idle
+// timeout: a pipelined request would sit unread until then and be lost
+// (the read after an idle wait fails), and a half-closed connection
+// would be held open that long.
+func TestAwaitSeesWhatCameFirst(t *testing.T) {
+	tests := []struct {
+		name string
+		// before is what the client does once the server has read the
+		// request and before the answer is written.
+		before func(t *testing.T, client net.Conn)
+		// check is the server's next read.
+		check func(t *testing.T, srv *Conn)
+	}{
+		{
+			name: "pipelined request",
+			before: func(t *testing.T, client net.Conn) {
+				if _, err := client.Write([]byte("NEXT")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, srv *Conn) {
+				buf := make([]byte, 64)
+				if n, err := srv.Read(buf); string(buf[:n]) != "NEXT" || err != nil {
+					t.Fatalf("Read() = %q, %v; want the pipelined request", buf[:n], err)
+				}
+			},
+		},
+		{
+			name: "half-close",
+			before: func(t *testing.T, client net.Conn) {
+				if err := client.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, srv *Conn) {
+				if n, err := srv.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+					t.Fatalf("Read() = %d, %v; want 0, EOF", n, err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv, client := awaitPair(t, time.Minute)
+			request(t, srv, client)
+			tt.before(t, client)
+			// The handler's time: the poller takes the readiness meanwhile.
+			time.Sleep(50 * time.Millisecond)
+			srv.AwaitNextRequest(true)
+			done := writeAsync(srv, []byte("ANSWER"))
+			answered(t, client, "ANSWER")
+			returned(t, done, len("ANSWER"))
+			if err := srv.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, srv)
+		})
+	}
+}

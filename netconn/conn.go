@@ -37,7 +37,10 @@
 //     request is readable, the client closes, the listener's idle timeout
 //     passes (the read that follows then fails as the server's idle read
 //     would) or the listener drains (Drain ends the waits, so that the
-//     server sees the connections idle and closes them). An answer that
+//     server sees the connections idle and closes them). Unlike a
+//     backend, a client may send before the answer is written (a
+//     pipelined request, a half-close), so the write is followed by one
+//     recv(MSG_PEEK) before the wait. An answer that
 //     closes the connection, a long body the server lets go after the
 //     write, a request not read to the end: those do not wait, and the
 //     first read after the write yields the processor instead, so that
@@ -863,7 +866,9 @@ func (c *Conn) AwaitNextRequest(keep bool) {
 // deadline the server sets meanwhile: the wait was its idle time. As on
 // the upstream side the write is made after the poller forgot earlier
 // readiness, which is safe only when the last read emptied the socket
-// (unread is clear): otherwise the write is made the usual way.
+// (unread is clear): otherwise the write is made the usual way. What the
+// client sent since that read (a pipelined request, a half-close) is
+// found by one look at the socket after the write (step).
 func (c *Conn) awaitingWrite(p, more []byte) (int, error) {
 	c.await = false
 	if c.unread.Load() {
@@ -898,9 +903,15 @@ func (c *Conn) interruptAwait() {
 	_ = c.Conn.SetReadDeadline(now)
 }
 
-// step is RawConn.Read's callback for writeThenWait: on the first call it
+// step is RawConn.Read's callback for writeWaiting: on the first call it
 // writes and asks to wait for readability; on the second, readable, it is
 // done. A write the socket does not take whole ends the wait at once.
+//
+// RawConn.Read has the poller forget readiness it reported before: on a
+// server connection the client may have sent its next request (pipelined
+// behind the answer) or half-closed its side before this write, and the
+// wait would not see it until the idle timeout. One look at the socket
+// after the write (recv with MSG_PEEK) ends the wait at once then.
 func (c *Conn) step(fd uintptr) bool {
 	if c.stepped {
 		return true
@@ -919,7 +930,14 @@ func (c *Conn) step(fd uintptr) bool {
 			return true
 		}
 		c.pendingN = n
-		return n < len(c.pending[0])+len(c.pending[1])
+		if n < len(c.pending[0])+len(c.pending[1]) {
+			return true
+		}
+		if c.yield {
+			c.peek(fd)
+			return c.peekErr != syscall.EAGAIN // data, EOF or an error
+		}
+		return false
 	}
 }
 
