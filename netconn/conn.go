@@ -486,9 +486,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 		// A hold asked for while a write is held (the next pipelined
 		// response's) ends here: the held write is followed by this one,
 		// but what comes after this one is not known to be followed.
-		// This one ends the answer (see HoldNextWrite).
+		// This one ends the answer (see HoldNextWrite), and may wait for
+		// the next request, only when shorter than the server's buffer:
+		// the server's last flush, made when no pipelined request waits in
+		// its reader. A full buffer is the middle of the next pipelined
+		// answer; a longer write, straight from the body, comes before
+		// the server looks in its reader, where netconn cannot see.
 		c.hold = false
-		return c.writeHeld(p, c.await)
+		return c.writeHeld(p, c.await && len(p) < ServerWriteBufferSize)
 	case c.hold:
 		c.hold = false
 		if len(p) > 0 && len(p) <= maxHold {
