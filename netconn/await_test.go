@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -371,5 +372,74 @@ func TestAwaitSeesWhatCameFirst(t *testing.T) {
 			}
 			tt.check(t, srv)
 		})
+	}
+}
+
+// TestAwaitKeepsNoHeldBuffer: a connection waiting for its client's next
+// request after a long answer (its first write held, HoldNextWrite) keeps
+// no held buffer meanwhile, as no idle connection does: connections that
+// go idle one after another share the listener's pool of them, instead of
+// each keeping one (4 KiB, or 16 KiB once a lingering close grew it) for
+// as long as its client idles.
+func TestAwaitKeepsNoHeldBuffer(t *testing.T) {
+	const conns = 64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := NewListener(ln)
+	nl.IdleTimeout = time.Minute
+	t.Cleanup(func() { nl.Close() })
+	srvs := make([]*Conn, conns)
+	clients := make([]net.Conn, conns)
+	for i := range conns {
+		client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := nl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs[i], clients[i] = c.(*Conn), client
+		t.Cleanup(func() { client.Close(); c.Close() })
+		request(t, srvs[i], client)
+	}
+	first, rest := patterned(ServerWriteBufferSize, 1), patterned(3000, 2)
+	got := make([]byte, len(first)+len(rest))
+	dones := make([]<-chan writeResult, conns)
+	// No collection empties the pool meanwhile.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i, srv := range srvs {
+		srv.AwaitNextRequest(true)
+		srv.HoldNextWrite()
+		if n, err := srv.Write(first); n != len(first) || err != nil {
+			t.Fatalf("held Write() = %d, %v", n, err)
+		}
+		dones[i] = writeAsync(srv, rest)
+		_ = clients[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(clients[i], got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	stillWaiting(t, dones[conns-1])
+	for i := range srvs {
+		if _, err := clients[i].Write([]byte("NEXT")); err != nil {
+			t.Fatal(err)
+		}
+		returned(t, dones[i], len(rest))
+	}
+	// A buffer kept by each waiting connection is 4 KiB a connection;
+	// shared, a few in all (more under the race detector, whose pool
+	// drops a quarter of what it is given). The rest, under 1 KiB, is the
+	// writes' goroutines and channels.
+	perConn := (after.TotalAlloc - before.TotalAlloc) / conns
+	t.Logf("%d bytes allocated per connection", perConn)
+	if perConn >= ServerWriteBufferSize {
+		t.Fatalf("%d bytes allocated per connection answered and waiting; want under the %d of a held buffer each",
+			perConn, ServerWriteBufferSize)
 	}
 }

@@ -939,6 +939,9 @@ func (c *Conn) step(fd uintptr) bool {
 			return true
 		}
 		if c.yield {
+			// A held write went out whole: its buffer goes back to the
+			// pool now, not after the wait (an idle connection keeps none).
+			c.releaseHeld()
 			c.peek(fd)
 			return c.peekErr != syscall.EAGAIN // data, EOF or an error
 		}
