@@ -253,7 +253,9 @@ func TestAwaitSkipped(t *testing.T) {
 // the second when that is the server's last flush (shorter than its
 // buffer); not after a full buffer (the middle of a pipelined answer) nor
 // after a longer write straight from the body, which the server makes
-// before it looks for a pipelined request in its reader.
+// before it looks for a pipelined request in its reader, unless the turn
+// read a request head and nothing more (TestAwaitAfterLongBody; here the
+// turn read no head).
 func TestAwaitHeldWrite(t *testing.T) {
 	for _, tt := range []struct {
 		rest int
@@ -441,5 +443,50 @@ func TestAwaitKeepsNoHeldBuffer(t *testing.T) {
 	if perConn >= ServerWriteBufferSize {
 		t.Fatalf("%d bytes allocated per connection answered and waiting; want under the %d of a held buffer each",
 			perConn, ServerWriteBufferSize)
+	}
+}
+
+// TestAwaitAfterLongBody: the write of a long body straight from it (longer
+// than the server's buffer, after the held first write) ends the answer
+// but comes before the server looks in its reader for a pipelined request,
+// which netconn cannot see: it waits only when the turn read no more than
+// the request's head (a request with no body, nothing behind it), and
+// never when the server read more.
+func TestAwaitAfterLongBody(t *testing.T) {
+	const head = "GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+	for _, tt := range []struct {
+		name string
+		sent string
+		wait bool
+	}{
+		{"head alone", head, true},
+		{"pipelined request behind it", head + head, false},
+		{"a body with it", "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nbody", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv, client := awaitPair(t, time.Minute)
+			if _, err := client.Write([]byte(tt.sent)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			if n, err := io.ReadAtLeast(srv, buf, len(tt.sent)); n != len(tt.sent) || err != nil {
+				t.Fatalf("server read %d, %v; want the %d bytes sent", n, err, len(tt.sent))
+			}
+			srv.AwaitNextRequest(true)
+			srv.HoldNextWrite()
+			first, rest := patterned(ServerWriteBufferSize, 1), patterned(9000, 2)
+			returned(t, writeAsync(srv, first), len(first))
+			done := writeAsync(srv, rest)
+			answered(t, client, string(first)+string(rest))
+			if !tt.wait {
+				returned(t, done, len(rest))
+				return
+			}
+			stillWaiting(t, done)
+			if _, err := client.Write([]byte("NEXT")); err != nil {
+				t.Fatal(err)
+			}
+			returned(t, done, len(rest))
+		})
 	}
 }

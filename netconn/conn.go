@@ -110,6 +110,7 @@
 package netconn
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -163,6 +164,9 @@ type Conn struct {
 	bodyNext  bool
 	continued bool
 	midAnswer bool
+	// headOnly says the last read brought the whole head of the turn's
+	// request and nothing after it (see Write).
+	headOnly bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -432,7 +436,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.head.start()
 		}
 		c.bodyNext, c.continued = false, false
-		c.await = false
+		c.await, c.headOnly = false, false
 		if u := c.awaitUntil; u != none {
 			// The wait for this request (awaitingWrite) ran under the
 			// idle deadline; the server set a later one after it.
@@ -468,8 +472,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
-			if n > 0 && c.head.state != headOff {
-				n = c.head.scan(p[:n])
+			if n > 0 {
+				first := c.head.state == headStart
+				if c.head.state != headOff {
+					n = c.head.scan(p[:n])
+				}
+				// This read brought the turn's request head whole and
+				// nothing after it, no body, no pipelined request: its
+				// first CRLFCRLF, which ended it well, is its end.
+				c.headOnly = first && c.head.state == headOff && n >= 4 &&
+					bytes.Index(p[:n], crlfCRLF) == n-4
 			}
 			return n, err
 		}
@@ -487,13 +499,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 		// response's) ends here: the held write is followed by this one,
 		// but what comes after this one is not known to be followed.
 		// This one ends the answer (see HoldNextWrite), and may wait for
-		// the next request, only when shorter than the server's buffer:
-		// the server's last flush, made when no pipelined request waits in
+		// the next request, when shorter than the server's buffer: the
+		// server's last flush, made when no pipelined request waits in
 		// its reader. A full buffer is the middle of the next pipelined
-		// answer; a longer write, straight from the body, comes before
-		// the server looks in its reader, where netconn cannot see.
+		// answer. A longer write, straight from the body, comes before
+		// the server looks in its reader, where netconn cannot see: it
+		// waits only when the turn read the request's head and nothing
+		// more (headOnly).
 		c.hold = false
-		return c.writeHeld(p, c.await && len(p) < ServerWriteBufferSize)
+		n := len(p)
+		return c.writeHeld(p, c.await && (n < ServerWriteBufferSize || n > ServerWriteBufferSize && c.headOnly))
 	case c.hold:
 		c.hold = false
 		if len(p) > 0 && len(p) <= maxHold {
@@ -731,6 +746,8 @@ func (c *Conn) noteServerWrite(p []byte) {
 		c.continued = true
 	}
 }
+
+var crlfCRLF = []byte("\r\n\r\n")
 
 // ServerWriteBufferSize is the write buffer of the server that writes
 // through a server Conn (fasthttp's default, and sluice's front server's):
