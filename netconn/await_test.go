@@ -490,3 +490,90 @@ func TestAwaitAfterLongBody(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainEndsWaitBeingArmed: Listener.Drain ends a wait for the next
+// request that is about to begin as surely as one that has. Drain fires
+// the read timer now (interruptAwait); a wait whose idle deadline is
+// earlier than the one armed (a read deadline set long after the idle
+// timeout, as client_read over timeouts.idle gives) arms it under the
+// same lock, and when Drain's turn came first that arming undid it: the
+// wait ran on to the idle timeout and held a graceful stop. The window
+// is a few hundred nanoseconds; many tries, the drain started at varied
+// points against the answer's write, find it (about 15 in 20000 before
+// the fix).
+func TestDrainEndsWaitBeingArmed(t *testing.T) {
+	tries := 20000
+	if testing.Short() {
+		tries = 2000
+	}
+	for i := range tries {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nl := NewListener(ln)
+		nl.IdleTimeout = time.Minute
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := nl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := c.(*Conn)
+		request(t, srv, client)
+		if err := srv.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		srv.AwaitNextRequest(true)
+		start := make(chan struct{})
+		done := writeAsyncAfter(srv, []byte("ANSWER"), start)
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			<-start
+			spin(i % 200 * 20)
+			_ = nl.Drain()
+		}()
+		close(start)
+		answered(t, client, "ANSWER")
+		<-drained
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		case <-time.After(time.Second):
+			client.Close()
+			<-done
+			srv.Close()
+			t.Fatalf("try %d: the answer's write still waited 1 s after Drain", i)
+		}
+		client.Close()
+		srv.Close()
+	}
+}
+
+// writeAsyncAfter is writeAsync once start is closed.
+func writeAsyncAfter(c *Conn, p []byte, start <-chan struct{}) <-chan writeResult {
+	done := make(chan writeResult, 1)
+	go func() {
+		<-start
+		n, err := c.Write(p)
+		done <- writeResult{n, err}
+	}()
+	return done
+}
+
+// spinSink keeps spin's loop from being optimized away.
+var spinSink atomic.Int64
+
+// spin busies the processor for about n additions.
+func spin(n int) {
+	x := 0
+	for j := range n {
+		x += j
+	}
+	spinSink.Store(int64(x))
+}

@@ -959,6 +959,12 @@ func (c *Conn) step(fd uintptr) bool {
 			// A held write went out whole: its buffer goes back to the
 			// pool now, not after the wait (an idle connection keeps none).
 			c.releaseHeld()
+			if c.Draining() {
+				// Drain may have ended this wait before its deadline was
+				// armed, and the arming undone that (awaitingWrite): a
+				// draining listener's connections do not wait.
+				return true
+			}
 			c.peek(fd)
 			return c.peekErr != syscall.EAGAIN // data, EOF or an error
 		}
