@@ -31,25 +31,27 @@
 //     it. (A long request, which a backend may answer early, is written
 //     the usual way.) The goroutine parks where it would have parked
 //     anyway, so request order is unchanged.
-//   - Client (NewServer): the same, once the server says that the answer
-//     keeps the connection open (AwaitNextRequest): the write that ends it
-//     is made inside RawConn.Read and returns once the client's next
-//     request is readable, the client closes, the listener's idle timeout
-//     passes (the read that follows then fails as the server's idle read
-//     would) or the listener drains (Drain ends the waits, so that the
-//     server sees the connections idle and closes them). Unlike a
-//     backend, a client may send before the answer is written (a
-//     pipelined request, a half-close), so the write is followed by one
-//     recv(MSG_PEEK) before the wait. An answer that
-//     closes the connection, a long body the server lets go after the
-//     write, a request not read to the end: those do not wait, and the
-//     first read after the write yields the processor instead, so that
-//     requests already in flight run before this goroutine asks the
-//     socket, by when the next request has often arrived. (A yield on the
-//     upstream side too was measured and dropped: it put requests in
-//     flight behind new ones and raised p99. Where it can, the wait
-//     replaced the yield on this side: 1-5% less CPU per request and p99
-//     down by a tenth at 64 connections; README, Performance.)
+//   - Client (NewServer): the first read after a write yields the
+//     processor, so that requests already in flight run before this
+//     goroutine asks the socket, by when the next request has often
+//     arrived. (A yield on the upstream side too was measured and
+//     dropped: it put requests in flight behind new ones and raised p99.)
+//     Or, once the server says that the answer keeps the connection open
+//     (AwaitNextRequest), the write that ends it is made inside
+//     RawConn.Read and returns once the client's next request is
+//     readable, the client closes, the listener's idle timeout passes (the
+//     read that follows then fails as the server's idle read would) or
+//     the listener drains (Drain ends the waits, so that the server sees
+//     the connections idle and closes them). Unlike a backend, a client
+//     may send before the answer is written (a pipelined request, a
+//     half-close), so the write is followed by one recv(MSG_PEEK) before
+//     the wait. That look costs more than the yield's reads that find
+//     nothing after a short answer, and less after a long one: sluice's
+//     handler asks the wait for answers of 4 KiB or more (README,
+//     Performance). An answer that closes the connection, a long body the
+//     server lets go after the write, a request not read to the end, a
+//     long body written straight after a read that brought more than the
+//     request's head: those never wait.
 //
 // Together: 2.1 reads and 1.9 writes per request in scenario a.
 //

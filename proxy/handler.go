@@ -101,10 +101,16 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		// An answer that keeps the connection open waits for the next
 		// request inside its write (fasthttp closes after the others),
 		// unless a body over keptBodyLimit is to be let go after the
-		// write: it would be held for as long as the client idles.
+		// write: it would be held for as long as the client idles. Only
+		// a long answer (a body of at least the write buffer) waits: the
+		// wait costs one recv(MSG_PEEK) for what came before it, which
+		// a short answer's yield and read, that find the next request
+		// more often, do not (same-run A/B: 6% more CPU per request with
+		// 1 KiB answers, 5% less with 64 KiB; README, Performance).
+		n := len(ctx.Response.Body())
 		c.AwaitNextRequest(ctx.Request.Header.IsHTTP11() && !ctx.Request.Header.ConnectionClose() &&
 			!ctx.Response.ConnectionClose() &&
-			len(ctx.Request.Body()) <= keptBodyLimit && len(ctx.Response.Body()) <= keptBodyLimit)
+			len(ctx.Request.Body()) <= keptBodyLimit && n >= ClientWriteBufferSize && n <= keptBodyLimit)
 	}
 	sc.hints = clientHints{}
 	m.InFlightAdd(-1)
