@@ -268,22 +268,7 @@ func TestAwaitHeldWrite(t *testing.T) {
 		t.Run(strconv.Itoa(tt.rest), func(t *testing.T) {
 			_, srv, client := awaitPair(t, time.Minute)
 			request(t, srv, client)
-			srv.AwaitNextRequest(true)
-			srv.HoldNextWrite()
-			first := patterned(ServerWriteBufferSize, 1)
-			rest := patterned(tt.rest, 2)
-			returned(t, writeAsync(srv, first), len(first))
-			done := writeAsync(srv, rest)
-			answered(t, client, string(first)+string(rest))
-			if !tt.wait {
-				returned(t, done, len(rest))
-				return
-			}
-			stillWaiting(t, done)
-			if _, err := client.Write([]byte("NEXT")); err != nil {
-				t.Fatal(err)
-			}
-			returned(t, done, len(rest))
+			heldAnswer(t, srv, client, tt.rest, tt.wait)
 		})
 	}
 }
@@ -472,21 +457,7 @@ func TestAwaitAfterLongBody(t *testing.T) {
 			if n, err := io.ReadAtLeast(srv, buf, len(tt.sent)); n != len(tt.sent) || err != nil {
 				t.Fatalf("server read %d, %v; want the %d bytes sent", n, err, len(tt.sent))
 			}
-			srv.AwaitNextRequest(true)
-			srv.HoldNextWrite()
-			first, rest := patterned(ServerWriteBufferSize, 1), patterned(9000, 2)
-			returned(t, writeAsync(srv, first), len(first))
-			done := writeAsync(srv, rest)
-			answered(t, client, string(first)+string(rest))
-			if !tt.wait {
-				returned(t, done, len(rest))
-				return
-			}
-			stillWaiting(t, done)
-			if _, err := client.Write([]byte("NEXT")); err != nil {
-				t.Fatal(err)
-			}
-			returned(t, done, len(rest))
+			heldAnswer(t, srv, client, 9000, tt.wait)
 		})
 	}
 }
@@ -576,4 +547,26 @@ func spin(n int) {
 		x += j
 	}
 	spinSink.Store(int64(x))
+}
+
+// heldAnswer writes a long answer that waits if it may: a full buffer,
+// held, then rest bytes. The write of the rest must return at once, or,
+// with wait, only once the client sends its next request.
+func heldAnswer(t *testing.T, srv *Conn, client net.Conn, rest int, wait bool) {
+	t.Helper()
+	srv.AwaitNextRequest(true)
+	srv.HoldNextWrite()
+	first, second := patterned(ServerWriteBufferSize, 1), patterned(rest, 2)
+	returned(t, writeAsync(srv, first), len(first))
+	done := writeAsync(srv, second)
+	answered(t, client, string(first)+string(second))
+	if !wait {
+		returned(t, done, len(second))
+		return
+	}
+	stillWaiting(t, done)
+	if _, err := client.Write([]byte("NEXT")); err != nil {
+		t.Fatal(err)
+	}
+	returned(t, done, len(second))
 }
