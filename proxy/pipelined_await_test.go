@@ -20,11 +20,7 @@ import (
 // client, until timeouts.idle. (TestLongResponses wraps the connection,
 // so its handler asks for no wait.)
 func TestPipelinedLongAnswersAwait(t *testing.T) {
-	b := startBackend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		w.Header().Set("Content-Length", strconv.Itoa(n))
-		_, _ = w.Write(patterned(n))
-	})
+	b := startBackend(t, "b1", sizedBody)
 	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
 	for _, n := range []int{4097, 5000, 8192, 10000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
@@ -47,4 +43,11 @@ func TestPipelinedLongAnswersAwait(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sizedBody answers with the ?n= bytes of patterned(n) and their length.
+func sizedBody(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	w.Header().Set("Content-Length", strconv.Itoa(n))
+	_, _ = w.Write(patterned(n))
 }

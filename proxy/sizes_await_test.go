@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -18,11 +17,7 @@ import (
 // front server whose answers' writes wait for the next request: every
 // answer arrives whole, none waits for the client.
 func TestAnswerSizesAwait(t *testing.T) {
-	b := startBackend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		w.Header().Set("Content-Length", strconv.Itoa(n))
-		_, _ = w.Write(patterned(n))
-	})
+	b := startBackend(t, "b1", sizedBody)
 	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
 	var sizes []int
 	for n := 3800; n <= 4200; n++ {
