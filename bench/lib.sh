@@ -229,6 +229,12 @@ upstream_stats() {
     awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ { v = v " " $3 " " $1; n++ } END { while (n++ < 2) v = v " 0 0"; print substr(v, 2) }'
 }
 
+# run_wrk CONNS PATH POST_BYTES SECONDS PORT LOGFILE
+run_wrk() {
+  BENCH_POST_BYTES=$3 taskset -c "$LOAD_CPU" wrk -t1 -c"$1" -d"$4"s --timeout 5s --latency \
+    -s "$BENCH_DIR/lua/bench.lua" "http://127.0.0.1:$5$2" >"$6" 2>&1
+}
+
 # ---------------------------------------------------------------- sluice
 
 write_sluice_conf() {
@@ -254,4 +260,18 @@ EOF
 build_sluice() {
   mkdir -p "$WORK_DIR"
   (cd "$ROOT_DIR" && go build -o "$WORK_DIR/sluice" ./cmd/sluice) >"$WORK_DIR/sluice-build.log" 2>&1
+}
+
+# need_sluice: build_sluice, or stop with the build's last lines.
+need_sluice() {
+  build_sluice || die "go build ./cmd/sluice failed: $(tail -n 5 "$WORK_DIR/sluice-build.log")"
+}
+
+# begin_work DIR: DIR emptied for this script's files, and the traps that
+# stop whatever the script starts when it exits or is interrupted.
+begin_work() {
+  rm -rf "$1"
+  mkdir -p "$1"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
 }

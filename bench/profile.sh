@@ -39,13 +39,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ensure_packages
 command -v wrk >/dev/null || die "wrk is required"
 command -v nginx >/dev/null || die "nginx is required for the upstreams"
-build_sluice || die "go build ./cmd/sluice failed: $(tail -n 5 "$WORK_DIR/sluice-build.log")"
+need_sluice
 
 D="$WORK_DIR/profile"
-rm -rf "$D"
-mkdir -p "$D"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+begin_work "$D"
 check_ports_free "$PROXY_PORT" "$UP1_PORT" "$UP2_PORT" "$ADMIN_PORT" "$PPROF_PORT"
 start_upstreams "$D"
 

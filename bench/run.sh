@@ -146,12 +146,6 @@ log "upstreams up1=:$UP1_PORT up2=:$UP2_PORT on CPU $LOAD_CPU; proxies on :$PROX
 
 # ---------------------------------------------------------------- targets
 
-# run_wrk CONNS PATH POST_BYTES SECONDS PORT LOGFILE
-run_wrk() {
-  BENCH_POST_BYTES=$3 taskset -c "$LOAD_CPU" wrk -t1 -c"$1" -d"$4"s --timeout 5s --latency \
-    -s "$BENCH_DIR/lua/bench.lua" "http://127.0.0.1:$5$2" >"$6" 2>&1
-}
-
 # Kernel threads that run network softirqs when they pile up: their time is
 # networking done for the benchmark, not foreign load.
 mapfile -t KSOFTIRQD_PIDS < <(pgrep '^ksoftirqd/')

@@ -51,14 +51,11 @@ command -v perf >/dev/null || die "perf is required (Debian: linux-perf)"
 perf stat -e syscalls:sys_enter_read -C "$PROXY_CPU" -- true >/dev/null 2>&1 ||
   die "perf cannot trace system calls here (run as root, or perf_event_paranoid <= -1)"
 if [[ ,$TARGETS, == *,sluice,* ]]; then
-  build_sluice || die "go build ./cmd/sluice failed: $(tail -n 5 "$WORK_DIR/sluice-build.log")"
+  need_sluice
 fi
 
 D="$WORK_DIR/syscalls"
-rm -rf "$D"
-mkdir -p "$D"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+begin_work "$D"
 check_ports_free "$PROXY_PORT" "$UP1_PORT" "$UP2_PORT" "$ADMIN_PORT"
 start_upstreams "$D"
 
