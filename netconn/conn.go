@@ -15,6 +15,13 @@
 // connection the timer moves about once per timeout instead of once per
 // request. (nginx keeps its timers lazily for the same reason.)
 //
+// A Listener given the server's client timeouts (ReadTimeout, WriteTimeout,
+// IdleTimeout) goes further for the connections it accepts: they apply
+// those timeouts themselves, and the server sets none. A deadline is set
+// only when a read or a write has to wait, from a clock reading made then;
+// one that does not wait needs none. fasthttp's server would read the
+// clock and set a deadline three times per request.
+//
 // Reads that find nothing. A Go read tries the socket first and parks only
 // when it returns EAGAIN. In a proxy both reads that follow a write nearly
 // always find nothing: the next request on a client connection after a
@@ -169,6 +176,16 @@ type Conn struct {
 	// headOnly says the last read brought the whole head of the turn's
 	// request and nothing after it (see Write).
 	headOnly bool
+	// Server connections accepted by a Listener with client timeouts
+	// (see Listener.ReadTimeout): the timeouts; the read phase (the
+	// connection's first request, the wait for the next one, the rest of
+	// a request); whether that phase's read deadline and the turn's write
+	// deadline are set. Those are set when a read or a write first has to
+	// wait, not before each one (see clientDeadline).
+	timeouts  clientTimeouts
+	readPhase uint8
+	readSet   bool
+	writeSet  bool
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -251,6 +268,20 @@ type rawIO struct {
 	n    int
 	err  syscall.Errno
 }
+
+// clientTimeouts are a Listener's client timeouts, copied into each
+// connection it accepts; on says one of them is set.
+type clientTimeouts struct {
+	read, write, idle time.Duration
+	on                bool
+}
+
+// Read phases of a server connection with client timeouts.
+const (
+	phaseFirst   = iota // the first request: ReadTimeout from the first wait
+	phaseIdle           // waiting for the next request: IdleTimeout
+	phaseRequest        // the rest of a request: ReadTimeout from its first wait
+)
 
 // maxHold bounds the write HoldNextWrite copies; a longer one goes out at
 // once. fasthttp's server writes through a 4 KiB buffer by default.
@@ -359,10 +390,14 @@ func (c *Conn) set(d *direction, t time.Time, read bool) error {
 		}
 		return c.sync(d, read)
 	}
-	n := c.offset(t)
+	return c.setOffset(d, c.offset(t), read)
+}
+
+// setOffset is set for a deadline given as an offset from base.
+func (c *Conn) setOffset(d *direction, n int64, read bool) error {
 	// want is stored before armed is read, and sync stores armed before
 	// it reads want back: either this call sees a timer armed later than
-	// t and moves it, or sync sees t and arms it.
+	// the deadline and moves it, or sync sees the deadline and arms it.
 	d.want.Store(n)
 	if a := d.armed.Load(); a != none && a <= n {
 		// The armed timer fires at or before t; if before, the operation
@@ -437,17 +472,22 @@ func (c *Conn) Read(p []byte) (int, error) {
 		} else {
 			c.head.start()
 		}
+		if c.timeouts.on {
+			c.startTurn(c.bodyNext)
+		}
 		c.bodyNext, c.continued = false, false
 		c.await, c.headOnly = false, false
 		if u := c.awaitUntil; u != none {
 			// The wait for this request (awaitingWrite) ran under the
-			// idle deadline; the server set a later one after it.
+			// idle deadline, which holds for the read that follows, as
+			// a later one the server may have set would not.
 			c.awaitUntil = none
 			if w := c.read.want.Load(); w == none || u < w {
 				if err := c.set(&c.read, c.base.Add(time.Duration(u)), true); err != nil {
 					return 0, c.opError("read", err)
 				}
 			}
+			c.readSet = true
 		}
 		if c.waited {
 			// The request is readable already: no yield.
@@ -474,6 +514,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
+			if n > 0 && c.readPhase == phaseIdle {
+				// The next request has come: the rest of it is read
+				// under ReadTimeout (the first request's runs on).
+				c.readPhase, c.readSet = phaseRequest, false
+			}
 			if n > 0 {
 				first := c.head.state == headStart
 				if c.head.state != headOff {
@@ -638,6 +683,10 @@ func (c *Conn) readStep(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if c.timeouts.on && !c.readSet {
+				c.readSet = true
+				c.clientDeadline(&c.read, true, c.readTimeout())
+			}
 			return false
 		}
 		c.rd.n, c.rd.err = int(n), e
@@ -692,6 +741,10 @@ func (c *Conn) writeStep(fd uintptr) bool {
 			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if c.timeouts.on && !c.writeSet {
+				c.writeSet = true
+				c.clientDeadline(&c.write, false, c.timeouts.write)
+			}
 			return false
 		default:
 			w.err = e
@@ -699,6 +752,47 @@ func (c *Conn) writeStep(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// startTurn begins a server connection's turn (its next request, or the
+// body of the one whose 100 Continue went out): the deadlines of the last
+// turn are dropped, and the new ones are set when a read or write first
+// waits. A timer armed for an old deadline stays; if it fires first, the
+// operation it stops finds no deadline passed and goes on (rearm).
+func (c *Conn) startTurn(body bool) {
+	c.readPhase = phaseIdle
+	if body {
+		c.readPhase = phaseRequest
+	}
+	c.readSet, c.writeSet = false, false
+	c.read.want.Store(none)
+	c.write.want.Store(none)
+}
+
+// readTimeout is the client timeout of the read phase.
+func (c *Conn) readTimeout() time.Duration {
+	if c.readPhase == phaseIdle && c.timeouts.idle > 0 {
+		return c.timeouts.idle
+	}
+	return c.timeouts.read
+}
+
+// clientDeadline sets a server connection's client timeout for the
+// operation about to wait (from inside its RawConn callback, which keeps
+// the descriptor): timeout from now, unless a deadline set during this
+// turn comes sooner (LingerOnClose's, a 103's). A read or write that
+// does not wait needs none and reads no clock: fasthttp's server, which
+// would set three deadlines per request, each after reading the clock,
+// is given no timeouts (proxy.NewFrontServer).
+func (c *Conn) clientDeadline(d *direction, read bool, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	n := int64(time.Since(c.base) + timeout)
+	if w := d.want.Load(); w != none && w <= n {
+		return
+	}
+	_ = c.setOffset(d, n, read) // a failure (closed) meets the wait
 }
 
 // writeOnce makes one raw write of p (not empty) and then more: a sendto,
@@ -880,6 +974,12 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable bool, 
 // by a Listener with an IdleTimeout wait.
 func (c *Conn) AwaitNextRequest(keep bool) {
 	c.await = keep && c.yield && c.step1 != nil && c.ln != nil && c.ln.IdleTimeout > 0
+	if keep && c.timeouts.on {
+		// The answer's write gets its own client timeout, not what a
+		// 103 before it was given (as fasthttp's WriteTimeout would).
+		c.writeSet = false
+		c.write.want.Store(none)
+	}
 }
 
 // awaitingWrite writes the end of an answer that keeps the connection
@@ -1244,11 +1344,20 @@ type Listener struct {
 	// OnAcceptError, when set, is told of each accept error that Accept
 	// waits out (see Accept); set it before the first Accept.
 	OnAcceptError func(err error, retryIn time.Duration)
-	// IdleTimeout is the server's keep-alive idle timeout (fasthttp's
-	// IdleTimeout): a connection waits no longer than this for a client's
-	// next request inside the write of an answer (AwaitNextRequest). Zero
-	// leaves those waits off. Set it before the first Accept.
-	IdleTimeout time.Duration
+	// The client timeouts, which the connections apply themselves, so
+	// that the server needs to set none (fasthttp's ReadTimeout,
+	// WriteTimeout and IdleTimeout, with their meaning there): a
+	// connection's first request must be read within ReadTimeout, any
+	// other within ReadTimeout of its first byte; a connection waits for
+	// its next request no longer than IdleTimeout (ReadTimeout if zero);
+	// an answer must be written within WriteTimeout. Each is measured
+	// from when the read or write first has to wait, the only time a
+	// deadline is set (nothing bounds what does not wait), which is at
+	// most a few microseconds later than fasthttp measures. Zero is no
+	// timeout. IdleTimeout also bounds the wait for a client's next
+	// request inside the write of an answer (AwaitNextRequest), which is
+	// off without it. Set them before the first Accept.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// mu guards conns, the open connections, kept only with an
 	// IdleTimeout: Drain ends their waits.
 	mu        sync.Mutex
@@ -1277,6 +1386,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err == nil {
 			cc := NewServer(c)
 			cc.holds, cc.lingers, cc.ln = &l.holds, &l.lingers, l
+			cc.timeouts = clientTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout,
+				on: l.ReadTimeout > 0 || l.WriteTimeout > 0 || l.IdleTimeout > 0}
 			l.open.Add(1)
 			if l.IdleTimeout > 0 {
 				l.mu.Lock()

@@ -110,7 +110,7 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 		t.Fatal(err)
 	}
 	nl := netconn.NewListener(tcp)
-	nl.IdleTimeout = cfg.Timeouts.Idle // as cmd/sluice serves it
+	ClientTimeouts(nl, cfg) // as cmd/sluice serves it
 	var ln net.Listener = nl
 	if wrap != nil {
 		ln = wrap(ln)

@@ -256,16 +256,17 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// startFront serves the proxy on ln, through package netconn: lazy
-// deadlines, a wait for a connection's next request inside the write of
+// startFront serves the proxy on ln, through package netconn: client
+// timeouts applied by the connections, lazy deadlines, a wait for a connection's next request inside the write of
 // a keep-alive answer (else a yield before reading it), one
 // sendmsg for a response longer than the write buffer, and a lingering
 // close after an error answer.
 func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
 	nl := a.wrapListener(ln)
-	// fasthttp's idle timeout, which bounds the wait for a client's next
+	// The client timeouts, which the connections apply (the server
+	// sets none); the idle one also bounds the wait for a client's next
 	// request that netconn makes inside the write of an answer.
-	nl.IdleTimeout = cfg.Timeouts.Idle
+	proxy.ClientTimeouts(nl, cfg)
 	s := startServer(a.newFrontServer(cfg), nl, a.log, "proxy")
 	s.drains = true
 	a.refused.add(s.srv)
