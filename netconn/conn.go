@@ -516,8 +516,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
 			if n > 0 && c.readPhase == phaseIdle {
 				// The next request has come: the rest of it is read
-				// under ReadTimeout (the first request's runs on).
+				// under ReadTimeout from here (the first request's runs
+				// on), which replaces the idle wait's deadline, as
+				// fasthttp's ReadTimeout does at the first byte. Kept,
+				// that deadline would bound the request whenever it came
+				// sooner than ReadTimeout from the request's first wait.
 				c.readPhase, c.readSet = phaseRequest, false
+				c.read.want.Store(none)
 			}
 			if n > 0 {
 				first := c.head.state == headStart
@@ -974,9 +979,12 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable bool, 
 // by a Listener with an IdleTimeout wait.
 func (c *Conn) AwaitNextRequest(keep bool) {
 	c.await = keep && c.yield && c.step1 != nil && c.ln != nil && c.ln.IdleTimeout > 0
-	if keep && c.timeouts.on {
+	if c.timeouts.write > 0 || keep && c.timeouts.on {
 		// The answer's write gets its own client timeout, not what a
-		// 103 before it was given (as fasthttp's WriteTimeout would).
+		// 103 before it was given (as fasthttp's WriteTimeout would),
+		// whether or not it keeps the connection: an answer that comes
+		// after the 103's deadline has passed would otherwise fail at
+		// its first write.
 		c.writeSet = false
 		c.write.want.Store(none)
 	}
