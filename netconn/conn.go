@@ -67,6 +67,11 @@
 // instead of being copied into the client's write buffer first; on a
 // NewClient connection it is the end of a request, as above.
 //
+// Bodies that come with their head. A server Conn's first read of a turn
+// returns at most FirstReadSize bytes: the head, and little of a body
+// behind it, which the server would copy out of its read buffer; the rest
+// is read straight into the request's body (see firstReadSize).
+//
 // Long responses. fasthttp sends a response longer than its write buffer
 // with one writev, but only on a bare *net.TCPConn; through a wrapper it
 // takes two writes (the full buffer, then the rest), one more syscall and
