@@ -70,7 +70,7 @@
 // Bodies that come with their head. A server Conn's first read of a turn
 // returns at most FirstReadSize bytes: the head, and little of a body
 // behind it, which the server would copy out of its read buffer; the rest
-// is read straight into the request's body (see firstReadSize).
+// is read straight into the request's body (see FirstReadSize).
 //
 // Long responses. fasthttp sends a response longer than its write buffer
 // with one writev, but only on a bare *net.TCPConn; through a wrapper it
@@ -288,7 +288,7 @@ const (
 	phaseRequest        // the rest of a request: ReadTimeout from its first wait
 )
 
-// firstReadSize caps the first read of a server connection's turn, the
+// FirstReadSize caps the first read of a server connection's turn, the
 // one that brings a request head. The server reads into its buffer, and a
 // body that came with the head is then copied out of it into the
 // request's own; the part of a body at least as long as the server's
@@ -299,9 +299,6 @@ const (
 // Paired A/B (bench/pair.sh), 16 KiB POSTs: 0.975 (0.963-0.997) at 4 KiB,
 // 0.971 at 2 KiB; GETs unchanged. 4 KiB keeps request lines that long in
 // the first read, which headWatch needs.
-const firstReadSize = FirstReadSize
-
-// FirstReadSize is firstReadSize, for tests beyond the package.
 const FirstReadSize = 4 << 10
 
 // maxHold bounds the write HoldNextWrite copies; a longer one goes out at
@@ -523,10 +520,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, ErrBareLFHead
 	}
 	c.sending = false
-	if c.head.state == headStart && len(p) > firstReadSize {
+	if c.head.state == headStart && len(p) > FirstReadSize {
 		// A turn's first read takes the head and little more (see
-		// firstReadSize).
-		p = p[:firstReadSize]
+		// FirstReadSize).
+		p = p[:FirstReadSize]
 	}
 	for {
 		n, err := c.sysRead(p)

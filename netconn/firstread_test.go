@@ -8,7 +8,7 @@ import (
 )
 
 // TestFirstReadOfTurnCapped: the first read of each turn on a server
-// connection returns at most firstReadSize bytes, however large the
+// connection returns at most FirstReadSize bytes, however large the
 // caller's buffer, so that a body that came with its head is left in the
 // socket for a read into the request itself; the reads after it in the
 // turn are not capped, and no byte is lost or reordered.
@@ -29,8 +29,8 @@ func TestFirstReadOfTurnCapped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n > firstReadSize {
-			t.Fatalf("turn %d: the first read returned %d bytes, want at most %d", turn, n, firstReadSize)
+		if n > FirstReadSize {
+			t.Fatalf("turn %d: the first read returned %d bytes, want at most %d", turn, n, FirstReadSize)
 		}
 		got := append([]byte(nil), buf[:n]...)
 		rest := make([]byte, len(msg)-n)
@@ -38,7 +38,7 @@ func TestFirstReadOfTurnCapped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m <= firstReadSize {
+		if m <= FirstReadSize {
 			t.Fatalf("turn %d: the second read returned %d bytes: capped too", turn, m)
 		}
 		if _, err := io.ReadFull(srv, rest[m:]); err != nil {
