@@ -17,12 +17,20 @@ import (
 // IdleTimeout and returns it with the listener and the client's end.
 func awaitPair(t *testing.T, idle time.Duration) (*Listener, *Conn, net.Conn) {
 	t.Helper()
+	return listenerPair(t, func(nl *Listener) { nl.IdleTimeout = idle })
+}
+
+// listenerPair accepts a server Conn through a Listener that set has
+// configured and returns it with the listener and the client's end; all
+// three are closed when the test ends.
+func listenerPair(t *testing.T, set func(*Listener)) (*Listener, *Conn, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	nl := NewListener(ln)
-	nl.IdleTimeout = idle
+	set(nl)
 	t.Cleanup(func() { nl.Close() })
 	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {

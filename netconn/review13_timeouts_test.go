@@ -11,23 +11,9 @@ import (
 // client timeouts and returns it with the client's end.
 func timeoutPair(t *testing.T, read, write, idle time.Duration) (*Conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl := NewListener(ln)
-	nl.ReadTimeout, nl.WriteTimeout, nl.IdleTimeout = read, write, idle
-	t.Cleanup(func() { nl.Close() })
-	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := nl.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := c.(*Conn)
-	t.Cleanup(func() { client.Close(); srv.Close() })
+	_, srv, client := listenerPair(t, func(nl *Listener) {
+		nl.ReadTimeout, nl.WriteTimeout, nl.IdleTimeout = read, write, idle
+	})
 	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
 	return srv, client
 }

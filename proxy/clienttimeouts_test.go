@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,69 +18,69 @@ import (
 // ends what it bounds, within a margin, and not before its time.
 func TestClientTimeouts(t *testing.T) {
 	const big = 32 << 20 // more than loopback's socket buffers take
-	b := startBackend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/big" {
-			_, _ = w.Write(make([]byte, big))
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	b := startBackend(t, "b1", sizedBody)
 	pool := poolYAML("round_robin", []*testBackend{b}, nil)
 	tests := []struct {
 		name     string
 		timeouts string
-		run      func(t *testing.T, c net.Conn, br *bufio.Reader)
-		// ends: when the connection must have ended (or the answer come),
-		// measured from the step the timeout bounds; atLeast: not before.
+		// run plays the client's part and returns when the timeout
+		// under test started to run.
+		run func(t *testing.T, c net.Conn, br *bufio.Reader) time.Time
+		// The connection must end between atLeast and ends after that,
+		// having sent answer (a prefix; "" for nothing), or, with cut,
+		// part of the answer only.
 		atLeast, ends time.Duration
+		answer        string
+		cut           bool
 	}{
 		{
 			name:     "idle keep-alive connection closed after idle",
 			timeouts: "{ idle: 300ms, client_read: 10s }",
-			run: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+			run: func(t *testing.T, c net.Conn, br *bufio.Reader) time.Time {
 				getOn(t, c, br, "/")
+				return time.Now()
 			},
 			atLeast: 250 * time.Millisecond, ends: 3 * time.Second,
 		},
 		{
 			name:     "silent new connection gets 408 after client_read",
 			timeouts: "{ client_read: 300ms, idle: 10s }",
-			run:      func(*testing.T, net.Conn, *bufio.Reader) {},
+			run:      func(*testing.T, net.Conn, *bufio.Reader) time.Time { return time.Now() },
 			atLeast:  250 * time.Millisecond, ends: 3 * time.Second,
+			answer: "HTTP/1.1 408",
 		},
 		{
 			name:     "trickled head on a kept-alive connection gets 408 after client_read",
 			timeouts: "{ client_read: 400ms, idle: 10s }",
-			run: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+			run: func(t *testing.T, c net.Conn, br *bufio.Reader) time.Time {
 				getOn(t, c, br, "/")
+				start := time.Now()
 				trickle(t, c, 2*time.Second)
+				return start
 			},
 			atLeast: 350 * time.Millisecond, ends: 3 * time.Second,
+			answer: "HTTP/1.1 408",
 		},
 		{
 			name:     "client that does not read is cut after client_write",
 			timeouts: "{ client_write: 300ms }",
-			run: func(t *testing.T, c net.Conn, _ *bufio.Reader) {
-				if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+			run: func(t *testing.T, c net.Conn, _ *bufio.Reader) time.Time {
+				start := time.Now()
+				if _, err := io.WriteString(c, "GET /?n="+strconv.Itoa(big)+" HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(1500 * time.Millisecond) // not reading
+				return start
 			},
-			ends: 3 * time.Second,
+			ends:   3 * time.Second,
+			answer: "HTTP/1.1 200", cut: true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			px := startProxy(t, "timeouts: "+tt.timeouts+"\nlimits: { max_response_bytes: 67108864 }\n"+pool)
 			c, br := dialProxy(t, px.addr) // 5 s deadline
-			start := time.Now()
-			tt.run(t, c, br)
-			if !strings.Contains(tt.name, "trickled") {
-				start = time.Now()
-				if strings.Contains(tt.name, "does not read") {
-					start = start.Add(-1500 * time.Millisecond)
-				}
-			}
+			start := tt.run(t, c, br)
 			got, err := io.ReadAll(br)
 			took := time.Since(start)
 			var ne net.Error
@@ -90,12 +91,12 @@ func TestClientTimeouts(t *testing.T) {
 				t.Errorf("ended after %v, want between %v and %v", took, tt.atLeast, tt.ends)
 			}
 			switch {
-			case strings.Contains(tt.name, "408") && !strings.HasPrefix(string(got), "HTTP/1.1 408"):
-				t.Errorf("answer %.80q, want a 408", got)
-			case strings.Contains(tt.name, "does not read") && len(got) >= big:
-				t.Errorf("read %d bytes: the whole answer, want it cut", len(got))
-			case strings.Contains(tt.name, "closed") && len(got) != 0:
+			case tt.answer == "" && len(got) != 0:
 				t.Errorf("read %.80q before the close, want nothing", got)
+			case !strings.HasPrefix(string(got), tt.answer):
+				t.Errorf("answer %.80q, want %q", got, tt.answer)
+			case tt.cut && len(got) >= big:
+				t.Errorf("read %d bytes: the whole answer, want it cut", len(got))
 			}
 		})
 	}

@@ -24,13 +24,7 @@ import (
 // trickled after an idle wait, which must still get 408 within about
 // client_read of its first byte.
 func TestReview13ReadTimeoutFromFirstByte(t *testing.T) {
-	b := startBackend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/long" {
-			_, _ = w.Write(make([]byte, 8<<10)) // AwaitNextRequest waits
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	b := startBackend(t, "b1", sizedBody) // ?n=8192: a long answer, which waits (AwaitNextRequest)
 	pool := poolYAML("round_robin", []*testBackend{b}, nil)
 	tests := []struct {
 		name     string
@@ -41,10 +35,10 @@ func TestReview13ReadTimeoutFromFirstByte(t *testing.T) {
 		want408  bool
 	}{
 		{"split head after a short answer", "{ idle: 300ms, client_read: 3s }", "/", 200 * time.Millisecond, 400 * time.Millisecond, false},
-		{"split head after a long answer", "{ idle: 300ms, client_read: 3s }", "/long", 200 * time.Millisecond, 400 * time.Millisecond, false},
+		{"split head after a long answer", "{ idle: 300ms, client_read: 3s }", "/?n=8192", 200 * time.Millisecond, 400 * time.Millisecond, false},
 		{"split head, idle longer than client_read", "{ idle: 1s, client_read: 600ms }", "/", 700 * time.Millisecond, 450 * time.Millisecond, false},
 		{"trickled head after a short answer", "{ idle: 2s, client_read: 400ms }", "/", 300 * time.Millisecond, 0, true},
-		{"trickled head after a long answer", "{ idle: 2s, client_read: 400ms }", "/long", 300 * time.Millisecond, 0, true},
+		{"trickled head after a long answer", "{ idle: 2s, client_read: 400ms }", "/?n=8192", 300 * time.Millisecond, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
