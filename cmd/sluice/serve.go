@@ -103,10 +103,14 @@ func (a *app) setWatch(ctx context.Context, on bool) {
 	case on && a.watch == nil && a.opts.configPath != "":
 		wctx, cancel := context.WithCancel(ctx)
 		a.watch = &fileWatch{cancel: cancel}
+		w := openWatch(a.opts.configPath, a.log)
+		if w == nil {
+			return
+		}
 		a.watchers.Add(1)
 		go func() {
 			defer a.watchers.Done()
-			watchConfig(wctx, a.opts.configPath, 250*time.Millisecond,
+			watchConfig(wctx, w, a.opts.configPath, 250*time.Millisecond,
 				func() []byte { return a.cfg.Load().Source },
 				func() { _ = a.reload(wctx, "file_change") }, a.log)
 		}()

@@ -29,18 +29,10 @@ import (
 // delay a reload by at most debounce, never postpone it. A reload happens
 // only when the bytes differ from the running config and from the last
 // bytes tried, so a touch or a burst of writes costs at most one reload.
-func watchConfig(ctx context.Context, path string, debounce time.Duration, current func() []byte, reload func(), log zerolog.Logger) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		log.Error().Err(err).Msg("config watch unavailable")
-		return
-	}
+// w is the watch openWatch set up on path; watchConfig closes it.
+func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload func(), log zerolog.Logger) {
 	defer w.Close()
-	dir, name := filepath.Dir(path), filepath.Base(path)
-	if err := w.Add(dir); err != nil {
-		log.Error().Err(err).Str("dir", dir).Msg("config watch unavailable")
-		return
-	}
+	name := filepath.Base(path)
 	var lastTried []byte
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -81,6 +73,25 @@ func watchConfig(ctx context.Context, path string, debounce time.Duration, curre
 			}
 		}
 	}
+}
+
+// openWatch sets up the watch on path's directory for watchConfig, or
+// logs why it cannot (nil). It is made before watchConfig's goroutine
+// starts, so that an edit made once the reload that turned watching on
+// has answered is not missed while that goroutine gets going.
+func openWatch(path string, log zerolog.Logger) *fsnotify.Watcher {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Error().Err(err).Msg("config watch unavailable")
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := w.Add(dir); err != nil {
+		log.Error().Err(err).Str("dir", dir).Msg("config watch unavailable")
+		w.Close()
+		return nil
+	}
+	return w
 }
 
 // concerns reports whether an event on the entry event of the watched

@@ -33,10 +33,14 @@ func watch(t *testing.T, path, probe, running string) *watched {
 	w := &watched{t: t, path: path}
 	w.setRunning(running)
 	ctx, cancel := context.WithCancel(context.Background())
+	fw := openWatch(path, zerolog.Nop())
+	if fw == nil {
+		t.Fatal("openWatch failed")
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchConfig(ctx, path, testDebounce,
+		watchConfig(ctx, fw, path, testDebounce,
 			func() []byte { w.reads.Add(1); return *w.running.Load() },
 			func() {
 				w.reloads.Add(1)
@@ -251,4 +255,43 @@ func TestWatchIgnoresOtherFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitReloads(1, time.Second)
+}
+
+// TestEditRightAfterOpenWatchIsSeen: an edit made once openWatch has
+// returned, before watchConfig's goroutine has run at all, is reloaded.
+// The watch used to be set up inside that goroutine, so an edit right
+// after the reload that turned watch_config on could come before it and
+// be missed (TestWatchConfigFollowsReloads failed so under load).
+func TestEditRightAfterOpenWatchIsSeen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	const before, after = "log: {level: info}\n", "log: {level: warn}\n"
+	if err := os.WriteFile(path, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fw := openWatch(path, zerolog.Nop())
+	if fw == nil {
+		t.Fatal("openWatch failed")
+	}
+	if err := os.WriteFile(path, []byte(after), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchConfig(ctx, fw, path, testDebounce, func() []byte { return []byte(before) },
+			func() {
+				select {
+				case reloaded <- struct{}{}:
+				default:
+				}
+			}, zerolog.Nop())
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-reloaded:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the edit made before the watch loop ran was not reloaded within 5 s")
+	}
 }
