@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestRefusedHeadAnsweredBeforeBody: a request whose head is refused
@@ -65,21 +60,7 @@ type refusalAnswer struct {
 // whole, under a 5 s deadline.
 func rawExchangeBody(t *testing.T, addr, raw string) refusalAnswer {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	resp, body, err := rawExchangeRead(t, addr, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

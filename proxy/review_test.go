@@ -19,11 +19,20 @@ import (
 // rawExchange sends raw on a fresh connection and returns the response.
 func rawExchange(t *testing.T, addr, raw string) *http.Response {
 	t.Helper()
+	resp, _, _ := rawExchangeRead(t, addr, raw)
+	return resp
+}
+
+// rawExchangeRead sends raw on a new connection and reads one answer and
+// its body, under a 5 s deadline: the body read's error is the caller's
+// to judge.
+func rawExchangeRead(t *testing.T, addr, raw string) (*http.Response, []byte, error) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(conn, raw); err != nil {
 		t.Fatal(err)
@@ -32,9 +41,9 @@ func rawExchange(t *testing.T, addr, raw string) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp
+	return resp, body, err
 }
 
 // TestClientForwardedHeadersCannotSpoof: repeated X-Forwarded-For headers
