@@ -414,7 +414,15 @@ func TestElastic(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	goroutinesAfter, connsAfter := first.goroutines(t), openConns(all...)
+	// The load keeps running: a goroutine serving a connection the load
+	// is opening or closing comes and goes, a leaked one stays. The count
+	// is taken again for up to 3 s until it is back within the bound.
+	goroutinesAfter := first.goroutines(t)
+	for end := time.Now().Add(3 * time.Second); goroutinesAfter > goroutinesBefore+5 && time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+		goroutinesAfter = first.goroutines(t)
+	}
+	connsAfter := openConns(all...)
 	if goroutinesAfter > goroutinesBefore+5 {
 		t.Errorf("goroutines %d before the SIGHUP storm, %d after: leak", goroutinesBefore, goroutinesAfter)
 	}
