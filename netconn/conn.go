@@ -251,6 +251,9 @@ type Conn struct {
 	held    []byte
 	heldBuf *[]byte
 	holds   *sync.Pool
+	// lent is what the answer being written is written from, given back
+	// once the server has passed that answer on (LendToAnswer).
+	lent Lent
 	// linger asks Close to drain the peer's data first (LingerOnClose);
 	// lingers is the accepting listener's count of such closes to come,
 	// received says a read returned data at least once.
@@ -480,6 +483,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
 		c.turns++
+		c.giveBack()
 		// A turn that starts in the middle of an answer (the last write
 		// filled the server's buffer, or this read flushed a held one)
 		// comes in the middle of a request too: the server reads on while
@@ -897,6 +901,41 @@ func (c *Conn) ExpectBody() { c.bodyNext, c.continued, c.await = true, false, fa
 // before the next read.
 func (c *Conn) HoldNextWrite() { c.hold = true }
 
+// Lent is memory lent to a server Conn's answer (LendToAnswer): a pooled
+// buffer its body is written from, say.
+type Lent interface {
+	// GiveBack returns the memory to its owner; the answer no longer
+	// reads it.
+	GiveBack()
+}
+
+// LendToAnswer hands c memory that the answer about to be written reads
+// from (its body), for c to give back as soon as the server has passed
+// that answer on, so that a pool of such buffers serves the connections'
+// answers in turn instead of each connection keeping its own between
+// requests (nginx's buffers come from the request's pool the same way):
+// the next turn's first read, the write that ends an answer that waits for
+// the next request (AwaitNextRequest: once written, before the wait), or
+// the next LendToAnswer (a pipelined request's answer is decided after the
+// server has passed the last one to its write buffer) give it back. A
+// server passes an answer on whole within its write: what its buffer did
+// not take went to the socket. Call it from the goroutine that writes,
+// after the answer is decided and before the server writes it. A Conn
+// closed before that keeps l for the garbage collector: a Close from
+// another goroutine may come in the middle of a write from it.
+func (c *Conn) LendToAnswer(l Lent) {
+	c.giveBack()
+	c.lent = l
+}
+
+// giveBack gives back what LendToAnswer lent, if anything.
+func (c *Conn) giveBack() {
+	if c.lent != nil {
+		c.lent.GiveBack()
+		c.lent = nil
+	}
+}
+
 // holdCopy copies p into a held buffer.
 func (c *Conn) holdCopy(p []byte) {
 	if c.heldBuf == nil && c.holds != nil {
@@ -1090,8 +1129,10 @@ func (c *Conn) step(fd uintptr) bool {
 		}
 		if c.yield {
 			// A held write went out whole: its buffer goes back to the
-			// pool now, not after the wait (an idle connection keeps none).
+			// pool now, not after the wait (an idle connection keeps none),
+			// and so does what the answer was lent (LendToAnswer).
 			c.releaseHeld()
+			c.giveBack()
 			if c.Draining() {
 				// Drain may have ended this wait before its deadline was
 				// armed, and the arming undone that (awaitingWrite): a

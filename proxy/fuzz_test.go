@@ -300,7 +300,7 @@ func (h *hintCounter) EarlyHints() error { h.n++; return nil }
 // FuzzReadResponse: any bytes a backend sends read without a panic; at
 // most maxHints 103s are passed on, one per 103 head; a response read
 // whole is a final one (not a 1xx other than 101), as ReadLimitBody's is,
-// with a status from 100 to 599.
+// with a status from 100 to 599; read with a body loan, it is the same.
 func FuzzReadResponse(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -316,12 +316,23 @@ func FuzzReadResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var resp fasthttp.Response
 		var h hintCounter
-		_, err := readResponse(&resp, bufio.NewReaderSize(bytes.NewReader(data), 4096), 1<<16, &h)
+		_, err := readResponse(&resp, bufio.NewReaderSize(bytes.NewReader(data), 4096), 1<<16, &h, nil)
 		if h.n > maxHints || h.n > bytes.Count(data, []byte(" 103")) {
 			t.Fatalf("%d early hints passed on from %q", h.n, data)
 		}
 		if code := resp.StatusCode(); err == nil && (code < 200 && code != 101 || code > 599) {
 			t.Fatalf("read a %d as the final answer from %q", code, data)
+		}
+		// Read into a lent buffer (readLentBody), the same answer.
+		var lent fasthttp.Response
+		r := bufio.NewReaderSize(bytes.NewReader(data), 4096)
+		_, lentErr := readResponse(&lent, r, 1<<16, nil, &bodyLoan{pools: &bodyPools{}})
+		if (lentErr == nil) != (err == nil) {
+			t.Fatalf("error %v with a loan, %v without, from %q", lentErr, err, data)
+		}
+		if err == nil && (lent.StatusCode() != resp.StatusCode() || !bytes.Equal(lent.Body(), resp.Body()) ||
+			lent.Header.ContentLength() != resp.Header.ContentLength()) {
+			t.Fatalf("with a loan %d %q, without %d %q, from %q", lent.StatusCode(), lent.Body(), resp.StatusCode(), resp.Body(), data)
 		}
 	})
 }

@@ -30,8 +30,10 @@ type Proxy struct {
 	snap atomic.Pointer[Snapshot]
 	// scratch holds reusable *scratch buffers, one per request in flight.
 	scratch sync.Pool
-	// upBufs pools the upstream exchanges' buffers.
+	// upBufs pools the upstream exchanges' buffers; bodies the response
+	// bodies lent to answers (bodyLoan).
 	upBufs *upBufferPools
+	bodies bodyPools
 	// trips receives passive-health trips for the controller; set once
 	// by NewController before serving starts.
 	trips *health.Inbox
@@ -55,13 +57,15 @@ type scratch struct {
 	// clientHints); here so that passing it as an interface allocates
 	// nothing.
 	hints clientHints
+	// loan holds the response's body when it is read into a lent buffer.
+	loan bodyLoan
 }
 
 // New returns a proxy with no snapshot: it answers 503 until one is
 // published.
 func New() *Proxy {
 	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
-	p.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
+	p.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256), loan: bodyLoan{pools: &p.bodies}} }
 	return p
 }
 
@@ -93,6 +97,10 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 	}
 	if c, ok := ctx.Conn().(*netconn.Conn); ok {
+		if sc.loan.buf != nil {
+			c.LendToAnswer(sc.loan.buf)
+			sc.loan.buf = nil
+		}
 		if c.Draining() {
 			// A graceful stop: the connection ends after this answer,
 			// which tells the client so (netconn.Listener.Drain).
@@ -206,6 +214,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	http11 := req.Header.IsHTTP11()
+	// A body is read into a lent buffer only for a connection that gives
+	// it back (netconn's).
+	var loan *bodyLoan
+	if _, ok := ctx.Conn().(*netconn.Conn); ok {
+		loan = &sc.loan
+	}
 	var hints earlyHinter
 	if hintable(ctx, http11) {
 		sc.hints = clientHints{ctx: ctx, timeout: min(s.Config.Timeouts.ClientWrite, maxHintWrite)}
@@ -265,7 +279,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		var done time.Time
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
-			done, err = up.client.do(req, &ctx.Response, hints, start, s.responseTimeout)
+			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout)
 			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}

@@ -114,8 +114,9 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 // connection's use, and the caller's metrics). Any error leaves the
 // connection closed. hints, when not nil, is sent each 103 Early Hints
 // the backend answers first (see readResponse); nil for a client that
-// cannot take one (HTTP/1.0).
-func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, now time.Time, timeout time.Duration) (time.Time, error) {
+// cannot take one (HTTP/1.0). loan, when not nil, takes the response's
+// body if it can be lent (readLentBody).
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, timeout time.Duration) (time.Time, error) {
 	i, err := c.acquire(now.UnixNano())
 	if err != nil {
 		return time.Now(), err
@@ -138,7 +139,7 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 	resp.SkipBody = req.Header.IsHead()
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
-	suspect, err := readResponse(resp, r, c.maxBody, hints)
+	suspect, err := readResponse(resp, r, c.maxBody, hints, loan)
 	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.
@@ -229,8 +230,10 @@ const (
 //     more than maxInterim 1xx answers fail the exchange.
 //
 // suspect is also set for a final head with both a Content-Length and a
-// Transfer-Encoding (lengthFields).
-func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter) (suspect bool, err error) {
+// Transfer-Encoding (lengthFields). A final head with a Content-Length
+// alone has its body read into a buffer from loan (readLentBody) when
+// loan is not nil.
+func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter, loan *bodyLoan) (suspect bool, err error) {
 	passed := 0
 	for n := 0; ; n++ {
 		end, bare := headEnd(r)
@@ -255,6 +258,9 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			if bare {
 				fixed := takeFixed(r, head)
 				return true, checkStatus(resp, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody))
+			}
+			if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
+				return false, readLentBody(resp, r, maxBody, loan)
 			}
 			return cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 		case n == maxInterim:

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Response bodies are read into buffers the proxy lends to one answer at
+// a time, not into the client connection's own body buffer: the
+// connection gives the buffer back as soon as the server has passed the
+// answer on (netconn.Conn.LendToAnswer), so the next answer on any
+// connection reuses it while it is still in the processor's cache, and an
+// idle connection holds no body. Kept per connection, 64 connections
+// fetching 64 KiB each wrote and read 4 MiB of buffers in turn (paired
+// A/B, README, Performance). Only a body with a Content-Length, the
+// common case, is lent; a chunked or close-delimited one is read by
+// fasthttp into the connection's buffer as before.
+
+// bodyClasses are the lent buffers' sizes: a body takes the smallest that
+// holds it. Longer bodies are not lent (keptBodyLimit: fasthttp lets those
+// go after their request too).
+var bodyClasses = [...]int{4 << 10, 16 << 10, 64 << 10, keptBodyLimit}
+
+// bodyPools pools lent body buffers by class.
+type bodyPools struct {
+	classes [len(bodyClasses)]sync.Pool
+}
+
+// bodyBuffer is one lent body buffer; GiveBack returns it to its pool.
+type bodyBuffer struct {
+	b    []byte
+	pool *sync.Pool
+}
+
+// GiveBack returns b to its pool (netconn.Lent).
+func (b *bodyBuffer) GiveBack() { b.pool.Put(b) }
+
+// get returns a buffer of at least n bytes, nil when n is longer than
+// any class.
+func (p *bodyPools) get(n int) *bodyBuffer {
+	for i, size := range bodyClasses {
+		if n <= size {
+			if b, ok := p.classes[i].Get().(*bodyBuffer); ok {
+				return b
+			}
+			return &bodyBuffer{b: make([]byte, size), pool: &p.classes[i]}
+		}
+	}
+	return nil
+}
+
+// bodyLoan is where an exchange reads a response body it may lend: the
+// pools to take a buffer from, and the buffer that holds the response's
+// body, for the handler to lend to the answer. A nil *bodyLoan reads
+// every body the usual way (a client connection that cannot give a
+// buffer back).
+type bodyLoan struct {
+	pools *bodyPools
+	buf   *bodyBuffer
+}
+
+// hold makes b the loan's buffer; one an earlier attempt's response
+// held is given back (the response read since no longer points at it).
+func (l *bodyLoan) hold(b *bodyBuffer) {
+	l.drop()
+	l.buf = b
+}
+
+// drop gives the loan's buffer back, if it holds one.
+func (l *bodyLoan) drop() {
+	if l.buf != nil {
+		l.buf.GiveBack()
+		l.buf = nil
+	}
+}
+
+// readLentBody reads a final response whose head has a Content-Length
+// and no Transfer-Encoding, as resp.ReadLimitBody would, but its body
+// into a buffer from loan's pools when one holds it. The head is
+// fasthttp's to read: a Content-Length it refuses fails the exchange as
+// before.
+func readLentBody(resp *fasthttp.Response, r *bufio.Reader, maxBody int, loan *bodyLoan) error {
+	resp.ResetBody()
+	if err := resp.Header.Read(r); err != nil {
+		return err
+	}
+	n := resp.Header.ContentLength()
+	switch code := resp.StatusCode(); {
+	case code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified || n == 0:
+		// No body (RFC 9112 §6.3: 204 and 304 have none whatever their
+		// Content-Length says, as fasthttp reads them).
+		return nil
+	case n < 0:
+		return resp.ReadBody(r, maxBody)
+	case maxBody > 0 && n > maxBody:
+		return fasthttp.ErrBodyTooLarge
+	}
+	b := loan.pools.get(n)
+	if b == nil {
+		return resp.ReadBody(r, maxBody)
+	}
+	if _, err := io.ReadFull(r, b.b[:n]); err != nil {
+		b.GiveBack()
+		if errors.Is(err, io.EOF) {
+			// Not the close before a response that io.EOF stands for
+			// in upClient.do: the head came.
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	resp.SetBodyRaw(b.b[:n])
+	loan.hold(b)
+	return nil
+}
