@@ -601,6 +601,14 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, f
 	req := &ctx.Request
 	h := &req.Header
 	buf = stripHopByHop(h, found, buf)
+	if found&hExpect != 0 {
+		// sluice answered the client's Expect itself (100 Continue, or a
+		// refusal) and read the body whole before this: the backend gets
+		// the body at once and has nothing to continue, as from nginx,
+		// which drops Expect too. Left in, it had a backend send a 100
+		// that sluice then read and dropped.
+		h.DelBytes(hdrExpect)
+	}
 	h.ResetConnectionClose()
 	h.SetProtocolBytes(strHTTP11)
 

@@ -20,6 +20,7 @@ var (
 	hdrRetryAfter       = []byte("Retry-After")
 	hdrContentLength    = []byte("Content-Length")
 	hdrTransferEncoding = []byte("Transfer-Encoding")
+	hdrExpect           = []byte("Expect")
 	valueHTTP           = []byte("http")
 	valueChunked        = []byte("chunked")
 	valueOne            = []byte("1")
@@ -62,6 +63,7 @@ const (
 	hXForwardedProto
 	hXForwardedHost
 	hXRequestID
+	hExpect
 	// hConnectionNames: a Connection header names a header other than
 	// close and keep-alive options.
 	hConnectionNames
@@ -90,6 +92,7 @@ var knownHeaders = func() []knownHeader {
 		{hdrXForwardedProto, hXForwardedProto},
 		{hdrXForwardedHost, hXForwardedHost},
 		{hdrXRequestID, hXRequestID},
+		{hdrExpect, hExpect},
 	}
 	for i, name := range hopByHop {
 		k = append(k, knownHeader{name, 1 << i})

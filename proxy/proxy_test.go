@@ -516,7 +516,7 @@ func TestHostileRequests(t *testing.T) {
 }
 
 // TestExpectContinue: a body within the limit is asked for with 100
-// Continue and forwarded; one announced over the limit gets 413 at once,
+// Continue and forwarded, without the Expect; one announced over the limit gets 413 at once,
 // with the usual error body, and never a 100 first.
 func TestExpectContinue(t *testing.T) {
 	b := startBackend(t, "b", nil)
@@ -567,6 +567,10 @@ func TestExpectContinue(t *testing.T) {
 				b.mu.Unlock()
 				if got != tt.length {
 					t.Errorf("backend got a %d-byte body, want %d", got, tt.length)
+				}
+				// sluice answered the Expect and sends the body at once.
+				if last, _ := b.lastRequest(); last.Header.Get("Expect") != "" {
+					t.Errorf("backend got Expect: %q, want none", last.Header.Get("Expect"))
 				}
 			}
 		})
