@@ -482,7 +482,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	if c.yield && c.wrote.Load() {
 		c.wrote.Store(false)
-		c.turns++
+		if !c.midAnswer && !flushed {
+			// Not a read that resumes in the middle of an answer (the last
+			// write filled the server's buffer, or this read flushed a
+			// held one): the server reads a pipelined request's body
+			// there while the answer's tail still waits in its buffer.
+			c.turns++
+		}
 		c.giveBack()
 		// A turn that starts in the middle of an answer (the last write
 		// filled the server's buffer, or this read flushed a held one)
@@ -855,12 +861,14 @@ func (c *Conn) opError(op string, err error) error {
 }
 
 // Turns is the number of times this server connection's reads resumed
-// after a write, plus one. While the peer sends a request, waits for its
+// after a write that could end an answer (not a full server buffer, not a
+// held write), plus one. While the peer sends a request, waits for its
 // answer and only then sends the next, it is the number of the request
 // being served (fasthttp's ConnRequestNum); a request that came pipelined
-// behind another, before that one's answer went out, leaves it behind (as
-// does an interim answer the server writes itself, 100 Continue). Call it
-// from the goroutine that reads.
+// behind another, before that one's answer went out, leaves it behind, for
+// good (so does a read for its body that resumes in the middle of that
+// answer), and an interim answer the server writes itself, 100 Continue,
+// puts it ahead. Call it from the goroutine that reads.
 func (c *Conn) Turns() uint64 { return c.turns + 1 }
 
 // noteServerWrite keeps what the head watch needs to know of a server

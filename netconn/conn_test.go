@@ -1614,28 +1614,40 @@ func TestTurns(t *testing.T) {
 		}
 		return srv.Turns()
 	}
-	write := func() {
+	answer := []byte("answer")
+	write := func(p []byte, hold bool) {
 		t.Helper()
-		if _, err := srv.Write([]byte("answer")); err != nil {
+		if hold {
+			srv.HoldNextWrite()
+		}
+		if _, err := srv.Write(p); err != nil {
 			t.Fatal(err)
 		}
 	}
+	full := make([]byte, ServerWriteBufferSize)
 	steps := []struct {
 		name   string
 		writes int // before the read
+		p      []byte
+		hold   bool
 		want   uint64
 	}{
-		{"first request", 0, 1},
-		{"after an answer", 1, 2},
-		{"read again, nothing written", 0, 2},
-		{"after two writes", 2, 3},
+		{"first request", 0, answer, false, 1},
+		{"after an answer", 1, answer, false, 2},
+		{"read again, nothing written", 0, answer, false, 2},
+		{"after two writes", 2, answer, false, 3},
+		// Reads for a pipelined request's body while the server still
+		// holds the end of the answer before it: not a turn.
+		{"after a full server buffer", 1, full, false, 3},
+		{"flushing a held write", 1, answer, true, 3},
+		{"after an answer again", 1, answer, false, 4},
 	}
 	if got := srv.Turns(); got != 1 {
 		t.Fatalf("Turns() before any read = %d, want 1", got)
 	}
 	for _, s := range steps {
 		for range s.writes {
-			write()
+			write(s.p, s.hold)
 		}
 		if got := read(s.name); got != s.want {
 			t.Errorf("%s: Turns() = %d, want %d", s.name, got, s.want)
