@@ -166,8 +166,11 @@ type Conn struct {
 	awaitUntil int64
 	waited     bool
 	// turns counts, on a server connection, the reads that followed a
-	// write, plus one (see Turns).
-	turns uint64
+	// write that could end an answer; interim says the server wrote an
+	// answer of its own before a request's (100 Continue), after which
+	// turns no longer follows the requests (see Turns).
+	turns   uint64
+	interim bool
 	// head watches each turn's request head for a bare-LF end (server
 	// connections). bodyNext says the next turn carries a body, not a
 	// head (ExpectBody), until a second write (the answer, when the body
@@ -867,9 +870,16 @@ func (c *Conn) opError(op string, err error) error {
 // being served (fasthttp's ConnRequestNum); a request that came pipelined
 // behind another, before that one's answer went out, leaves it behind, for
 // good (so does a read for its body that resumes in the middle of that
-// answer), and an interim answer the server writes itself, 100 Continue,
-// puts it ahead. Call it from the goroutine that reads.
-func (c *Conn) Turns() uint64 { return c.turns + 1 }
+// answer). Once the server has written an interim answer of its own (100
+// Continue, see ExpectBody), which would put it ahead and let a later
+// pipelined request bring it level again, it is 0 for good. Call it from
+// the goroutine that reads.
+func (c *Conn) Turns() uint64 {
+	if c.interim {
+		return 0
+	}
+	return c.turns + 1
+}
 
 // noteServerWrite keeps what the head watch needs to know of a server
 // Conn's writes (see headWatch).
@@ -895,7 +905,10 @@ const ServerWriteBufferSize = 4096
 // Continue: the reads after that answer carry the request's body, which
 // the head watch must not take for a head. Call it from the goroutine that
 // reads (fasthttp's Server.ExpectHandler runs there).
-func (c *Conn) ExpectBody() { c.bodyNext, c.continued, c.await = true, false, false }
+func (c *Conn) ExpectBody() {
+	c.bodyNext, c.continued, c.await = true, false, false
+	c.interim = true
+}
 
 // HoldNextWrite tells a server Conn that the response about to be
 // written is longer than the buffer it is written through, so that it

@@ -1653,6 +1653,16 @@ func TestTurns(t *testing.T) {
 			t.Errorf("%s: Turns() = %d, want %d", s.name, got, s.want)
 		}
 	}
+	// A 100 Continue puts the count ahead; it no longer follows the
+	// requests, for good.
+	srv.ExpectBody()
+	write(answer, false)
+	for _, msg := range []string{"body", "next"} {
+		if got := read(msg); got != 0 {
+			t.Errorf("after a 100 Continue, %s: Turns() = %d, want 0", msg, got)
+		}
+		write(answer, false)
+	}
 }
 
 // TestListenerDrain: a Listener counts the connections it accepted until
