@@ -549,18 +549,22 @@ const maxHintWrite = time.Second
 // one only before a final answer). After a failed write none is tried
 // again, and Handle closes the connection after the final answer, which a
 // part of a 103 sent before it would leave the client unable to read.
+// At most maxHints go to the client per request, whatever the number of
+// attempts (readResponse caps each exchange's as well).
 type clientHints struct {
 	ctx     *fasthttp.RequestCtx
 	timeout time.Duration
+	sent    int
 	failed  bool
 }
 
 func (h *clientHints) EarlyHints() error {
-	if h.failed {
+	if h.failed || h.sent >= maxHints {
 		return nil
 	}
 	if err := h.ctx.Conn().SetWriteDeadline(time.Now().Add(h.timeout)); err == nil {
 		if err = h.ctx.EarlyHints(); err == nil {
+			h.sent++
 			return nil
 		}
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -258,5 +259,43 @@ func TestEarlyHintsAfterContinuePipelined(t *testing.T) {
 	}
 	if codes, bodies := readAnswers(t, br, 2); len(codes) != 2 || codes[0] != 200 || codes[1] != 200 || bodies[1] != "ok" {
 		t.Errorf("answers %v %q, want 200 (the 100-byte body), 200 \"ok\" and no 103", codes, bodies)
+	}
+}
+
+// TestEarlyHintsCapAcrossRetries: at most maxHints 103 Early Hints go to
+// the client per request, not per attempt: a GET whose first attempt
+// fails after its backend sent maxHints 103s gets none from the retry.
+// (Found by review: readResponse's cap alone counts per exchange, and the
+// client got 8 per attempt.)
+func TestEarlyHintsCapAcrossRetries(t *testing.T) {
+	hintsThenClose := func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		for i := range maxHints {
+			fmt.Fprintf(c, "HTTP/1.1 103 Early Hints\r\nLink: </%d.css>; rel=preload\r\n\r\n", i)
+		}
+		// Then the connection closes, with no final answer.
+	}
+	a, b := serveRaw(t, hintsThenClose), serveRaw(t, hintsThenClose)
+	px := startProxy(t, fmt.Sprintf(`routes: [{ pool: p }]
+pools:
+  p: { algorithm: round_robin, backends: [{ address: %s }, { address: %s }] }
+retries: { attempts: 2 }
+`, a.Addr(), b.Addr()))
+	c, br := dialProxy(t, px.addr)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	codes, _ := readAnswers(t, br, 1)
+	hints := 0
+	for _, code := range codes {
+		if code == http.StatusEarlyHints {
+			hints++
+		}
+	}
+	if hints > maxHints {
+		t.Errorf("the client got %d 103 Early Hints for one request (answers %v); want at most %d per request, as the README says",
+			hints, codes, maxHints)
 	}
 }
