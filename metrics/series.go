@@ -381,6 +381,24 @@ func (m *Metrics) ForgetRoute(route string) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"route": route})
 }
 
+// ForgetRoutePool deletes the requests_total rows of route through pool,
+// keeping the route's latency histogram and its rows through other pools.
+// Call it when a reload points the route at another pool, once its
+// requests through the old one have finished.
+func (m *Metrics) ForgetRoutePool(route, pool string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.rows {
+		if k.route == route && k.pool == pool {
+			delete(m.rows, k)
+		}
+	}
+	m.requests.DeletePartialMatch(prometheus.Labels{"route": route, "pool": pool})
+}
+
 // ForgetPool deletes the pool's counters, every series of its backends and
 // every requests_total row through it. Call it when a reload removes the
 // pool (and after its backends drained).

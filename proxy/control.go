@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,14 +53,20 @@ type Controller struct {
 	// lastSweep is when idle upstream connections were last swept.
 	lastSweep time.Time
 	events    []health.Event
-	// routeNames are the routes of the last snapshot. seriesRoutes (each
-	// with its pool) and seriesPools are the routes and pools with metric
-	// series: those of the config and, until the backends that left with
-	// them have drained, removed ones (forgetSeries).
+	// routeNames and routePairs are the routes of the last snapshot, by
+	// name and with their pool. seriesRoutes (route and pool, with the
+	// count of their requests in flight) and seriesPools are the routes
+	// and pools with metric series: those of the config and, until their
+	// requests in flight and the backends that left with them are done,
+	// removed or re-pointed ones (forgetSeries).
 	routeNames   map[string]bool
-	seriesRoutes map[string]string
+	routePairs   map[routeKey]bool
+	seriesRoutes map[routeKey]*atomic.Int64
 	seriesPools  map[string]bool
 }
+
+// routeKey is a route (by name) through one pool.
+type routeKey struct{ name, pool string }
 
 type memberKey struct{ pool, addr string }
 
@@ -293,6 +300,7 @@ func (c *Controller) reconcile(now time.Time) error {
 			c.drain(m.up, cfg.DrainTimeout, now)
 			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs)
 			fresh.backend = m.up.backend // counters carry over
+			fresh.client.open = m.up.client.open
 			fresh.series = m.up.series
 			fresh.series.SetConnsFunc(fresh.client.ConnsCount)
 			m.up, m.settings = fresh, settings
@@ -448,6 +456,9 @@ func (c *Controller) onTick(now time.Time) {
 		c.publishOrLog(now)
 	}
 	c.finishDrains(now)
+	if c.routesPending() {
+		c.forgetSeries()
+	}
 	c.sweepIdle(now)
 }
 
@@ -567,8 +578,18 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 	routes := make([]*route, len(cfg.Routes))
 	hosts := make([]string, len(cfg.Routes))
 	names := make(map[string]bool, len(cfg.Routes))
+	pairs := make(map[routeKey]bool, len(cfg.Routes))
+	if c.seriesRoutes == nil {
+		c.seriesRoutes, c.seriesPools = map[routeKey]*atomic.Int64{}, map[string]bool{}
+	}
 	for i, rc := range cfg.Routes {
 		r := &route{name: RouteName(rc), prefix: []byte(rc.Match.PathPrefix), pool: s.pools[rc.Pool]}
+		k := routeKey{r.name, rc.Pool}
+		pairs[k] = true
+		if c.seriesRoutes[k] == nil {
+			c.seriesRoutes[k] = new(atomic.Int64)
+		}
+		r.inFlight = c.seriesRoutes[k]
 		r.series = c.Metrics.Route(r.name)
 		r.noBackend = c.Metrics.Requests(r.name, rc.Pool, "")
 		r.requests = make([]*metrics.RequestCounters, len(r.pool.targets))
@@ -580,17 +601,9 @@ func (c *Controller) build(now time.Time) (*Snapshot, error) {
 		names[r.name] = true
 	}
 	s.routes = newRouteTable(routes, hosts)
-	c.routeNames = names
-	if c.Metrics != nil {
-		if c.seriesRoutes == nil {
-			c.seriesRoutes, c.seriesPools = map[string]string{}, map[string]bool{}
-		}
-		for _, rc := range cfg.Routes {
-			c.seriesRoutes[RouteName(rc)] = rc.Pool
-		}
-		for name := range cfg.Pools {
-			c.seriesPools[name] = true
-		}
+	c.routeNames, c.routePairs = names, pairs
+	for name := range cfg.Pools {
+		c.seriesPools[name] = true
 	}
 	c.forgetSeries()
 	return s, nil
@@ -725,21 +738,54 @@ const rampScale = 16
 // pool's and the removed routes' to it count its requests in flight and
 // say it is draining, as for a backend that left a pool that stays.
 func (c *Controller) forgetSeries() {
-	if c.Metrics == nil {
-		return
-	}
-	for name, pool := range c.seriesRoutes {
-		if !c.routeNames[name] && !c.leaving(pool, "") {
-			c.Metrics.ForgetRoute(name)
-			delete(c.seriesRoutes, name)
+	gone := map[string]bool{}
+	for k, n := range c.seriesRoutes {
+		if c.routePairs[k] || c.leaving(k.pool, "") || n.Load() > 0 {
+			continue
+		}
+		// Removed, or pointed at another pool, and done with: its rows
+		// through that pool go (a route removed whole loses its latency
+		// histogram too, below).
+		c.Metrics.ForgetRoutePool(k.name, k.pool)
+		delete(c.seriesRoutes, k)
+		if !c.routeNames[k.name] {
+			gone[k.name] = true
 		}
 	}
+	for k := range c.seriesRoutes {
+		delete(gone, k.name) // still in flight through another pool
+	}
+	for name := range gone {
+		c.Metrics.ForgetRoute(name)
+	}
 	for name := range c.seriesPools {
-		if c.cfg.Pools[name] == nil && !c.leaving(name, "") {
+		if c.cfg.Pools[name] == nil && !c.leaving(name, "") && !c.routesThrough(name) {
 			c.Metrics.ForgetPool(name)
 			delete(c.seriesPools, name)
 		}
 	}
+}
+
+// routesThrough reports whether a route through pool still has series
+// (requests in flight through a pool a reload removed).
+func (c *Controller) routesThrough(pool string) bool {
+	for k := range c.seriesRoutes {
+		if k.pool == pool {
+			return true
+		}
+	}
+	return false
+}
+
+// routesPending reports whether a removed or re-pointed route still waits
+// for its requests in flight before its series go.
+func (c *Controller) routesPending() bool {
+	for k := range c.seriesRoutes {
+		if !c.routePairs[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // healthResult counts one probe result (probe goroutines call it).

@@ -139,6 +139,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	if r != nil {
 		r.series.ObserveDuration(end.Sub(now))
+		r.inFlight.Add(-1)
 	}
 	m.Bytes(len(ctx.Request.Body()), len(ctx.Response.Body()))
 	if al := p.access.Load(); al != nil && al.Sampled(rand.Uint64()) {
@@ -204,6 +205,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		return out
 	}
 	out.route = r
+	r.inFlight.Add(1) // Handle subtracts it once the request is counted
 	pl := r.pool
 	if len(pl.targets) == 0 {
 		pl.series.NoBackend()
@@ -264,6 +266,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			idx = (idx + 1) % pl.picks
 		}
 		if attempt > 1 {
+			// A retry goes to no backend that has left since this
+			// snapshot was published (its client closed once drained):
+			// it would open a connection to it anew.
+			for n := 0; n < pl.picks && pl.targets[idx].client.closed.Load(); n++ {
+				idx = (idx + 1) % pl.picks
+			}
+			if pl.targets[idx].client.closed.Load() {
+				idx = last // none left: the last answer stands
+				break
+			}
 			pl.series.Retry()
 		}
 		up := pl.targets[idx]

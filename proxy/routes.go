@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"sluice/metrics"
 )
@@ -18,6 +19,11 @@ type route struct {
 	series    *metrics.RouteSeries
 	requests  []*metrics.RequestCounters
 	noBackend *metrics.RequestCounters
+	// inFlight counts the requests routed by this route and by every
+	// other snapshot's route of the same name and pool, which share it:
+	// the controller keeps their series until it is 0 once a reload has
+	// removed the route or pointed it elsewhere (forgetSeries).
+	inFlight *atomic.Int64
 }
 
 // routeList holds the routes of one host group, longest prefix first.

@@ -48,7 +48,11 @@ type upClient struct {
 	// once it is 0. Beside idleS, which every request writes too.
 	inFlight atomic.Int64
 	freeS    slotStack
-	open     atomic.Int64
+	// open counts the open connections of this client and of those of
+	// the same backend it replaced or that replace it (new settings),
+	// which share it: the backend's sluice_upstream_connections counts
+	// a replaced client's busy ones until they close.
+	open *atomic.Int64
 	// sweepsStarted and sweepsEnded count closeIdle calls: while one
 	// runs it holds the idle connections, which acquire waits out for at
 	// most sweepWait (see there).
@@ -100,7 +104,7 @@ func newUpBuffers(readSize, writeSize int) *upBufferPools {
 
 func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSettings, bufs *upBufferPools) *upClient {
 	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, bufs: bufs,
-		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait}
+		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait, open: new(atomic.Int64)}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		c.freeS.push(c.slots, uint32(i))
 	}
@@ -625,7 +629,8 @@ func (c *upClient) begin()          { c.inFlight.Add(1) }
 func (c *upClient) end()            { c.inFlight.Add(-1) }
 func (c *upClient) InFlight() int64 { return c.inFlight.Load() }
 
-// ConnsCount is the number of open connections, idle or in use.
+// ConnsCount is the number of open connections, idle or in use, of
+// this client and of those that share its count (see open).
 func (c *upClient) ConnsCount() int { return int(c.open.Load()) }
 
 // slotStack is a lock-free LIFO of slot indexes (a Treiber stack). The

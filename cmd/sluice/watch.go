@@ -28,12 +28,16 @@ import (
 // between, so a busy neighbour (an access log flushed every 100ms) can
 // delay a reload by at most debounce, never postpone it. A reload happens
 // only when the bytes differ from the running config and from the last
-// bytes tried, so a touch or a burst of writes costs at most one reload.
+// bytes tried, so a touch or a burst of writes costs at most one reload;
+// the last bytes tried count only while the running config is still the
+// one that try left (a reload from elsewhere, SIGHUP or the admin API,
+// may have changed it since, and a file put back to those bytes must
+// then be applied again).
 // w is the watch openWatch set up on path; watchConfig closes it.
 func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
-	var lastTried []byte
+	var lastTried, leftRunning []byte
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -67,9 +71,11 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			if err != nil {
 				continue // mid-replace; the event that ends it starts a new burst
 			}
-			if !bytes.Equal(data, current()) && !bytes.Equal(data, lastTried) {
+			running := current()
+			if !bytes.Equal(data, running) && !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)) {
 				lastTried = data
 				reload()
+				leftRunning = current()
 			}
 		}
 	}
