@@ -261,9 +261,19 @@ func (c *Controller) resetHealth(pool string) {
 	}
 }
 
-// SetDiscovered replaces the discovered backends of a pool (DNS results).
-func (c *Controller) SetDiscovered(ctx context.Context, pool string, backends []DiscoveredBackend) error {
+// SetDiscovered replaces the discovered backends of a pool (DNS results)
+// found by a lookup for discovery from. Results for a discovery the
+// running config no longer has are dropped: a reload that changed it has
+// seeded the pool with the new one's, and the old watcher, which it stops
+// only once applied, may still answer meanwhile.
+func (c *Controller) SetDiscovered(ctx context.Context, pool string, from config.DNSDiscovery, backends []DiscoveredBackend) error {
 	return c.do(ctx, func() error {
+		if c.cfg == nil {
+			return fmt.Errorf("pool %q: %w", pool, ErrNotFound)
+		}
+		if pc := c.cfg.Pools[pool]; pc == nil || pc.Discovery == nil || pc.Discovery.DNS == nil || *pc.Discovery.DNS != from {
+			return nil
+		}
 		ps, ok := c.pools[pool]
 		if !ok || !ps.hasDNS {
 			return fmt.Errorf("pool %q: %w", pool, ErrNotFound)

@@ -166,7 +166,7 @@ func (d *discoverers) update(cfg *config.Config) {
 				backends := toDiscovered(u.Backends)
 				// Waits for the controller, never for this watcher's owner;
 				// ends early when the watcher is stopped.
-				if err := d.ctrl.SetDiscovered(ctx, u.Pool, backends); err != nil && !errors.Is(err, proxy.ErrStopped) {
+				if err := d.ctrl.SetDiscovered(ctx, u.Pool, rw.cfg, backends); err != nil && !errors.Is(err, proxy.ErrStopped) {
 					d.log.Error().Err(err).Str("pool", u.Pool).Msg("discovered backends not applied")
 				}
 				rw.firstDone()
