@@ -26,6 +26,11 @@ type Target struct {
 	Pool  string
 	Addr  string
 	Check config.HealthCheck
+	// Epoch is what the owner knows this run of probes by; each Event
+	// carries it, so that the owner can drop one a run it has since
+	// replaced sent (a backend removed and added back, checks removed).
+	// A new Epoch starts the probes afresh.
+	Epoch uint64
 }
 
 // CheckerOptions configures a Checker. Every field may be left zero.
@@ -144,14 +149,14 @@ func (c *Checker) Update(targets []Target) {
 	restart := make(map[targetKey]*probeLoop)
 	for k, p := range c.probes {
 		t, ok := want[k]
-		if ok && sameCheck(t.Check, p.target.Check) {
+		if ok && sameCheck(t.Check, p.target.Check) && t.Epoch == p.target.Epoch {
 			continue
 		}
 		p.cancel()
 		stopped = append(stopped, p)
 		delete(c.probes, k)
-		if ok {
-			restart[k] = p
+		if ok && t.Epoch == p.target.Epoch {
+			restart[k] = p // a changed check keeps what is known
 		}
 	}
 	for _, p := range stopped {
@@ -281,7 +286,7 @@ func (c *Checker) transition(p *probeLoop, healthy bool, reason string) {
 			Str("source", SourceActive).Msg("backend unhealthy")
 	}
 	if c.onChange != nil {
-		c.onChange(Event{Pool: t.Pool, Addr: t.Addr, Healthy: healthy, Reason: reason, Source: SourceActive})
+		c.onChange(Event{Pool: t.Pool, Addr: t.Addr, Healthy: healthy, Reason: reason, Source: SourceActive, Epoch: t.Epoch})
 	}
 }
 

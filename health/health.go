@@ -29,6 +29,8 @@ type Event struct {
 	Reason string
 	// Source is SourceActive or SourcePassive.
 	Source string
+	// Epoch is the Target's of the probes that sent an active Event.
+	Epoch uint64
 }
 
 // SlowStartWeight returns the weight of a backend that joined (or came back)

@@ -19,8 +19,23 @@ func NewOutlier(threshold int) *Outlier {
 }
 
 // SetThreshold changes the threshold (a reload changed the pool's
-// outlier_detection); <= 0 turns tripping off.
-func (o *Outlier) SetThreshold(threshold int) { o.threshold.Store(int64(threshold)) }
+// outlier_detection); <= 0 turns tripping off. A streak that has not
+// tripped yet and already reaches a lowered threshold trips at its next
+// failure: Record trips when the streak equals the threshold, which such
+// a streak, counting on past it, would never do.
+func (o *Outlier) SetThreshold(threshold int) {
+	t := int64(threshold)
+	old := o.threshold.Swap(t)
+	for {
+		s := o.streak.Load()
+		if t <= 0 || s < t || (old > 0 && s >= old) {
+			return // below the new threshold, or tripped already
+		}
+		if o.streak.CompareAndSwap(s, t-1) {
+			return
+		}
+	}
+}
 
 // Record counts the result of one request and reports whether this failure
 // completed a streak of threshold consecutive failures. It returns true

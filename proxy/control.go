@@ -59,6 +59,8 @@ type Controller struct {
 	// and pools with metric series: those of the config and, until their
 	// requests in flight and the backends that left with them are done,
 	// removed or re-pointed ones (forgetSeries).
+	// epochs numbers the members' probe runs (member.probeEpoch).
+	epochs       uint64
 	routeNames   map[string]bool
 	routePairs   map[routeKey]bool
 	seriesRoutes map[routeKey]*atomic.Int64
@@ -86,7 +88,11 @@ type member struct {
 
 	adminDrain  bool    // drained through the admin API
 	adminWeight *uint32 // weight set through the admin API
-	effWeight   float64 // weight in the last snapshot (after slow start)
+	// probeEpoch is the Epoch of this member's health probes: a new one
+	// when it is added and when its pool's checks are added or removed,
+	// so that an event of probes since stopped is dropped (handleEvents).
+	probeEpoch uint64
+	effWeight  float64 // weight in the last snapshot (after slow start)
 }
 
 // poolState is the control plane's per-pool state.
@@ -196,6 +202,7 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 // start, not empty until its watcher's first lookup.
 func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds map[string][]DiscoveredBackend) error {
 	return c.do(ctx, func() error {
+		now := time.Now()
 		c.cfg = cfg
 		for name, pc := range cfg.Pools {
 			ps := c.pools[name]
@@ -217,7 +224,7 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 				if ps.ejector != nil {
 					// Only the old ejector could end its ejections: end
 					// them now rather than leave backends out for good.
-					c.endEjections(name)
+					c.endEjections(name, now)
 				}
 				ps.ejector, ps.outlierCfg = nil, od
 				if pc.OutlierDetection != nil {
@@ -229,7 +236,7 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 				// afresh (healthy until a probe says otherwise), so none is
 				// left unhealthy by checks that no longer run.
 				ps.checked = checked
-				c.resetHealth(name)
+				c.resetHealth(name, now)
 			}
 		}
 		for name := range c.pools {
@@ -237,26 +244,32 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 				delete(c.pools, name)
 			}
 		}
-		return c.reconcile(time.Now())
+		return c.reconcile(now)
 	})
 }
 
 // endEjections brings every ejected backend of pool back.
-func (c *Controller) endEjections(pool string) {
+func (c *Controller) endEjections(pool string, now time.Time) {
 	for k, m := range c.members {
 		if k.pool == pool && !m.ejectedUntil.IsZero() {
 			m.ejectedUntil = time.Time{}
+			m.since = now // back in rotation: slow start, as after an ejection's end
 			m.up.outlier.Reset()
 			c.log.Info().Str("pool", pool).Str("backend", k.addr).Msg("backend ejection ended: outlier_detection changed")
 		}
 	}
 }
 
-// resetHealth marks every backend of pool healthy (checks added or removed).
-func (c *Controller) resetHealth(pool string) {
+// resetHealth marks every backend of pool healthy (checks added or
+// removed); one that was not comes back with slow start.
+func (c *Controller) resetHealth(pool string, now time.Time) {
 	for k, m := range c.members {
-		if k.pool == pool && !m.healthy {
-			m.healthy, m.healthReason = true, ""
+		if k.pool == pool {
+			c.epochs++
+			m.probeEpoch = c.epochs // the old checks' late events are dropped
+			if !m.healthy {
+				m.healthy, m.healthReason, m.since = true, "", now
+			}
 		}
 	}
 }
@@ -316,10 +329,12 @@ func (c *Controller) reconcile(now time.Time) error {
 			m.up, m.settings = fresh, settings
 		}
 		if !ok {
+			c.epochs++
 			m = &member{
-				up:       newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs),
-				settings: settings,
-				healthy:  true,
+				up:         newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs),
+				settings:   settings,
+				healthy:    true,
+				probeEpoch: c.epochs,
 			}
 			if had[pool] {
 				m.since = now
@@ -331,13 +346,19 @@ func (c *Controller) reconcile(now time.Time) error {
 			c.members[k] = m
 			c.log.Info().Str("pool", pool).Str("backend", addr).Bool("static", static).Msg("backend added")
 		}
+		was := uint32(0)
+		if ok {
+			was = m.configWeight()
+		}
 		if ok && m.weight != weight && m.adminWeight != nil {
 			// The file (or discovery) changed this backend's weight on
 			// purpose: that beats an earlier runtime override.
 			m.adminWeight = nil
 		}
-		if ok && m.weight == 0 && weight > 0 {
-			m.since = now // back from weight 0: slow start again
+		if ok && was == 0 && weight > 0 && (m.adminWeight == nil || *m.adminWeight > 0) {
+			// Back from weight 0 (the file's, or the admin API's that the
+			// file's change replaced): slow start again.
+			m.since = now
 		}
 		m.weight, m.order, m.static = weight, order, static
 		m.up.outlier.SetThreshold(c.outlierThreshold(pool))
@@ -381,7 +402,7 @@ func (c *Controller) updateChecks() {
 	var targets []health.Target
 	for k := range c.members {
 		if pc := c.cfg.Pools[k.pool]; pc != nil && pc.HealthCheck != nil {
-			targets = append(targets, health.Target{Pool: k.pool, Addr: k.addr, Check: *pc.HealthCheck})
+			targets = append(targets, health.Target{Pool: k.pool, Addr: k.addr, Check: *pc.HealthCheck, Epoch: c.members[k].probeEpoch})
 		}
 	}
 	c.checker.Update(targets)
@@ -398,6 +419,9 @@ func (c *Controller) handleEvents(now time.Time) {
 		}
 		switch e.Source {
 		case health.SourceActive:
+			if e.Epoch != m.probeEpoch {
+				continue // from probes since stopped (see probeEpoch)
+			}
 			if m.healthy != e.Healthy {
 				m.healthy, m.healthReason, changed = e.Healthy, e.Reason, true
 				if e.Healthy {
