@@ -382,7 +382,11 @@ func allow(ctx *fasthttp.RequestCtx, method, want string) bool {
 	if method == want || (want == "GET" && method == "HEAD") {
 		return true
 	}
-	ctx.Response.Header.Set("Allow", want)
+	if want == "GET" {
+		ctx.Response.Header.Set("Allow", "GET, HEAD") // every method it takes (RFC 9110 §10.2.1)
+	} else {
+		ctx.Response.Header.Set("Allow", want)
+	}
 	fail(ctx, 405, "method "+method+" not allowed, use "+want)
 	return false
 }

@@ -141,11 +141,21 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		r.series.ObserveDuration(end.Sub(now))
 		r.inFlight.Add(-1)
 	}
-	m.Bytes(len(ctx.Request.Body()), len(ctx.Response.Body()))
+	m.Bytes(len(ctx.Request.Body()), bodySent(ctx))
 	if al := p.access.Load(); al != nil && al.Sampled(rand.Uint64()) {
 		logAccess(al, ctx, now, end, out)
 	}
 	p.scratch.Put(sc) // after the log: out.clientHost is in it
+}
+
+// bodySent is the length of the body the answer sends: none to a HEAD
+// request, whatever body an answer sluice made itself (an error text)
+// holds, as fasthttp leaves it out.
+func bodySent(ctx *fasthttp.RequestCtx) int {
+	if ctx.IsHead() {
+		return 0
+	}
+	return len(ctx.Response.Body())
 }
 
 // outcome is what forward did, for metrics and the access log.
@@ -503,7 +513,7 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 	e.Path = append(e.Path, ctx.Path()...)
 	e.Status = ctx.Response.StatusCode()
 	e.BytesIn = len(ctx.Request.Body())
-	e.BytesOut = len(ctx.Response.Body())
+	e.BytesOut = bodySent(ctx)
 	e.Duration = end.Sub(start)
 	e.RequestID = append(e.RequestID, ctx.Request.Header.PeekBytes(hdrXRequestID)...)
 	if out.route != nil {

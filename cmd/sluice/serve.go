@@ -480,12 +480,13 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	pre := a.preResolve(ctx)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		// A stopped file watcher's last event, or a client that left.
-		return err
-	}
 	if a.stopping {
 		return fmt.Errorf("%w: shutting down", admin.ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		// A stopped file watcher's last event, a client that left, or a
+		// shutdown that began: not tried, not a rejected config.
+		return fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
 	}
 	old := a.cfg.Load()
 	cfg, err := loadConfig(a.opts.configPath, a.opts.override)

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// review14Wire sends raw on a new client connection and reads until the
+// proxy closes it (raw asks it to) or 5 s pass.
+func review14Wire(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c)
+	return string(out)
+}
+
+// TestReview14UpstreamBareLFHeadOver4KiB: README says a backend head in
+// bare LFs "is read as if they were CRLFs and passed on", and
+// TestLongResponseHeads bounds a head by the 16 KiB upstream read buffer.
+// But readResponse reads the rewritten head (takeFixed) through
+// bufio.NewReader, whose buffer is 4 KiB: fasthttp's header read then
+// fails with its small-buffer error, and a bare-LF head between 4 and
+// 16 KiB (a long Set-Cookie or Content-Security-Policy) gets an instant
+// 502, where the same head in CRLFs passes. Same for a 103 (its Link)
+// whose head is in bare LFs. Found by probing with a raw backend.
+func TestReview14UpstreamBareLFHeadOver4KiB(t *testing.T) {
+	big := strings.Repeat("v", 5000)
+	tests := []struct{ name, raw, want string }{
+		{"CRLF head, for comparison", "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 2\r\n\r\nok", "X-Big: " + big + "\r\n"},
+		{"bare-LF final head", "HTTP/1.1 200 OK\nX-Big: " + big + "\nContent-Length: 2\n\nok", "X-Big: " + big + "\r\n"},
+		{"bare-LF 103 before a CRLF answer", "HTTP/1.1 103 Early Hints\nLink: </" + big + ">; rel=preload\n\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 200 OK\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, _ := serveKeptAlive(t, rawAnswer(tt.raw))
+			px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 2s}\n", ln.Addr()))
+			got := review14Wire(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if !strings.Contains(got, "HTTP/1.1 200 OK\r\n") || !strings.Contains(got, tt.want) || !strings.HasSuffix(got, "\r\n\r\nok") {
+				t.Fatalf("proxy answered %.160q, want the backend's 200 with its %d-byte field and body", got, len(big))
+			}
+		})
+	}
+}
+
+// TestReview14UpstreamEarlyAnswerBeforeBodySent: a Go net/http backend
+// that refuses a 6 MiB upload with 413 as soon as it has read 1 MiB
+// (http.MaxBytesReader) answers, half-closes and stops reading, as RFC
+// 9112 §9.5 lets a server do; a client sending straight to it gets the
+// 413. Through sluice the client gets "502 upstream unavailable": the
+// write of the rest of the body fails (reset), do() discards the
+// connection without reading the answer already waiting on it, and
+// errorKind counts a reset, so the backend's own refusal is also scored
+// as a backend failure (outlier detection). nginx and HAProxy pass such
+// an early answer on. Found by probing.
+func TestReview14UpstreamEarlyAnswerBeforeBodySent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, "413 too big", http.StatusRequestEntityTooLarge)
+			return
+		}
+		_, _ = io.WriteString(w, "fine")
+	}))
+	t.Cleanup(srv.Close)
+	body := strings.Repeat("b", 6<<20)
+
+	direct, err := http.Post(srv.URL, "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("direct POST: %v", err)
+	}
+	direct.Body.Close()
+	if direct.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("direct POST = %d, want 413 (the backend's answer)", direct.StatusCode)
+	}
+
+	px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 3s}\n", srv.Listener.Addr()))
+	got := review14Wire(t, px.addr, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	if !strings.HasPrefix(got, "HTTP/1.1 413") {
+		t.Fatalf("through sluice: %.120q, want the backend's 413", got)
+	}
+}
