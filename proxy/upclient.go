@@ -136,11 +136,18 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 	b := c.bufs.writers.Get().(*upBuffers)
 	err = b.writeRequest(s.conn, req)
 	c.bufs.writers.Put(b)
+	resp.SkipBody = req.Header.IsHead()
 	if err != nil {
+		// The backend may have answered before the request's end and
+		// stopped reading (a 413 for an upload too large, RFC 9112 §9.5):
+		// its answer, already here, is passed on, as nginx and HAProxy
+		// pass it, not a 502.
+		if errorKind(err) == kindReset && c.earlyAnswer(s.conn, resp, hints, loan) {
+			err = nil
+		}
 		c.discard(i)
 		return time.Now(), err
 	}
-	resp.SkipBody = req.Header.IsHead()
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
 	suspect, err := readResponse(resp, r, c.maxBody, hints, loan)
@@ -261,7 +268,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			}
 			if bare {
 				fixed := takeFixed(r, head)
-				return true, checkStatus(resp, resp.ReadLimitBody(bufio.NewReader(io.MultiReader(bytes.NewReader(fixed), r)), maxBody))
+				return true, checkStatus(resp, resp.ReadLimitBody(fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody))
 			}
 			if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
 				return false, readLentBody(resp, r, maxBody, loan)
@@ -271,7 +278,8 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			return true, errTooManyInterim
 		}
 		if bare {
-			err = resp.Header.Read(bufio.NewReader(bytes.NewReader(takeFixed(r, head))))
+			fixed := takeFixed(r, head)
+			err = resp.Header.Read(fixedReader(bytes.NewReader(fixed), fixed))
 		} else {
 			err = resp.Header.Read(r)
 		}
@@ -341,6 +349,27 @@ func statusCode(head []byte) (code int, http10, ok bool) {
 		return 0, false, false
 	}
 	return int(digits[0]-'0')*100 + int(digits[1]-'0')*10 + int(digits[2]-'0'), string(line[:sp]) == "HTTP/1.0", true
+}
+
+// earlyAnswer reads, into resp, an answer the backend sent before the
+// request's write failed (under the exchange's deadline, set before the
+// write), and says whether a whole one came. The connection is not used
+// again either way.
+func (c *upClient) earlyAnswer(conn net.Conn, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan) bool {
+	r := c.bufs.readers.Get().(*bufio.Reader)
+	r.Reset(conn)
+	_, err := readResponse(resp, r, c.maxBody, hints, loan)
+	r.Reset(nil)
+	c.bufs.readers.Put(r)
+	return err == nil
+}
+
+// fixedReader reads a head rewritten by takeFixed, and what follows it
+// from src, through a buffer that holds the whole head (fasthttp reads a
+// head whole from its reader's buffer; bufio's default 4 KiB would fail a
+// head the upstream read buffer took whole, up to upstreamReadBufferSize).
+func fixedReader(src io.Reader, fixed []byte) *bufio.Reader {
+	return bufio.NewReaderSize(src, max(len(fixed)+1, 4096))
 }
 
 // takeFixed consumes head, a head in bare LFs at the start of r, and

@@ -28,16 +28,15 @@ func review14Wire(t *testing.T, addr, raw string) string {
 	return string(out)
 }
 
-// TestReview14UpstreamBareLFHeadOver4KiB: README says a backend head in
+// TestUpstreamReviewBareLFHeadOver4KiB: README says a backend head in
 // bare LFs "is read as if they were CRLFs and passed on", and
-// TestLongResponseHeads bounds a head by the 16 KiB upstream read buffer.
-// But readResponse reads the rewritten head (takeFixed) through
-// bufio.NewReader, whose buffer is 4 KiB: fasthttp's header read then
-// fails with its small-buffer error, and a bare-LF head between 4 and
-// 16 KiB (a long Set-Cookie or Content-Security-Policy) gets an instant
-// 502, where the same head in CRLFs passes. Same for a 103 (its Link)
-// whose head is in bare LFs. Found by probing with a raw backend.
-func TestReview14UpstreamBareLFHeadOver4KiB(t *testing.T) {
+// TestLongResponseHeads bounds a head by the 16 KiB upstream read buffer:
+// a bare-LF head between 4 and 16 KiB (a long Set-Cookie or
+// Content-Security-Policy) passes as the same head in CRLFs does, and so
+// does a 103's. (Found by review: the rewritten head was read through
+// bufio.NewReader's 4 KiB buffer, and fasthttp's small-buffer error gave
+// an instant 502.)
+func TestUpstreamReviewBareLFHeadOver4KiB(t *testing.T) {
 	big := strings.Repeat("v", 5000)
 	tests := []struct{ name, raw, want string }{
 		{"CRLF head, for comparison", "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 2\r\n\r\nok", "X-Big: " + big + "\r\n"},
@@ -56,17 +55,16 @@ func TestReview14UpstreamBareLFHeadOver4KiB(t *testing.T) {
 	}
 }
 
-// TestReview14UpstreamEarlyAnswerBeforeBodySent: a Go net/http backend
+// TestUpstreamReviewEarlyAnswerBeforeBodySent: a Go net/http backend
 // that refuses a 6 MiB upload with 413 as soon as it has read 1 MiB
 // (http.MaxBytesReader) answers, half-closes and stops reading, as RFC
 // 9112 §9.5 lets a server do; a client sending straight to it gets the
-// 413. Through sluice the client gets "502 upstream unavailable": the
-// write of the rest of the body fails (reset), do() discards the
-// connection without reading the answer already waiting on it, and
-// errorKind counts a reset, so the backend's own refusal is also scored
-// as a backend failure (outlier detection). nginx and HAProxy pass such
-// an early answer on. Found by probing.
-func TestReview14UpstreamEarlyAnswerBeforeBodySent(t *testing.T) {
+// 413, and so does a client through sluice, as through nginx and
+// HAProxy. (Found by review: the write of the rest of the body failed
+// with a reset, do() discarded the connection without reading the answer
+// already waiting on it, and the client got "502 upstream unavailable",
+// scored as a backend failure.)
+func TestUpstreamReviewEarlyAnswerBeforeBodySent(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if _, err := io.ReadAll(r.Body); err != nil {
