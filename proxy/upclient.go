@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -142,7 +143,11 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// stopped reading (a 413 for an upload too large, RFC 9112 §9.5):
 		// its answer, already here, is passed on, as nginx and HAProxy
 		// pass it, not a 502.
-		if errorKind(err) == kindReset && c.earlyAnswer(s.conn, resp, hints, loan) {
+		// Only after a write the backend broke off: not the idle check's
+		// failures (nothing sent; bytes it found are not an answer).
+		if (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) &&
+			!errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
+			c.earlyAnswer(s.conn, resp, hints, loan) {
 			err = nil
 		}
 		c.discard(i)
