@@ -1356,6 +1356,18 @@ func (c *Conn) peek(fd uintptr) {
 	}
 }
 
+// RequestAcked reports, on a client Conn, whether the peer acknowledged
+// any byte of the request being written (since the first write after the
+// last read): an answer it sent then may be to this request. False where
+// the kernel does not count acknowledged bytes (see NewClient).
+func (c *Conn) RequestAcked() bool {
+	if !c.client || !c.ackBaseOK {
+		return false
+	}
+	_, acked, ok := c.tcpInfo()
+	return ok && acked-c.ackBase > c.reqStart
+}
+
 // RequestUnreceived reports whether the peer closed the connection before
 // any of the request last written on it reached its application, so that
 // the request may be sent again on another connection even when it is

@@ -143,11 +143,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// stopped reading (a 413 for an upload too large, RFC 9112 §9.5):
 		// its answer, already here, is passed on, as nginx and HAProxy
 		// pass it, not a 502.
-		// Only after a write the backend broke off: not the idle check's
-		// failures (nothing sent; bytes it found are not an answer).
+		// Only after a write the backend broke off once it had some of
+		// the request (its kernel acknowledged bytes of it): not the idle
+		// check's failures, nor bytes that came unasked before the
+		// request reached it, which are no answer to it.
 		if (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) &&
 			!errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
-			c.earlyAnswer(s.conn, resp, hints, loan) {
+			requestAcked(s.conn) && c.earlyAnswer(s.conn, resp, hints, loan) {
 			err = nil
 		}
 		c.discard(i)
@@ -562,6 +564,11 @@ func answeredBeforeRequest(conn net.Conn) bool {
 
 // requestUnreceived reports whether conn can tell that none of the request
 // last written on it reached the peer (see netconn.Conn.RequestUnreceived).
+func requestAcked(conn net.Conn) bool {
+	a, ok := conn.(interface{ RequestAcked() bool })
+	return ok && a.RequestAcked()
+}
+
 func requestUnreceived(conn net.Conn) bool {
 	u, ok := conn.(interface{ RequestUnreceived() bool })
 	return ok && u.RequestUnreceived()
