@@ -249,6 +249,9 @@ func kindName(k yaml.Kind) string {
 }
 
 func describe(t reflect.Type) string {
+	if t == durationType {
+		return "a duration such as 2s or 150ms"
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"

@@ -28,6 +28,9 @@ func (c *Config) validate() Errors {
 	v.address("listen", c.Listen)
 	if c.Admin.Listen != "" {
 		v.address("admin.listen", c.Admin.Listen)
+		if CheckAddress(c.Listen) == nil && CheckAddress(c.Admin.Listen) == nil && sameSocket(c.Listen, c.Admin.Listen) {
+			v.fail("admin.listen", "%s takes the port of listen (%s): they must differ", c.Admin.Listen, c.Listen)
+		}
 	}
 	v.positive("timeouts.connect", int64(c.Timeouts.Connect))
 	v.positive("timeouts.response", int64(c.Timeouts.Response))
@@ -76,7 +79,7 @@ func (c *Config) validate() Errors {
 	default:
 		v.fail("log.format", "must be auto, json or console")
 	}
-	if c.AccessLog.Sample < 0 || c.AccessLog.Sample > 1 {
+	if !(c.AccessLog.Sample >= 0 && c.AccessLog.Sample <= 1) { // NaN too
 		v.fail("access_log.sample", "must be from 0 to 1")
 	}
 	if c.AccessLog.Path == "" {
@@ -152,6 +155,30 @@ func CheckAddress(addr string) error {
 	return nil
 }
 
+// canonicalAddress is a valid host:port in one spelling per socket: an IP
+// in its canonical form, a name in lower case, the port without leading
+// zeros (127.0.0.1:09001 is 127.0.0.1:9001).
+func canonicalAddress(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	} else {
+		host = strings.ToLower(strings.TrimSuffix(host, "."))
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
+}
+
+// sameSocket reports whether two valid listen addresses would bind the
+// same port on a shared address: the same port, and the same host or one
+// that is every interface.
+func sameSocket(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(canonicalAddress(a))
+	hb, pb, _ := net.SplitHostPort(canonicalAddress(b))
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return pa == pb && (ha == hb || wildcard(ha) || wildcard(hb))
+}
+
 // checkProbePath reports whether p can be sent as the request target of a
 // health check: it goes verbatim into the request line, so a space, a line
 // break or any other control or non-ASCII byte would make every probe a
@@ -207,7 +234,13 @@ func validHostname(h string) bool {
 	if len(h) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(h, ".") {
+	labels := strings.Split(h, ".")
+	if last := labels[len(labels)-1]; last != "" && strings.Trim(last, "0123456789") == "" {
+		// A name's last label is never all digits (RFC 3696 §2): this is
+		// an IPv4 address that is not one, 999.1.1.1 or 10.0.0.256.
+		return false
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 {
 			return false
 		}
@@ -258,10 +291,10 @@ func (v *validator) pool(path string, p *Pool) {
 			v.fail(bp+".address", "required")
 		} else if err := CheckAddress(b.Address); err != nil {
 			v.fail(bp+".address", "%v", err)
-		} else if first, dup := addrs[b.Address]; dup {
+		} else if first, dup := addrs[canonicalAddress(b.Address)]; dup {
 			v.fail(bp+".address", "duplicate backend %s (also backends[%d])", b.Address, first)
 		} else {
-			addrs[b.Address] = i
+			addrs[canonicalAddress(b.Address)] = i
 		}
 		if b.Weight < 0 {
 			v.fail(bp+".weight", "must be >= 0")
