@@ -67,7 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return supervise(ctx, *configPath, *workers, stderr)
 	}
 	var override func(*config.Config) error
+	var ready func()
 	if *workerIndex >= 0 {
+		ready = workerReady()
 		override = workerOverrides(*workerIndex)
 		if err := pinWorker(*workerIndex); err != nil {
 			fmt.Fprintln(stderr, "worker: cannot pin to a CPU:", err)
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: configuration is valid (%d routes, %d pools)\n", *configPath, len(cfg.Routes), len(cfg.Pools))
 		return 0
 	}
-	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override})
+	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override, ready: ready})
 }
 
 // loadConfig loads the file and applies override (a worker's changes).

@@ -32,6 +32,9 @@ type options struct {
 	stderr     io.Writer
 	// override, when set, adapts every loaded config (worker processes).
 	override func(*config.Config) error
+	// ready, when set, is called once serve catches its signals (a
+	// worker tells its supervisor, which holds signals until then).
+	ready func()
 }
 
 // app is one running sluice: its listeners, servers and control plane.
@@ -149,6 +152,9 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	if opts.ready != nil {
+		opts.ready()
+	}
 
 	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version), serveCtx: ctx}
 	a.ctrl = proxy.NewController(a.proxy, a.log)

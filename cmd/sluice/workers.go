@@ -126,28 +126,57 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	}
 	exits := make(chan exit, n)
 	// mu guards procs and alive, which the wait goroutines update (an
-	// exec.Cmd's ProcessState is written by Wait, so it is not read here).
+	// exec.Cmd's ProcessState is written by Wait, so it is not read here),
+	// and each worker's ready and pending.
 	var mu sync.Mutex
-	procs := make([]*exec.Cmd, n)
+	procs := make([]*worker, n)
 	alive := make([]bool, n)
 	starts := make([]int, n) // workers started in each slot
 	var waits sync.WaitGroup
 	start := func(i int) error {
 		cmd := exec.Command(exe, "-config", configPath, "-workers", strconv.Itoa(n), "-worker-index", strconv.Itoa(i))
-		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", readyFDEnv+"=3")
+		// The worker writes a byte on this pipe once it catches SIGHUP,
+		// SIGUSR1 and SIGTERM itself (serve): until then their default
+		// action would kill it, so signals for it wait (signalAll).
+		readyR, readyW, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		cmd.ExtraFiles = []*os.File{readyW}
 		cmd.Stdout, cmd.Stderr = os.Stdout, stderr
 		// A supervisor killed outright (SIGKILL, OOM) takes its workers
 		// with it, gracefully, instead of leaving them on the port.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		starts[i]++
-		if err := cmd.Start(); err != nil {
+		err = cmd.Start()
+		readyW.Close()
+		if err != nil {
+			readyR.Close()
 			return err
 		}
 		started := time.Now()
+		w := &worker{cmd: cmd}
 		mu.Lock()
-		procs[i], alive[i] = cmd, true
+		procs[i], alive[i] = w, true
 		mu.Unlock()
-		waits.Add(1)
+		waits.Add(2)
+		go func() {
+			// Ends with the byte, or at the worker's exit (EOF).
+			defer waits.Done()
+			defer readyR.Close()
+			var b [1]byte
+			if n, _ := readyR.Read(b[:]); n == 0 {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			w.ready = true
+			for _, sig := range w.pending {
+				_ = cmd.Process.Signal(sig)
+			}
+			w.pending = nil
+		}()
 		go func() {
 			defer waits.Done()
 			err := cmd.Wait()
@@ -162,9 +191,14 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	signalAll := func(sig os.Signal) {
 		mu.Lock()
 		defer mu.Unlock()
-		for i, p := range procs {
-			if alive[i] {
-				_ = p.Process.Signal(sig)
+		for i, w := range procs {
+			switch {
+			case !alive[i]:
+			case w.ready || sig == syscall.SIGKILL:
+				_ = w.cmd.Process.Signal(sig)
+			default:
+				// A worker not yet catching signals gets it once it does.
+				w.pending = append(w.pending, sig)
 			}
 		}
 	}
@@ -289,6 +323,34 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 			reread("stop")
 			log.Info().Int("workers", running).Dur("stop_bound", bound).Msg("stopping workers")
 			return stopAll(running, term)
+		}
+	}
+}
+
+// worker is one started worker process: ready once it catches signals
+// itself, with the signals sent to it before that (pending).
+type worker struct {
+	cmd     *exec.Cmd
+	ready   bool
+	pending []os.Signal
+}
+
+// readyFDEnv names, in a worker's environment, the descriptor of the pipe
+// on which it says it catches signals (workerReady).
+const readyFDEnv = "SLUICE_WORKER_READY_FD"
+
+// workerReady returns what a worker calls once it catches SIGHUP, SIGUSR1
+// and SIGTERM itself: a byte on the supervisor's pipe. Nil outside a
+// worker started by a supervisor.
+func workerReady() func() {
+	if os.Getenv(readyFDEnv) != "3" {
+		return nil
+	}
+	os.Unsetenv(readyFDEnv)
+	return func() {
+		if f := os.NewFile(3, "ready"); f != nil {
+			_, _ = f.Write([]byte{1})
+			_ = f.Close()
 		}
 	}
 }
