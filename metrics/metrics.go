@@ -144,7 +144,7 @@ func New(version string) *Metrics {
 		"Unix time of the last configuration that was loaded and published.")
 	m.generation = f.gauge("config_generation", "Generation number of the published configuration.")
 	m.logDropped = f.counter("access_log_dropped_total",
-		"Access log lines dropped because the writer fell behind.")
+		"Access log lines lost because the writer fell behind or a write failed.")
 	m.discoveryErr = f.counterVec("discovery_errors_total",
 		"Failed service-discovery lookups (the last good set was kept), by pool.", "pool")
 
