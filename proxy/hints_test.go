@@ -163,19 +163,7 @@ func TestEarlyHintsAfterIdle(t *testing.T) {
 func TestEarlyHintsAfterContinue(t *testing.T) {
 	c, br := proxyClient(t, hintsBackend(t, 10), "")
 	_ = c.SetDeadline(time.Now().Add(4 * time.Second))
-	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusContinue {
-		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
-	}
-	if _, err := io.WriteString(c, "body"); err != nil {
-		t.Fatal(err)
-	}
-	if codes, _ := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 {
-		t.Fatalf("answers to the POST %v, want 200", codes)
-	}
+	continuedPOST(t, c, br)
 	if _, err := io.WriteString(c, "GET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -241,19 +229,7 @@ func TestEarlyHintsPipelinedBodyRead(t *testing.T) {
 func TestEarlyHintsAfterContinuePipelined(t *testing.T) {
 	c, br := proxyClient(t, hintsBackend(t, 100), "")
 	_ = c.SetDeadline(time.Now().Add(4 * time.Second))
-	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusContinue {
-		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
-	}
-	if _, err := io.WriteString(c, "body"); err != nil {
-		t.Fatal(err)
-	}
-	if codes, _ := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 {
-		t.Fatalf("answers to the POST %v, want 200", codes)
-	}
+	continuedPOST(t, c, br)
 	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hint HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +273,24 @@ retries: { attempts: 2 }
 	if hints > maxHints {
 		t.Errorf("the client got %d 103 Early Hints for one request (answers %v); want at most %d per request, as the README says",
 			hints, codes, maxHints)
+	}
+}
+
+// continuedPOST sends a POST with Expect: 100-continue on c, its body once
+// sluice answers 100 Continue, and reads its 200.
+func continuedPOST(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("first answer %v, %v; want 100 Continue", resp, err)
+	}
+	if _, err := io.WriteString(c, "body"); err != nil {
+		t.Fatal(err)
+	}
+	if codes, _ := readAnswers(t, br, 1); len(codes) != 1 || codes[0] != 200 {
+		t.Fatalf("answers to the POST %v, want 200", codes)
 	}
 }

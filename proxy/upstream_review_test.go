@@ -3,30 +3,11 @@ package proxy
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
-
-// review14Wire sends raw on a new client connection and reads until the
-// proxy closes it (raw asks it to) or 5 s pass.
-func review14Wire(t *testing.T, addr, raw string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := io.ReadAll(c)
-	return string(out)
-}
 
 // TestUpstreamReviewBareLFHeadOver4KiB: README says a backend head in
 // bare LFs "is read as if they were CRLFs and passed on", and
@@ -47,7 +28,7 @@ func TestUpstreamReviewBareLFHeadOver4KiB(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ln, _ := serveKeptAlive(t, rawAnswer(tt.raw))
 			px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 2s}\n", ln.Addr()))
-			got := review14Wire(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			got := rawWire(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 			if !strings.Contains(got, "HTTP/1.1 200 OK\r\n") || !strings.Contains(got, tt.want) || !strings.HasSuffix(got, "\r\n\r\nok") {
 				t.Fatalf("proxy answered %.160q, want the backend's 200 with its %d-byte field and body", got, len(big))
 			}
@@ -86,7 +67,7 @@ func TestUpstreamReviewEarlyAnswerBeforeBodySent(t *testing.T) {
 	}
 
 	px := startProxy(t, fmt.Sprintf("routes: [{pool: p}]\npools:\n  p:\n    backends: [{address: %s}]\ntimeouts: {response: 3s}\n", srv.Listener.Addr()))
-	got := review14Wire(t, px.addr, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	got := rawWire(t, px.addr, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 	if !strings.HasPrefix(got, "HTTP/1.1 413") {
 		t.Fatalf("through sluice: %.120q, want the backend's 413", got)
 	}
