@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,20 +22,9 @@ func TestAdminReviewReloadDuringShutdown(t *testing.T) {
 	listen, admin := freePort(t), freePort(t)
 	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nwatch_config: false\nshutdown_delay: 2s\nroutes: [{pool: p}]\npools: {p: {backends: [{address: %s}]}}\n",
 		listen, admin, up.addr))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(15 * time.Second):
-			t.Error("sluice did not stop")
-		}
-	}()
+	stop := runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
-	cancel() // SIGTERM: shutdown_delay of 2 s follows
+	stop() // SIGTERM: shutdown_delay of 2 s follows
 	waitUntil(t, "readiness off", 2*time.Second, func() bool { return answers("http://"+admin+"/readyz", 503) })
 	c := &http.Client{Timeout: 5 * time.Second}
 	// Which error the reload meets depends on whether the goroutine that

@@ -97,8 +97,9 @@ func TestReloadInProcess(t *testing.T) {
 }
 
 // runInProcess runs sluice on the config file at path in this process
-// until the test ends, and then checks that it stops within 10 s.
-func runInProcess(t *testing.T, path string) {
+// until the test ends, or until the returned func starts its graceful
+// stop (SIGTERM's), and then checks that it stops within 10 s.
+func runInProcess(t *testing.T, path string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
@@ -111,6 +112,7 @@ func runInProcess(t *testing.T, path string) {
 			t.Error("sluice did not stop")
 		}
 	})
+	return cancel
 }
 
 // getBody GETs url and returns the body; a failed request fails the test.
