@@ -131,22 +131,7 @@ func TestStaleProbeEventAfterChecksRemoved(t *testing.T) {
 		})
 		probes := b.probes.Load()
 
-		held := make(chan struct{})
-		holdDone := make(chan error, 1)
-		go func() {
-			holdDone <- px.ctrl.do(context.Background(), func() error {
-				close(held)
-				b.healthStatus.Store(503)
-				// The control plane is busy while the probe fails and
-				// reports "unhealthy" into the inbox.
-				deadline := time.Now().Add(2 * time.Second)
-				for b.probes.Load() < probes+2 && time.Now().Before(deadline) {
-					time.Sleep(5 * time.Millisecond)
-				}
-				return nil
-			})
-		}()
-		<-held
+		holdDone := holdWhileProbeFails(px, b, probes, nil)
 		reloaded := make(chan error, 1)
 		go func() {
 			cfgYAML := modalYAML(bs, "") // health_check removed
@@ -195,30 +180,19 @@ func TestStaleProbeEventIntoReaddedBackend(t *testing.T) {
 			return b.probes.Load() > 0 && stateOf(t, px, b.addr).Healthy
 		})
 		probes := b.probes.Load()
-		held, release := make(chan struct{}), make(chan struct{})
-		holdDone := make(chan error, 1)
-		go func() {
-			holdDone <- px.ctrl.do(context.Background(), func() error {
-				close(held)
-				b.healthStatus.Store(503)
-				deadline := time.Now().Add(2 * time.Second)
-				for b.probes.Load() < probes+2 && time.Now().Before(deadline) {
-					time.Sleep(5 * time.Millisecond)
-				}
-				// "unhealthy" is in the inbox; b is fine again.
-				b.healthStatus.Store(200)
-				<-release
-				return nil
-			})
-		}()
-		<-held
+		release := make(chan struct{})
+		holdDone := holdWhileProbeFails(px, b, probes, func() {
+			// "unhealthy" is in the inbox; b is fine again.
+			b.healthStatus.Store(200)
+			<-release
+		})
 		removed, readded := make(chan error, 1), make(chan error, 1)
 		go func() { removed <- applyErr(px, without) }()
 		time.Sleep(20 * time.Millisecond) // queued first
 		go func() { readded <- applyErr(px, with) }()
 		time.Sleep(20 * time.Millisecond)
 		close(release)
-		for _, ch := range []chan error{holdDone, removed, readded} {
+		for _, ch := range []<-chan error{holdDone, removed, readded} {
 			if err := <-ch; err != nil {
 				t.Fatal(err)
 			}
@@ -236,4 +210,28 @@ func TestStaleProbeEventIntoReaddedBackend(t *testing.T) {
 				round, st.State, st.HealthReason, b.probes.Load()-sent)
 		}
 	}
+}
+
+// holdWhileProbeFails keeps the control goroutine busy while b's checks
+// fail (its probes past probes+2, at most 2 s), so that the probe's
+// "unhealthy" waits in the inbox; then, inside the hold, runs then (if not
+// nil). It returns once the hold has begun; the channel gets its result.
+func holdWhileProbeFails(px *testProxy, b *modalBackend, probes int64, then func()) <-chan error {
+	held, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- px.ctrl.do(context.Background(), func() error {
+			close(held)
+			b.healthStatus.Store(503)
+			deadline := time.Now().Add(2 * time.Second)
+			for b.probes.Load() < probes+2 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if then != nil {
+				then()
+			}
+			return nil
+		})
+	}()
+	<-held
+	return done
 }
