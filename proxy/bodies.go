@@ -61,6 +61,9 @@ func (p *bodyPools) get(n int) *bodyBuffer {
 type bodyLoan struct {
 	pools *bodyPools
 	buf   *bodyBuffer
+	// plainHead says the response's head was read by readPlainHead, its
+	// hop-by-hop fields left out: the handler has none to look for.
+	plainHead bool
 }
 
 // hold makes b the loan's buffer; one an earlier attempt's response
@@ -80,12 +83,16 @@ func (l *bodyLoan) drop() {
 
 // readLentBody reads a final response whose head has a Content-Length
 // and no Transfer-Encoding, as resp.ReadLimitBody would, but its body
-// into a buffer from loan's pools when one holds it. The head is
-// fasthttp's to read: a Content-Length it refuses fails the exchange as
-// before.
-func readLentBody(resp *fasthttp.Response, r *bufio.Reader, maxBody int, loan *bodyLoan) error {
+// into a buffer from loan's pools when one holds it. head is the
+// response head at the start of r: readPlainHead reads it when it is
+// plain, fasthttp's parser otherwise (a Content-Length it refuses fails
+// the exchange as before).
+func readLentBody(resp *fasthttp.Response, r *bufio.Reader, head []byte, maxBody int, loan *bodyLoan) error {
 	resp.ResetBody()
-	if err := resp.Header.Read(r); err != nil {
+	if readPlainHead(&resp.Header, head) {
+		_, _ = r.Discard(len(head))
+		loan.plainHead = true
+	} else if err := resp.Header.Read(r); err != nil {
 		return err
 	}
 	n := resp.Header.ContentLength()

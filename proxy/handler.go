@@ -365,16 +365,19 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// client the connection closes after this answer.
 			resp.Header.SetProtocol(strHTTP11)
 		}
-		found := scanResponse(&resp.Header)
-		if bad := badResponse(resp, found); bad != "" {
-			// (The connection a 101 came on was closed by the client.)
-			writeError(ctx, fasthttp.StatusBadGateway, bad)
-			break
+		if loan == nil || !loan.plainHead {
+			// (readPlainHead left out a plain head's hop-by-hop fields.)
+			found := scanResponse(&resp.Header)
+			if bad := badResponse(resp, found); bad != "" {
+				// (The connection a 101 came on was closed by the client.)
+				writeError(ctx, fasthttp.StatusBadGateway, bad)
+				break
+			}
+			if found&hTransferEncoding != 0 {
+				sc.buf, _ = dropTrailers(&resp.Header, nil, sc.buf)
+			}
+			sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		}
-		if found&hTransferEncoding != 0 {
-			sc.buf, _ = dropTrailers(&resp.Header, nil, sc.buf)
-		}
-		sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		if pl.sticky != nil && stuck != idx {
 			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 		}

@@ -252,6 +252,9 @@ const (
 // alone has its body read into a buffer from loan (readLentBody) when
 // loan is not nil.
 func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter, loan *bodyLoan) (suspect bool, err error) {
+	if loan != nil {
+		loan.plainHead = false
+	}
 	passed := 0
 	for n := 0; ; n++ {
 		end, bare := headEnd(r)
@@ -278,7 +281,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 				return true, checkStatus(resp, resp.ReadLimitBody(fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody))
 			}
 			if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
-				return false, readLentBody(resp, r, maxBody, loan)
+				return false, readLentBody(resp, r, head, maxBody, loan)
 			}
 			return cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 		case n == maxInterim:
