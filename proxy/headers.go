@@ -100,13 +100,26 @@ var knownHeaders = func() []knownHeader {
 	return k
 }()
 
+// knownByLength holds knownHeaders by the length of their names: a name
+// is compared with the one or two known names of its length, not all
+// fifteen (a browser's request has a dozen fields).
+var knownByLength = func() (t [20][]knownHeader) {
+	for _, k := range knownHeaders {
+		t[len(k.name)] = append(t[len(k.name)], k)
+	}
+	return t
+}()
+
 // classifyHeader returns the bits of one header field.
 func classifyHeader(name, value []byte) headerSet {
 	if !isToken(name) {
 		return hBadName
 	}
-	for _, k := range knownHeaders {
-		if len(k.name) != len(name) || !bytes.EqualFold(k.name, name) {
+	if len(name) >= len(knownByLength) {
+		return 0
+	}
+	for _, k := range knownByLength[len(name)] {
+		if !tokenIs(name, k.name) {
 			continue
 		}
 		switch {

@@ -219,7 +219,7 @@ func connectionField(value []byte) plainField {
 // tokenIs reports whether name, a token, is s, a name of letters and
 // dashes, in any case. Folding case by setting bit 0x20 is exact here: no
 // other byte of a token becomes a letter or a dash that way.
-func tokenIs(name []byte, s string) bool {
+func tokenIs[T string | []byte](name []byte, s T) bool {
 	if len(name) != len(s) {
 		return false
 	}
