@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 )
@@ -35,7 +36,9 @@ import (
 //
 // Date is dropped: the front end writes its own (fasthttp's server writes
 // a Date field in the response header only when NoDefaultDate is set,
-// which sluice does not set). h's NoDefaultContentType is kept.
+// which sluice does not set, and which fasthttp gives no way to read;
+// TestPlainHeadEndToEnd fails if the front end sets it). h's
+// NoDefaultContentType and DisableNormalizing are kept.
 func readPlainHead(h *fasthttp.ResponseHeader, head []byte) bool {
 	line, rest, ok := cutLine(head)
 	if !ok || len(line) < len("HTTP/1.1 200") || string(line[:len("HTTP/1.1 ")]) != "HTTP/1.1 " {
@@ -52,9 +55,15 @@ func readPlainHead(h *fasthttp.ResponseHeader, head []byte) bool {
 	if len(reason) > 0 && (reason[0] != ' ' || hasControl(reason)) {
 		return false
 	}
+	// h.Reset clears two settings h.Read keeps; they are put back.
+	// (It clears NoDefaultDate too, which cannot be read: see above.)
 	noDefaultContentType := noDefaultContentType(h)
+	keepCase := h.DisableNormalizing()
 	h.Reset()
 	h.SetNoDefaultContentType(noDefaultContentType)
+	if keepCase {
+		h.DisableNormalizing()
+	}
 	h.SetStatusCode(status)
 	if len(reason) > 1 {
 		h.SetStatusMessage(reason[1:])
@@ -202,7 +211,9 @@ func connectionField(value []byte) plainField {
 	}
 	close := false
 	for tok := range bytes.SplitSeq(value, []byte(",")) {
-		tok = bytes.TrimSpace(tok)
+		// Spaces and tabs only, as fasthttp's parser trims a token:
+		// bytes.TrimSpace would also take Unicode spaces.
+		tok = bytes.Trim(tok, " \t")
 		switch {
 		case bytes.EqualFold(tok, []byte("close")):
 			close = true
@@ -291,9 +302,15 @@ func hasControl(b []byte) bool {
 }
 
 // plainDecimal reads b as a Content-Length fasthttp would write back the
-// same: digits without a leading zero (but "0"), at most 15 of them.
+// same: digits without a leading zero (but "0"), at most 15 of them, or 9
+// where an int has 32 bits (more could wrap around to a small length, and
+// the rest of the body be read as the next response on the connection).
 func plainDecimal(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 15 || b[0] == '0' && len(b) > 1 {
+	maxDigits := 15
+	if strconv.IntSize == 32 {
+		maxDigits = 9
+	}
+	if len(b) == 0 || len(b) > maxDigits || b[0] == '0' && len(b) > 1 {
 		return 0, false
 	}
 	n := 0
