@@ -141,59 +141,58 @@ const (
 // a token) and, for Connection, its value. One switch on the name's
 // length, then at most a few comparisons.
 func plainFieldOf(name, value []byte) plainField {
-	is := func(s string) bool { return tokenIs(name, s) }
 	switch len(name) {
 	case 2:
-		if is("TE") {
+		if tokenIs(name, "TE") {
 			return fieldHopByHop
 		}
 	case 4:
-		if is("Date") {
+		if tokenIs(name, "Date") {
 			return fieldDate
 		}
 	case 6:
-		if is("Server") {
+		if tokenIs(name, "Server") {
 			return fieldServer
 		}
 	case 7:
 		switch {
-		case is("Trailer"):
+		case tokenIs(name, "Trailer"):
 			return fieldNotPlain
-		case is("Upgrade"):
+		case tokenIs(name, "Upgrade"):
 			return fieldHopByHop
 		}
 	case 10:
 		switch {
-		case is("Connection"):
+		case tokenIs(name, "Connection"):
 			return connectionField(value)
-		case is("Keep-Alive"):
+		case tokenIs(name, "Keep-Alive"):
 			return fieldHopByHop
 		}
 	case 12:
-		if is("Content-Type") {
+		if tokenIs(name, "Content-Type") {
 			return fieldContentType
 		}
 	case 14:
-		if is("Content-Length") {
+		if tokenIs(name, "Content-Length") {
 			return fieldContentLength
 		}
 	case 16:
 		switch {
-		case is("Content-Encoding"):
+		case tokenIs(name, "Content-Encoding"):
 			return fieldContentEncoding
-		case is("Proxy-Connection"):
+		case tokenIs(name, "Proxy-Connection"):
 			return fieldHopByHop
 		}
 	case 17:
-		if is("Transfer-Encoding") {
+		if tokenIs(name, "Transfer-Encoding") {
 			return fieldNotPlain
 		}
 	case 18:
-		if is("Proxy-Authenticate") {
+		if tokenIs(name, "Proxy-Authenticate") {
 			return fieldHopByHop
 		}
 	case 19:
-		if is("Proxy-Authorization") {
+		if tokenIs(name, "Proxy-Authorization") {
 			return fieldHopByHop
 		}
 	}
