@@ -59,8 +59,6 @@ type scratch struct {
 	hints clientHints
 	// loan holds the response's body when it is read into a lent buffer.
 	loan bodyLoan
-	// order keeps same-name fields in order through header deletions.
-	order fieldOrder
 }
 
 // New returns a proxy with no snapshot: it answers 503 until one is
@@ -187,9 +185,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	raw := ctx.Request.Header.RawHeaders()
 	found := scanRequest(raw)
 	code, msg := rejected(ctx, found)
-	if code == 0 && found&hRewritten != 0 {
-		sc.order.noteRequest(&ctx.Request.Header) // restored after prepareRequest
-	}
 	if code == 0 && found&hTransferEncoding != 0 {
 		var ok bool
 		if sc.buf, ok = dropTrailers(&ctx.Request.Header, raw, sc.buf); !ok {
@@ -250,9 +245,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		out.hostCopied, out.clientHost = true, sc.clientHost
 	}
 	sc.buf = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
-	if found&hRewritten != 0 {
-		sc.order.restore(&ctx.Request.Header)
-	}
 	out.hostForwarded = s.forwarding.host
 
 	key := pl.requestKey(ctx, host)
@@ -381,16 +373,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 				writeError(ctx, fasthttp.StatusBadGateway, bad)
 				break
 			}
-			if found&hHopByHop != 0 {
-				sc.order.noteResponse(&resp.Header)
-			}
 			if found&hTransferEncoding != 0 {
 				sc.buf, _ = dropTrailers(&resp.Header, nil, sc.buf)
 			}
 			sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
-			if found&hHopByHop != 0 {
-				sc.order.restore(&resp.Header)
-			}
 		}
 		if pl.sticky != nil && stuck != idx {
 			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])

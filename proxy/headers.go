@@ -2,12 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/binary"
 	"iter"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -69,11 +67,6 @@ const (
 	// hConnectionNames: a Connection header names a header other than
 	// close and keep-alive options.
 	hConnectionNames
-
-	// hHopByHop are the hop-by-hop ones; hRewritten, every header the
-	// proxy may delete from a request.
-	hHopByHop  = hProxyAuthenticate<<1 - 1
-	hRewritten = hHopByHop | hExpect | hXForwardedFor | hXForwardedProto | hXForwardedHost | hConnectionNames
 
 	// hAll stands for every header: the set to assume when no scan was
 	// possible. It leaves out Content-Length so that it reads as not
@@ -386,183 +379,4 @@ func queryValue(query, name []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// orderedHeader is what fieldOrder.restore needs of fasthttp's request
-// and response headers.
-type orderedHeader interface {
-	PeekAll(key string) [][]byte
-	DelBytes(key []byte)
-	AddBytesKV(key, value []byte)
-}
-
-// fieldOrder keeps the order of fields that share a name through the
-// deletions of stripHopByHop, dropTrailers and prepareRequest. fasthttp's
-// DelBytes fills the place of each field it deletes with the message's
-// last field, so of two same-name fields after it the later could come
-// out first; RFC 9110 §5.3 forbids a proxy to change their order (the
-// order of a Vary, Cache-Control or Link list is part of its meaning).
-// Other fields may change places, as the RFC lets them. Its buffers are
-// kept for the next message: no allocation in steady state.
-type fieldOrder struct {
-	names    [][]byte // every field's name, in order, pointing into the header
-	repeated []byte   // fields with a repeated name: name, then value, each after its length
-	marks    []bool   // per record of repeated: whether restore puts it back
-}
-
-// noteRequest and noteResponse record the fields of h whose names repeat,
-// before deletions: one pass over the names when none repeats, the usual
-// case. (One function for both would range over All through an
-// interface, which allocates.)
-func (o *fieldOrder) noteRequest(h *fasthttp.RequestHeader) {
-	o.names, o.repeated = o.names[:0], o.repeated[:0]
-	for k := range h.All() {
-		o.names = append(o.names, k)
-	}
-	if o.namesRepeat() {
-		for k, v := range h.All() {
-			o.repeated = appendField(o.repeated, k, v)
-		}
-	}
-}
-
-func (o *fieldOrder) noteResponse(h *fasthttp.ResponseHeader) {
-	o.names, o.repeated = o.names[:0], o.repeated[:0]
-	for k := range h.All() {
-		o.names = append(o.names, k)
-	}
-	if o.namesRepeat() {
-		for k, v := range h.All() {
-			o.repeated = appendField(o.repeated, k, v)
-		}
-	}
-}
-
-// namesRepeat reports whether a name in o.names comes twice, and lets go
-// of the names (they point into a header).
-func (o *fieldOrder) namesRepeat() bool {
-	defer clear(o.names)
-	for i := 1; i < len(o.names); i++ {
-		for _, earlier := range o.names[:i] {
-			if bytes.Equal(o.names[i], earlier) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// appendField appends name and value to b, each after its length.
-func appendField(b, name, value []byte) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
-	b = append(b, name...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(value)))
-	return append(b, value...)
-}
-
-// nextField cuts the first field appendField wrote off b.
-func nextField(b []byte) (name, value, rest []byte) {
-	n := binary.LittleEndian.Uint32(b)
-	name, b = b[4:4+n], b[4+n:]
-	n = binary.LittleEndian.Uint32(b)
-	return name, b[4 : 4+n], b[4+n:]
-}
-
-// restore puts back, in the order note saw them, the fields of the
-// repeated names that h still holds all of (a name whose fields were
-// deleted or rewritten on purpose is left as it is). When any of them is
-// out of order, all of them are deleted and added again in that order:
-// each DelBytes may move the fields of other names too.
-func (o *fieldOrder) restore(h orderedHeader) {
-	disordered := false
-	for b := o.repeated; len(b) > 0 && !disordered; {
-		name, _, rest := nextField(b)
-		b = rest
-		if o.seenBefore(name, len(o.repeated)-len(b)) {
-			continue
-		}
-		held, inOrder := o.held(h, name)
-		disordered = held && !inOrder
-	}
-	if !disordered {
-		o.repeated = o.repeated[:0]
-		return
-	}
-	// Which records go back is decided for every name before anything
-	// is deleted.
-	o.marks = o.marks[:0]
-	for b := o.repeated; len(b) > 0; {
-		name, _, rest := nextField(b)
-		b = rest
-		held := false
-		if !o.seenBefore(name, len(o.repeated)-len(b)) {
-			held, _ = o.held(h, name)
-		} else {
-			held = o.marks[o.firstIndex(name)]
-		}
-		o.marks = append(o.marks, held)
-	}
-	i := 0
-	for b := o.repeated; len(b) > 0; i++ {
-		name, _, rest := nextField(b)
-		b = rest
-		if o.marks[i] && !o.seenBefore(name, len(o.repeated)-len(b)) {
-			h.DelBytes(name)
-		}
-	}
-	i = 0
-	for b := o.repeated; len(b) > 0; i++ {
-		name, value, rest := nextField(b)
-		b = rest
-		if o.marks[i] {
-			h.AddBytesKV(name, value)
-		}
-	}
-	o.repeated = o.repeated[:0]
-}
-
-// held reports whether h holds all the fields named name that note saw,
-// and whether in the same order.
-func (o *fieldOrder) held(h orderedHeader, name []byte) (held, inOrder bool) {
-	// name stays put in o.repeated while PeekAll looks (a string(name)
-	// passed through the interface would allocate).
-	current := h.PeekAll(unsafe.String(unsafe.SliceData(name), len(name)))
-	count := 0
-	inOrder = true
-	for b := o.repeated; len(b) > 0; {
-		n, v, rest := nextField(b)
-		b = rest
-		if bytes.Equal(n, name) {
-			inOrder = inOrder && count < len(current) && bytes.Equal(current[count], v)
-			count++
-		}
-	}
-	return count >= 2 && len(current) == count, inOrder
-}
-
-// firstIndex is the index of the first record named name.
-func (o *fieldOrder) firstIndex(name []byte) int {
-	i := 0
-	for b := o.repeated; ; i++ {
-		n, _, rest := nextField(b)
-		if bytes.Equal(n, name) {
-			return i
-		}
-		b = rest
-	}
-}
-
-// seenBefore reports whether a field named name comes in o.repeated
-// before the field that ends at offset end.
-func (o *fieldOrder) seenBefore(name []byte, end int) bool {
-	for b := o.repeated[:end]; ; {
-		n, _, rest := nextField(b)
-		if len(rest) == 0 {
-			return false // the field itself
-		}
-		if bytes.Equal(n, name) {
-			return true
-		}
-		b = rest
-	}
 }
