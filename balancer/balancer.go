@@ -23,6 +23,24 @@ type Picker interface {
 	Pick(key uint64, now int64) int
 }
 
+// RetryPicker is a Picker whose Pick moves state all requests share (round
+// robin's position), which a retry must not move: with a refusing backend
+// before a working one in the rotation, retries that advanced it put the
+// refusing one first for every request. PickRetry chooses for a retry
+// from key alone.
+type RetryPicker interface {
+	Picker
+	PickRetry(key uint64, now int64) int
+}
+
+// PickRetry picks for a retry: p's PickRetry where it has one, else Pick.
+func PickRetry(p Picker, key uint64, now int64) int {
+	if r, ok := p.(RetryPicker); ok {
+		return r.PickRetry(key, now)
+	}
+	return p.Pick(key, now)
+}
+
 // Options tune the algorithms that need tuning.
 type Options struct {
 	// Seed is injected randomness for start offsets (round robin).

@@ -67,6 +67,12 @@ func (r *roundRobin) Pick(uint64, int64) int {
 	return int(r.seq[n%uint64(len(r.seq))])
 }
 
+// PickRetry takes the place in the weighted sequence that key (random)
+// names, leaving the rotation where it is: a weighted random choice.
+func (r *roundRobin) PickRetry(key uint64, _ int64) int {
+	return int(r.seq[key%uint64(len(r.seq))])
+}
+
 // scaleWeights scales positive weights down so that they sum to at most
 // limit (or to their count, if that is more), rounding to nearest and
 // keeping each at least 1: Σ max(1, round(x·(limit−n)/sum)) <= limit.

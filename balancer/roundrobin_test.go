@@ -200,3 +200,23 @@ func TestStrideSequence(t *testing.T) {
 		})
 	}
 }
+
+// TestRoundRobinPickRetryLeavesRotation: retries (PickRetry) between
+// picks change nothing in the rotation's sequence, and land on every
+// target in proportion to its weight.
+func TestRoundRobinPickRetryLeavesRotation(t *testing.T) {
+	targets := targetsWithWeights(3, 1)
+	plain := mustBuild(t, "round_robin", targets, Options{Seed: 7})
+	mixed := mustBuild(t, "round_robin", targets, Options{Seed: 7})
+	hits := make([]int, len(targets))
+	for i := range 400 {
+		want := plain.Pick(0, 0)
+		hits[PickRetry(mixed, uint64(i)*0x9e3779b97f4a7c15, 0)]++
+		if got := mixed.Pick(0, 0); got != want {
+			t.Fatalf("pick %d: %d after a retry, %d without", i, got, want)
+		}
+	}
+	if hits[0] < 250 || hits[0] > 350 {
+		t.Errorf("retries landed %v, want about 3:1", hits)
+	}
+}

@@ -261,7 +261,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	idx, last := -1, -1
 	for attempt := 1; ; attempt++ {
 		idx = stuck
-		if idx < 0 || attempt > 1 {
+		switch {
+		case attempt > 1:
+			idx = pl.pickRetry(key, now.UnixNano())
+		case idx < 0:
 			idx = pl.pick(key, now.UnixNano())
 		}
 		if idx < 0 {

@@ -66,3 +66,8 @@ type pool struct {
 func (p *pool) pick(key uint64, now int64) int {
 	return p.picker.Pick(key, now)
 }
+
+// pickRetry chooses a target index for a retry (balancer.PickRetry).
+func (p *pool) pickRetry(key uint64, now int64) int {
+	return balancer.PickRetry(p.picker, key, now)
+}
