@@ -323,7 +323,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "empty config file"}}
 		}
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	// A second document (after a stray ---) would be ignored silently,
 	// and with it whatever was edited there.
@@ -334,7 +334,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			break
 		}
 		if err != nil {
-			return nil, Errors{syntaxError(name, err)}
+			return nil, Errors{syntaxError(name, data, err)}
 		}
 		if len(next.Content) > 0 && !(next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null") {
 			return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (after ---): sluice reads one"}}
@@ -354,8 +354,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// syntaxError turns yaml's "yaml: line 3: ..." into a FieldError.
-func syntaxError(name string, err error) FieldError {
+// syntaxError turns yaml's "yaml: line 3: ..." about data into a
+// FieldError, with the line syntaxErrorLine finds.
+func syntaxError(name string, data []byte, err error) FieldError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -365,7 +366,48 @@ func syntaxError(name string, err error) FieldError {
 			}
 		}
 	}
-	return FieldError{File: name, Line: line, Msg: "invalid YAML: " + msg}
+	return FieldError{File: name, Line: syntaxErrorLine(data, line), Msg: "invalid YAML: " + msg}
+}
+
+// maxLinesSearched and maxBytesSearched bound syntaxErrorLine's search
+// (one parse per line), which only a file with a syntax error pays for.
+const (
+	maxLinesSearched = 2000
+	maxBytesSearched = 256 << 10
+)
+
+// syntaxErrorLine is the line of a syntax error in data that yaml.v3
+// reported at line reported. yaml.v3 counts a parser error's line from 0,
+// and names the line where the enclosing construct began when it has one
+// ("did not find expected key" for a key indented wrong, two lines down):
+// the line above the mistake, or further up. Both that and the line after
+// the longest run of whole lines from the start that parses are at or
+// before the mistake, so the later of the two is taken. Scanner errors,
+// which yaml.v3 counts right, come out the same.
+func syntaxErrorLine(data []byte, reported int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxLinesSearched || len(data) > maxBytesSearched {
+		return reported
+	}
+	end := len(data)
+	for k := len(lines) - 1; k >= 1; k-- {
+		end -= len(lines[k])
+		if parses(data[:end]) {
+			return max(reported, k+1)
+		}
+	}
+	return max(reported, 1)
+}
+
+// parses reports whether every YAML document in data parses.
+func parses(data []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
 }
 
 // Line returns the line of the field at path, or of its nearest parent.
