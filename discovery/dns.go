@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,14 +224,27 @@ func (w *Watcher) poll(ctx context.Context) {
 	}
 }
 
+// portNumbers matches the port numbers in an error's text.
+var portNumbers = regexp.MustCompile(`:[0-9]+\b`)
+
+// sameFailureKey is err's text without port numbers: two failures are the
+// same failure when their keys are equal. A refused query names the
+// random local port it was sent from ("read udp 127.0.0.1:55277->
+// 127.0.0.1:53: ... connection refused"), which made every repeat a new
+// failure logged at warn level (found by review).
+func sameFailureKey(err error) string {
+	return portNumbers.ReplaceAllString(err.Error(), ":")
+}
+
 // fail reports a failed lookup: to OnError every time, to the log at warn
-// level when the error differs from the previous one, else at debug level.
+// level when the error differs from the previous one (sameFailureKey),
+// else at debug level.
 func (w *Watcher) fail(err error) {
 	if w.onError != nil {
 		w.onError(w.pool, err)
 	}
 	ev := w.log.Warn()
-	if msg := err.Error(); msg == w.lastErr {
+	if msg := sameFailureKey(err); msg == w.lastErr {
 		ev = w.log.Debug()
 	} else {
 		w.lastErr = msg
