@@ -4,7 +4,21 @@
 # Both configs must set listen_reuseport: true and differ in admin.listen.
 set -euo pipefail
 
-admin_of() { sed -n 's/^ *listen: *\(127\.0\.0\.1:[0-9]*\).*/\1/p' "/etc/sluice/$1.yaml" | tail -1; }
+# admin_of prints the admin listener of /etc/sluice/$1.yaml: admin.listen,
+# in block (admin:\n  listen: X) or flow (admin: { listen: X }) style, or
+# the default, 127.0.0.1:9901. Not the top-level listen, which is the proxy.
+admin_of() {
+  local addr
+  addr=$(awk '
+    /^admin:/ {
+      if (match($0, /listen: *"?[^ ,}"#]+/)) { v = substr($0, RSTART, RLENGTH); sub(/listen: *"?/, "", v); print v; exit }
+      inadmin = 1; next
+    }
+    inadmin && /^[^ #]/ { exit }
+    inadmin && /^ +listen:/ { v = $0; sub(/^ +listen: *"?/, "", v); sub(/[" ,#].*$/, "", v); print v; exit }
+  ' "/etc/sluice/$1.yaml")
+  echo "${addr:-127.0.0.1:9901}"
+}
 
 # Without it, the connections queued on the old listener when it closes are
 # reset (see README, Zero-downtime restart and shutdown).

@@ -63,7 +63,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 try:
   curl -s http://%[1]s/              # round robin over demo-1..3
   curl -s http://%[1]s/api/hello     # weighted 3:1 over demo-1 and demo-2
-  curl -s http://%[5]s/healthz       # admin
+  curl -s http://%[5]s/admin/pools   # admin API: pools, backends, health
 Ctrl-C stops everything.
 `, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"], *admin)
 	return serve(ctx, cfg, options{stderr: stderr})

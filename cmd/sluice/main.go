@@ -46,8 +46,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", 0, "run this many worker processes (GOMAXPROCS=1 each) sharing the port; 0 runs one process")
 	workerIndex := fs.Int("worker-index", -1, "internal: the index of this worker process")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: sluice [-config FILE] [-check] [-version] [-pprof ADDR] [-workers N]\n       sluice demo [-listen ADDR]\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "usage: sluice [-config FILE] [-check] [-version] [-pprof ADDR] [-workers N]\n       sluice demo [-listen ADDR] [-admin ADDR]\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "worker-index" { // internal: set by -workers for its children
+				return
+			}
+			kind, usage := flag.UnquoteUsage(f)
+			if kind != "" {
+				kind = " " + kind
+			}
+			fmt.Fprintf(stderr, "  -%s%s\n    \t%s", f.Name, kind, usage)
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+				fmt.Fprintf(stderr, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
