@@ -174,7 +174,7 @@ func openFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: a FIFO with no reader: %w", path, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("access log: %w", err)
+		return nil, err // (its callers say it is the access log's)
 	}
 	return f, nil
 }

@@ -183,6 +183,12 @@ func TestConfigReviewYAMLForms(t *testing.T) {
 		{"backend at top level", reviewBase + "backends: []\n",
 			"sluice.yaml:5: backends: unknown field"},
 		{"null pool", "routes: [{pool: web}]\npools:\n  web:\n", "sluice.yaml:3: pools.web: empty pool"},
+		{"access log to a file named stderr", reviewBase + "access_log: {enabled: true, path: stderr}\n",
+			"sluice.yaml:5: access_log.path: stderr is a file name here"},
+		{"access log to /dev/stderr", reviewBase + "access_log: {enabled: true, path: /dev/stderr}\n", ""},
+		{"admin on localhost at listen's port", reviewBase + "listen: 127.0.0.1:8080\nadmin: {listen: \"localhost:8080\"}\n",
+			"sluice.yaml:6: admin.listen: localhost:8080 takes the port of listen"},
+		{"admin on loopback at another port", reviewBase + "listen: 127.0.0.1:8080\nadmin: {listen: \"localhost:8081\"}\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { reviewWant(t, tt.text, tt.want) })

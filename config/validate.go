@@ -82,8 +82,13 @@ func (c *Config) validate() Errors {
 	if !(c.AccessLog.Sample >= 0 && c.AccessLog.Sample <= 1) { // NaN too
 		v.fail("access_log.sample", "must be from 0 to 1")
 	}
-	if c.AccessLog.Path == "" {
+	switch c.AccessLog.Path {
+	case "":
 		v.fail("access_log.path", "must be stdout or a file path")
+	case "stderr":
+		// Not a keyword: it would name a file "stderr" in the working
+		// directory (found by review).
+		v.fail("access_log.path", "stderr is a file name here: use stdout, or /dev/stderr for standard error")
 	}
 
 	if len(c.Pools) == 0 {
@@ -176,7 +181,21 @@ func sameSocket(a, b string) bool {
 	ha, pa, _ := net.SplitHostPort(canonicalAddress(a))
 	hb, pb, _ := net.SplitHostPort(canonicalAddress(b))
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return pa == pb && (ha == hb || wildcard(ha) || wildcard(hb))
+	return pa == pb && (ha == hb || wildcard(ha) || wildcard(hb) || loopback(ha) && loopback(hb))
+}
+
+// loopback reports whether h names the loopback interface: localhost
+// (which the system resolves to 127.0.0.1 and ::1: the config package
+// resolves no names) or a loopback address. localhost:8080 beside
+// 127.0.0.1:8080 passed -check and failed to start (found by review); two
+// different loopback addresses on one port are refused too, which costs
+// nothing real.
+func loopback(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkProbePath reports whether p can be sent as the request target of a
