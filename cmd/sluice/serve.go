@@ -115,7 +115,7 @@ func (a *app) setWatch(ctx context.Context, on bool) {
 			defer a.watchers.Done()
 			watchConfig(wctx, w, a.opts.configPath, 250*time.Millisecond,
 				func() []byte { return a.cfg.Load().Source },
-				func() { _ = a.reload(wctx, "file_change") }, a.log)
+				func() { _ = a.reload(wctx, "file_change") }, a.settleReload, a.log)
 		}()
 	case !on && a.watch != nil:
 		a.watch.cancel()
@@ -594,6 +594,18 @@ func (a *app) reopenLogs() {
 		return
 	}
 	a.log.Info().Msg("access log reopened")
+}
+
+// settleReload clears the last reload error once the config file reads
+// as the running config again (put back after a bad edit): it no longer
+// describes the file (found by review: it stayed in /admin/config).
+func (a *app) settleReload() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if a.lastErr != "" {
+		a.lastErr = ""
+		a.log.Info().Msg("config file is the running config again; last reload error cleared")
+	}
 }
 
 func (a *app) configInfo() admin.ConfigInfo {

@@ -33,8 +33,10 @@ import (
 // one that try left (a reload from elsewhere, SIGHUP or the admin API,
 // may have changed it since, and a file put back to those bytes must
 // then be applied again).
+// A file put back to the running config after a try that failed calls
+// settled (the failed try's error no longer describes the file).
 // w is the watch openWatch set up on path; watchConfig closes it.
-func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload func(), log zerolog.Logger) {
+func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
 	var lastTried, leftRunning []byte
@@ -72,7 +74,13 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 				continue // mid-replace; the event that ends it starts a new burst
 			}
 			running := current()
-			if !bytes.Equal(data, running) && !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)) {
+			switch {
+			case bytes.Equal(data, running):
+				if lastTried != nil && !bytes.Equal(lastTried, running) {
+					lastTried = nil
+					settled()
+				}
+			case !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)):
 				lastTried = data
 				reload()
 				leftRunning = current()

@@ -47,7 +47,7 @@ func watch(t *testing.T, path, probe, running string) *watched {
 				if b, err := os.ReadFile(path); err == nil {
 					w.setRunning(string(b))
 				}
-			}, zerolog.Nop())
+			}, func() {}, zerolog.Nop())
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -286,7 +286,7 @@ func TestEditRightAfterOpenWatchIsSeen(t *testing.T) {
 				case reloaded <- struct{}{}:
 				default:
 				}
-			}, zerolog.Nop())
+			}, func() {}, zerolog.Nop())
 	}()
 	defer func() { cancel(); <-done }()
 	select {
