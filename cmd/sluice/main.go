@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		fmt.Fprintf(stdout, "%s: configuration is valid (%d routes, %d pools)\n", *configPath, len(cfg.Routes), len(cfg.Pools))
+		fmt.Fprintf(stdout, "%s: configuration is valid (%s, %s)\n", *configPath, count(len(cfg.Routes), "route"), count(len(cfg.Pools), "pool"))
 		return 0
 	}
 	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override, ready: ready})
@@ -113,4 +113,12 @@ func loadConfig(path string, override func(*config.Config) error) (*config.Confi
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// count is "1 route", "2 routes".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

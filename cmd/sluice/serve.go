@@ -345,7 +345,7 @@ func (a *app) shutdown() {
 	a.stopping = true
 	cfg, front, adm := a.cfg.Load(), a.front, a.admin
 	a.reloadMu.Unlock()
-	a.log.Info().Dur("delay", cfg.ShutdownDelay).Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
+	a.log.Info().Str("delay", cfg.ShutdownDelay.String()).Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down")
 	if cfg.ShutdownDelay > 0 {
 		time.Sleep(cfg.ShutdownDelay)
 	}
