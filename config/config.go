@@ -323,7 +323,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "empty config file"}}
 		}
-		return nil, Errors{syntaxError(name, data, err)}
+		return nil, Errors{syntaxError(name, err)}
 	}
 	// A second document (after a stray ---) would be ignored silently,
 	// and with it whatever was edited there.
@@ -334,7 +334,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			break
 		}
 		if err != nil {
-			return nil, Errors{syntaxError(name, data, err)}
+			return nil, Errors{syntaxError(name, err)}
 		}
 		if len(next.Content) > 0 && !(next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null") {
 			return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (after ---): sluice reads one"}}
@@ -354,9 +354,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// syntaxError turns yaml's "yaml: line 3: ..." about data into a
-// FieldError, with the line syntaxErrorLine finds.
-func syntaxError(name string, data []byte, err error) FieldError {
+// syntaxError turns yaml's "yaml: line 3: ..." into a FieldError, with
+// the line syntaxErrorLine makes of it.
+func syntaxError(name string, err error) FieldError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -366,48 +366,31 @@ func syntaxError(name string, data []byte, err error) FieldError {
 			}
 		}
 	}
-	return FieldError{File: name, Line: syntaxErrorLine(data, line), Msg: "invalid YAML: " + msg}
+	return FieldError{File: name, Line: syntaxErrorLine(line, msg), Msg: "invalid YAML: " + msg}
 }
 
-// maxLinesSearched and maxBytesSearched bound syntaxErrorLine's search
-// (one parse per line), which only a file with a syntax error pays for.
-const (
-	maxLinesSearched = 2000
-	maxBytesSearched = 256 << 10
-)
+// parserProblems start the messages of yaml.v3's parser errors
+// (parserc.go); its other syntax errors are the scanner's.
+var parserProblems = []string{"did not find expected ", "found duplicate %", "found incompatible YAML document", "found undefined tag handle"}
 
-// syntaxErrorLine is the line of a syntax error in data that yaml.v3
-// reported at line reported. yaml.v3 counts a parser error's line from 0,
-// and names the line where the enclosing construct began when it has one
-// ("did not find expected key" for a key indented wrong, two lines down):
-// the line above the mistake, or further up. Both that and the line after
-// the longest run of whole lines from the start that parses are at or
-// before the mistake, so the later of the two is taken. Scanner errors,
-// which yaml.v3 counts right, come out the same.
-func syntaxErrorLine(data []byte, reported int) int {
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > maxLinesSearched || len(data) > maxBytesSearched {
-		return reported
+// syntaxErrorLine is the 1-based line of a yaml.v3 syntax error it
+// reported at line reported with message msg. yaml.v3 counts lines from
+// 0 and adds 1 for scanner errors only, and leaves out a line 0: a parser
+// error was named one line above the mark it meant (found by review),
+// and an error on the first line had no line. The mark is the problem's,
+// or the start of the construct the problem is in (a key indented wrong
+// in a list is named at the list's first item): no later line is claimed
+// than yaml.v3 can vouch for.
+func syntaxErrorLine(reported int, msg string) int {
+	if reported == 0 {
+		return 1
 	}
-	end := len(data)
-	for k := len(lines) - 1; k >= 1; k-- {
-		end -= len(lines[k])
-		if parses(data[:end]) {
-			return max(reported, k+1)
+	for _, p := range parserProblems {
+		if strings.HasPrefix(msg, p) {
+			return reported + 1
 		}
 	}
-	return max(reported, 1)
-}
-
-// parses reports whether every YAML document in data parses.
-func parses(data []byte) bool {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var n yaml.Node
-		if err := dec.Decode(&n); err != nil {
-			return errors.Is(err, io.EOF)
-		}
-	}
+	return reported
 }
 
 // Line returns the line of the field at path, or of its nearest parent.

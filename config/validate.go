@@ -181,21 +181,21 @@ func sameSocket(a, b string) bool {
 	ha, pa, _ := net.SplitHostPort(canonicalAddress(a))
 	hb, pb, _ := net.SplitHostPort(canonicalAddress(b))
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return pa == pb && (ha == hb || wildcard(ha) || wildcard(hb) || loopback(ha) && loopback(hb))
+	return pa == pb && (ha == hb || wildcard(ha) || wildcard(hb) ||
+		localhost(ha) && localhostAddress(hb) || localhostAddress(ha) && localhost(hb))
 }
 
-// loopback reports whether h names the loopback interface: localhost
-// (which the system resolves to 127.0.0.1 and ::1: the config package
-// resolves no names) or a loopback address. localhost:8080 beside
-// 127.0.0.1:8080 passed -check and failed to start (found by review); two
-// different loopback addresses on one port are refused too, which costs
-// nothing real.
-func loopback(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
+// localhost reports whether h is the name localhost, which the system
+// resolves to 127.0.0.1 and ::1 (the config package resolves no names):
+// localhost:8080 beside 127.0.0.1:8080 passed -check and failed to start
+// (found by review). Two different literal addresses are two sockets,
+// 127.0.0.1 and ::1 too.
+func localhost(h string) bool { return strings.EqualFold(h, "localhost") }
+
+// localhostAddress reports whether h is an address localhost resolves to.
+func localhostAddress(h string) bool {
 	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return ip != nil && (ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback))
 }
 
 // checkProbePath reports whether p can be sent as the request target of a

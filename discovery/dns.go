@@ -224,8 +224,10 @@ func (w *Watcher) poll(ctx context.Context) {
 	}
 }
 
-// portNumbers matches the port numbers in an error's text.
-var portNumbers = regexp.MustCompile(`:[0-9]+\b`)
+// portNumbers matches the port after an IPv4 address or a bracketed IPv6
+// one in an error's text (not the all-digit groups of an IPv6 address,
+// which tell servers apart: found by review).
+var portNumbers = regexp.MustCompile(`((?:[0-9]{1,3}\.){3}[0-9]{1,3}|\]):[0-9]+`)
 
 // sameFailureKey is err's text without port numbers: two failures are the
 // same failure when their keys are equal. A refused query names the
@@ -233,7 +235,7 @@ var portNumbers = regexp.MustCompile(`:[0-9]+\b`)
 // 127.0.0.1:53: ... connection refused"), which made every repeat a new
 // failure logged at warn level (found by review).
 func sameFailureKey(err error) string {
-	return portNumbers.ReplaceAllString(err.Error(), ":")
+	return portNumbers.ReplaceAllString(err.Error(), "${1}:")
 }
 
 // fail reports a failed lookup: to OnError every time, to the log at warn

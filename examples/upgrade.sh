@@ -9,13 +9,16 @@ set -euo pipefail
 # the default, 127.0.0.1:9901. Not the top-level listen, which is the proxy.
 admin_of() {
   local addr
-  addr=$(awk '
+  # q is a single quote, which the awk program (in single quotes) cannot
+  # hold; values may be quoted either way, lines may end in CRLF.
+  addr=$(awk -v q="'" '
+    BEGIN { lead = "listen:[ ]*[\"" q "]?"; stop = "[\"" q " ,}#\r].*$" }
     /^admin:/ {
-      if (match($0, /listen: *"?[^ ,}"#]+/)) { v = substr($0, RSTART, RLENGTH); sub(/listen: *"?/, "", v); print v; exit }
+      if (match($0, lead "[^\"" q " ,}#\r]+")) { v = substr($0, RSTART, RLENGTH); sub(lead, "", v); print v; exit }
       inadmin = 1; next
     }
-    inadmin && /^[^ #]/ { exit }
-    inadmin && /^ +listen:/ { v = $0; sub(/^ +listen: *"?/, "", v); sub(/[" ,#].*$/, "", v); print v; exit }
+    inadmin && /^[^ #\r]/ { exit }
+    inadmin && /^ +listen:/ { v = $0; sub("^ +" lead, "", v); sub(stop, "", v); print v; exit }
   ' "/etc/sluice/$1.yaml")
   echo "${addr:-127.0.0.1:9901}"
 }

@@ -40,6 +40,7 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 	defer w.Close()
 	name := filepath.Base(path)
 	var lastTried, leftRunning []byte
+	tried := false // a reload ran since the file last read as the running config
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -67,6 +68,7 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			if errors.Is(err, config.ErrNotConfigFile) {
 				// It will not come right by waiting: the reload says why
 				// (log, /admin/config) and keeps the running config.
+				tried = true
 				reload()
 				continue
 			}
@@ -76,12 +78,12 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			running := current()
 			switch {
 			case bytes.Equal(data, running):
-				if lastTried != nil && !bytes.Equal(lastTried, running) {
-					lastTried = nil
+				if tried {
+					tried = false
 					settled()
 				}
 			case !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)):
-				lastTried = data
+				lastTried, tried = data, true
 				reload()
 				leftRunning = current()
 			}
