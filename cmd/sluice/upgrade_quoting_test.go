@@ -14,7 +14,8 @@ import (
 // TestUpgradeScriptAdminQuoting: admin_of reads a single-quoted
 // admin.listen and a CRLF file. Its first version (a6991c5) stripped a
 // double quote around admin.listen but not a single one, and kept the
-// '\r' of a CRLF file in block style. YAML reads a single-quoted address and a CRLF file as the plain address, and so
+// '\r' of a CRLF file in block style. YAML reads a single-quoted
+// address and a CRLF file as the plain address, and so
 // does sluice -check, which the script runs first; admin_of then prints
 // "'127.0.0.1:9911'" or "127.0.0.1:9911\r", curl gets a URL it cannot
 // use ("http://'127.0.0.1:9911'/readyz"), the wait loop runs out its 100
