@@ -34,6 +34,15 @@ func TestUpgradeScriptFindsAdmin(t *testing.T) {
 		{"flow", "listen: 127.0.0.1:8080\nadmin: { listen: \"127.0.0.1:9912\" }\n", "127.0.0.1:9912"},
 		{"default", "listen: 127.0.0.1:8080\npools:\n  web:\n    backends: []\n", "127.0.0.1:9901"},
 		{"admin first, comments", "admin:\n  # listen: 1.2.3.4:1\n  listen: 127.0.0.1:9913 # x\nlisten: 127.0.0.1:8080\n", "127.0.0.1:9913"},
+		// Quoting and line ends the first admin_of (a6991c5) got wrong
+		// (found by review): it stripped double quotes only and kept a
+		// CRLF file's '\r', so curl got an unusable URL, the wait ran
+		// out and set -e stopped the upgrade with both instances up.
+		// mawk (Debian's default awk), gawk and busybox awk agree.
+		{"flow, single quotes", "listen: 127.0.0.1:8080\nadmin: { listen: '127.0.0.1:9912' }\n", "127.0.0.1:9912"},
+		{"block, single quotes", "listen: 127.0.0.1:8080\nadmin:\n  listen: '127.0.0.1:9911'\n", "127.0.0.1:9911"},
+		{"block, CRLF", "listen: 127.0.0.1:8080\r\nadmin:\r\n  listen: 127.0.0.1:9911\r\n", "127.0.0.1:9911"},
+		{"IPv6, single quotes", "admin: { listen: '[::1]:9913' }\n", "[::1]:9913"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +55,7 @@ func TestUpgradeScriptFindsAdmin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strings.TrimSpace(string(out)); got != tt.want {
+			if got := strings.TrimSuffix(string(out), "\n"); got != tt.want { // a '\r' left is wrong
 				t.Errorf("admin_of = %q, want %q", got, tt.want)
 			}
 		})
