@@ -19,6 +19,10 @@ const MaxClientConnsLimit = 1 << 24
 // MaxConnsPerBackendLimit is the largest limits.max_conns_per_backend.
 const MaxConnsPerBackendLimit = 65535
 
+// MaxAttempts bounds retries.attempts (the data plane keeps the targets a
+// request tried in an array this long).
+const MaxAttempts = 10
+
 // algorithms are the names accepted by a pool's algorithm field.
 var algorithms = []string{"round_robin", "random", "least_conn", "p2c", "ewma", "ring_hash", "maglev", "sticky"}
 
@@ -61,8 +65,8 @@ func (c *Config) validate() Errors {
 	if c.Limits.MaxClientConns < 1 || c.Limits.MaxClientConns > MaxClientConnsLimit {
 		v.fail("limits.max_client_conns", "must be from 1 to %d", MaxClientConnsLimit)
 	}
-	if c.Retries.Attempts < 1 || c.Retries.Attempts > 10 {
-		v.fail("retries.attempts", "must be from 1 to 10")
+	if c.Retries.Attempts < 1 || c.Retries.Attempts > MaxAttempts {
+		v.fail("retries.attempts", "must be from 1 to %d", MaxAttempts)
 	}
 	switch c.Forwarding.XForwardedFor {
 	case "append", "replace", "pass":

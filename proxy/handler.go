@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -259,39 +260,31 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 
 	var err error
 	idx, last := -1, -1
+	// tried holds the targets this request has been sent to: a retry
+	// goes to none of them again, as nginx's proxy_next_upstream never
+	// tries a peer twice (config caps attempts at maxAttempts).
+	var tried [maxAttempts]int
+	var up *upstream
 	for attempt := 1; ; attempt++ {
-		idx = stuck
-		switch {
-		case attempt > 1:
-			idx = pl.pickRetry(key, now.UnixNano())
-		case idx < 0:
-			idx = pl.pick(key, now.UnixNano())
-		}
-		if idx < 0 {
-			if attempt > 1 {
-				// A session's backend out of the picker's set failed
-				// and no other is left: its answer stands.
-				idx = last
+		if attempt == 1 {
+			idx = stuck
+			if idx < 0 {
+				idx = pl.pick(key, now.UnixNano())
 			}
-			break
-		}
-		if idx == last && pl.picks > 1 {
-			idx = (idx + 1) % pl.picks
-		}
-		if attempt > 1 {
-			// A retry goes to no backend that has left since this
-			// snapshot was published (its client closed once drained):
-			// it would open a connection to it anew.
-			for n := 0; n < pl.picks && pl.targets[idx].client.closed.Load(); n++ {
-				idx = (idx + 1) % pl.picks
+			if idx < 0 {
+				break
 			}
-			if pl.targets[idx].client.closed.Load() {
+			up = pl.targets[idx]
+		} else {
+			next, nextUp := p.retryTarget(pl, tried[:attempt-1], key, now.UnixNano())
+			if next < 0 {
 				idx = last // none left: the last answer stands
 				break
 			}
+			idx, up = next, nextUp
 			pl.series.Retry()
 		}
-		up := pl.targets[idx]
+		tried[attempt-1] = idx
 		if backendHost {
 			req.Header.SetHost(up.backend.Addr)
 		}
@@ -395,6 +388,88 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		req.Header.SetProtocolBytes(strHTTP10)
 	}
 	return out
+}
+
+// maxAttempts is the most attempts a request makes (config's bound on
+// retries.attempts).
+const maxAttempts = config.MaxAttempts
+
+// retryPicks is how many times retryTarget asks the picker before it
+// looks for a target itself.
+const retryPicks = 4
+
+// retryTarget picks the target of a retry and the upstream to send it
+// to: the picker's choice (its weights, load and slow start) if it is a
+// target this request has not tried and whose backend is still there,
+// asked up to retryPicks times with fresh keys; else the least loaded
+// such target; -1 when none is left (the last answer
+// stands), but a pool of one retries its one backend. A target whose
+// client closed because a reload replaced it (new timeouts or limits)
+// is sent to through the current snapshot's upstream for the same
+// backend; one whose backend left is skipped. Stepping to the next target
+// after a pick of the failed one, as before, skewed retries by list
+// order and undid weights, load and slow start, and remembering only the
+// last target let a third attempt go back to the first (found by
+// review).
+func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, *upstream) {
+	for range retryPicks {
+		i := pl.pickRetry(key, now)
+		if i < 0 {
+			break
+		}
+		if !slices.Contains(tried, i) {
+			if up := p.usable(pl, i); up != nil {
+				return i, up
+			}
+		}
+		key = rand.Uint64()
+	}
+	if pl.picks == 0 {
+		return -1, nil
+	}
+	// The least loaded of the rest, ties to the first from a random place.
+	best, bestUp := -1, (*upstream)(nil)
+	start := int(key % uint64(pl.picks))
+	for n := range pl.picks {
+		i := (start + n) % pl.picks
+		if slices.Contains(tried, i) {
+			continue
+		}
+		if up := p.usable(pl, i); up != nil && (bestUp == nil || up.backend.InFlight() < bestUp.backend.InFlight()) {
+			best, bestUp = i, up
+		}
+	}
+	if best >= 0 {
+		return best, bestUp
+	}
+	if pl.picks == 1 {
+		if up := p.usable(pl, 0); up != nil {
+			return 0, up
+		}
+	}
+	return -1, nil
+}
+
+// usable is the upstream a retry to pl's target i goes to: the target's
+// own, or, when its client was closed, the current snapshot's upstream
+// for the same backend (a reload replaced the client), or nil when the
+// backend has left the pool (its client closed once drained: a new
+// connection to it would be wrong).
+func (p *Proxy) usable(pl *pool, i int) *upstream {
+	up := pl.targets[i]
+	if !up.client.closed.Load() {
+		return up
+	}
+	if cur := p.snap.Load(); cur != nil {
+		if cp := cur.pools[pl.name]; cp != nil {
+			for _, t := range cp.targets[:cp.picks] {
+				if t.backend == up.backend && !t.client.closed.Load() {
+					return t
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // badResponse says why an upstream response must not be passed on ("" if
