@@ -427,22 +427,34 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 	if pl.picks == 0 {
 		return -1, nil
 	}
-	// The least loaded of the rest, ties to the first from a random place.
-	best, bestUp := -1, (*upstream)(nil)
-	start := int(key % uint64(pl.picks))
-	for n := range pl.picks {
-		i := (start + n) % pl.picks
+	// The least loaded of the rest, ties drawn evenly (reservoir
+	// sampling: taking the first from a random place favoured a target
+	// after a run of tried ones, found by review).
+	best, bestUp, ties := -1, (*upstream)(nil), uint64(0)
+	for i := range pl.picks {
 		if slices.Contains(tried, i) {
 			continue
 		}
-		if up := p.usable(pl, i); up != nil && (bestUp == nil || up.backend.InFlight() < bestUp.backend.InFlight()) {
-			best, bestUp = i, up
+		up := p.usable(pl, i)
+		if up == nil {
+			continue
+		}
+		switch {
+		case bestUp == nil || up.backend.InFlight() < bestUp.backend.InFlight():
+			best, bestUp, ties = i, up, 1
+		case up.backend.InFlight() == bestUp.backend.InFlight():
+			if ties++; rand.Uint64N(ties) == 0 {
+				best, bestUp = i, up
+			}
 		}
 	}
 	if best >= 0 {
 		return best, bestUp
 	}
-	if pl.picks == 1 {
+	// A pool of one retries its one backend; a request that began on a
+	// sticky session's held backend (out of the picker's set) has tried
+	// another already.
+	if pl.picks == 1 && !slices.ContainsFunc(tried, func(i int) bool { return i != 0 }) {
 		if up := p.usable(pl, 0); up != nil {
 			return 0, up
 		}
@@ -451,21 +463,29 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 }
 
 // usable is the upstream a retry to pl's target i goes to: the target's
-// own, or, when its client was closed, the current snapshot's upstream
-// for the same backend (a reload replaced the client), or nil when the
-// backend has left the pool (its client closed once drained: a new
-// connection to it would be wrong).
+// own while pl is the current snapshot's pool, else the current
+// snapshot's upstream for the same backend (a reload replaced the client
+// or kept it), or nil when the backend has left the pool or the picks
+// (found by review: a removed backend still draining, and a replaced
+// client still draining, took retries).
 func (p *Proxy) usable(pl *pool, i int) *upstream {
 	up := pl.targets[i]
-	if !up.client.closed.Load() {
+	cur := p.snap.Load()
+	if cur == nil || cur.pools[pl.name] == pl {
+		// The request's snapshot is the current one.
+		if up.client.closed.Load() {
+			return nil
+		}
 		return up
 	}
-	if cur := p.snap.Load(); cur != nil {
-		if cp := cur.pools[pl.name]; cp != nil {
-			for _, t := range cp.targets[:cp.picks] {
-				if t.backend == up.backend && !t.client.closed.Load() {
-					return t
-				}
+	// A reload came since: the backend as the current snapshot has it,
+	// with its current client (the old one may still be draining, with
+	// the old limits), or nil if the reload removed it (it may still be
+	// draining too) or took it out of the picks.
+	if cp := cur.pools[pl.name]; cp != nil {
+		for _, t := range cp.targets[:cp.picks] {
+			if t.backend == up.backend && !t.client.closed.Load() {
+				return t
 			}
 		}
 	}
