@@ -395,6 +395,8 @@ func (v *validator) route(i int, r *Route, seen map[Match]int) {
 	}
 	if p := r.Match.PathPrefix; p != "" && !strings.HasPrefix(p, "/") {
 		v.fail(path+".match.path_prefix", "must start with /")
+	} else if err := checkPathPrefix(p); err != nil {
+		v.fail(path+".match.path_prefix", "%v", err)
 	}
 	if r.Pool == "" {
 		v.fail(path+".pool", "required")
@@ -438,4 +440,26 @@ func sortStrings(s []string) { sort.Strings(s) }
 // sortErrors orders errors by line, keeping discovery order within a line.
 func sortErrors(es Errors) {
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+}
+
+// checkPathPrefix refuses a path_prefix that no request path can match:
+// requests are routed on their decoded, normalised path (percent-escapes
+// decoded, dot segments and repeated slashes removed, no query), so a
+// prefix written with an escape, "//", a dot segment, '?' or '#' would
+// never match the request it describes, and its traffic would go to a
+// less specific route without a word (found by review). Write the prefix
+// decoded ("/café/", not "/caf%C3%A9/").
+func checkPathPrefix(p string) error {
+	switch {
+	case strings.ContainsAny(p, "%?#"):
+		return fmt.Errorf("%q: write it decoded, without %%-escapes, '?' or '#' (requests are matched on their decoded path)", p)
+	case strings.Contains(p, "//"):
+		return fmt.Errorf("%q: requests are matched with repeated slashes merged", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%q: requests are matched with dot segments removed", p)
+		}
+	}
+	return nil
 }

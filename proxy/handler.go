@@ -526,9 +526,16 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 	case bytes.IndexByte(h.Host(), '@') >= 0:
 		// fasthttp would turn user:pass@ into an Authorization header.
 		return fasthttp.StatusBadRequest, "400 userinfo in Host\n"
+	case len(h.Host()) > maxHostLen:
+		// Longer than any DNS name (253) with a port: routing would not
+		// fold its case (normalizeHost's buffer; found by review).
+		return fasthttp.StatusBadRequest, "400 Host too long\n"
 	}
 	return checkTarget(h.RequestURI())
 }
+
+// maxHostLen bounds a Host header (and fits normalizeHost's buffer).
+const maxHostLen = 255
 
 // checkTarget vets the request-target as received: no fragment (RFC 9112
 // §3.2), and an absolute-form target only with the http scheme and no
@@ -537,8 +544,18 @@ func checkTarget(t []byte) (int, string) {
 	if bytes.IndexByte(t, '#') >= 0 {
 		return fasthttp.StatusBadRequest, "400 fragment in request target\n"
 	}
-	if len(t) == 0 || t[0] == '/' || (len(t) == 1 && t[0] == '*') {
+	if len(t) == 1 && t[0] == '*' {
 		return 0, ""
+	}
+	if len(t) == 0 || t[0] == '/' {
+		if len(t) > 1 && t[1] == '/' {
+			// fasthttp reads "//x/..." as an authority when the target
+			// holds "://" anywhere or the request has no Host: it routed
+			// and forwarded "//admin/x?u=http://y" as "/x", and made
+			// "//user:pw@h/..." an Authorization header (found by review).
+			return fasthttp.StatusBadRequest, "400 request target starts with //\n"
+		}
+		return checkPath(t)
 	}
 	// sluice speaks plain HTTP to its backends: an https:// target would
 	// make the upstream client try TLS and fail as a 502.
@@ -549,10 +566,80 @@ func checkTarget(t []byte) (int, string) {
 	switch {
 	case bytes.IndexByte(authority, '@') >= 0:
 		return fasthttp.StatusBadRequest, "400 userinfo in request target\n"
-	case len(authority) == 0:
+	case len(normalizeHost(authority, nil)) == 0:
+		// "http://:80/x" too: RFC 9110 §4.2.1, an http URI with an
+		// empty host is invalid (found by review).
 		return fasthttp.StatusBadRequest, "400 no host in request target\n"
 	}
+	return checkPath(t[7+len(authority):])
+}
+
+// checkPath refuses a path whose dot segments fasthttp's normalisation,
+// which sluice routes on, resolves differently from a backend that
+// follows RFC 3986, which gets the path as sent: a percent-encoded dot
+// segment ("%2e%2e", ".%2E"), which fasthttp decodes and then removes
+// and a backend keeps as a name, and any dot segment in a path with an
+// encoded slash ("%2F"), which fasthttp decodes into a segment boundary.
+// "/admin/%2e%2e/y" was routed as "/y", away from an "/admin/" route, and
+// still reached the backend's "/admin/" handler (found by review).
+// Plain dot segments are resolved alike on both sides and pass.
+func checkPath(path []byte) (int, string) {
+	if q := bytes.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
+	}
+	if bytes.IndexByte(path, '%') < 0 {
+		return 0, ""
+	}
+	encodedSlash := containsFold(path, "%2f")
+	// Segments end at '/' and, on fasthttp's side, at an encoded slash.
+	for start, i := 0, 0; i <= len(path); {
+		end, next := -1, 0
+		switch {
+		case i == len(path):
+			end, next = i, i+1
+		case path[i] == '/':
+			end, next = i, i+1
+		case i+3 <= len(path) && path[i] == '%' && path[i+1] == '2' && path[i+2]|0x20 == 'f':
+			end, next = i, i+3
+		}
+		if end < 0 {
+			i++
+			continue
+		}
+		if dots, encoded := dotSegment(path[start:end]); dots && (encoded || encodedSlash) {
+			return fasthttp.StatusBadRequest, "400 encoded dot segment or slash in request target\n"
+		}
+		start, i = next, next
+	}
 	return 0, ""
+}
+
+// dotSegment reports whether seg is "." or ".." once "%2e" is decoded,
+// and whether it was encoded so.
+func dotSegment(seg []byte) (dots, encoded bool) {
+	n := 0
+	for len(seg) > 0 {
+		switch {
+		case seg[0] == '.':
+			seg = seg[1:]
+		case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && seg[2]|0x20 == 'e':
+			seg, encoded = seg[3:], true
+		default:
+			return false, false
+		}
+		n++
+	}
+	return n == 1 || n == 2, encoded
+}
+
+// containsFold reports whether b holds s (ASCII, any case).
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(s)], []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // targetHost returns the authority (host and port) of an absolute-form
