@@ -363,6 +363,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		}
 		if loan == nil || !loan.plainHead {
 			// (readPlainHead left out a plain head's hop-by-hop fields.)
+			if hasControl(resp.Header.StatusMessage()) {
+				// fasthttp keeps control bytes (NUL too) in the reason;
+				// RFC 9112 §4 allows none but tab. The standard reason
+				// is sent instead (found by review).
+				resp.Header.SetStatusMessage(nil)
+			}
 			found := scanResponse(&resp.Header)
 			if bad := badResponse(resp, found); bad != "" {
 				// (The connection a 101 came on was closed by the client.)
@@ -1005,8 +1011,8 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, errBadStatus):
 		return fasthttp.StatusBadGateway, "502 upstream sent an invalid status code\n"
-	case errors.Is(err, errTEInHTTP10):
-		return fasthttp.StatusBadGateway, "502 upstream sent Transfer-Encoding in an HTTP/1.0 response\n"
+	case errors.Is(err, errTENotHTTP11):
+		return fasthttp.StatusBadGateway, "502 upstream sent Transfer-Encoding in a response that is not HTTP/1.1\n"
 	}
 	switch errorKind(err) {
 	case kindConnectTimeout, kindTimeout:
