@@ -166,11 +166,7 @@ func (c *Checker) Update(targets []Target) {
 		if _, ok := c.probes[k]; ok {
 			continue
 		}
-		st := stateUnknown
-		if old := restart[k]; old != nil {
-			st = old.state
-		}
-		c.start(k, t, st)
+		c.start(k, t, restart[k])
 	}
 }
 
@@ -188,15 +184,23 @@ func (c *Checker) Close() {
 	}
 }
 
-func (c *Checker) start(k targetKey, t Target, st state) {
+// start starts the probe loop of target t; from, when not nil, is the
+// stopped loop of the same target whose check changed: its state and its
+// streak of successes or failures carry over (a reload that reset the
+// streak kept a failing backend in rotation for another
+// unhealthy_threshold probes, each time: found by review).
+func (c *Checker) start(k targetKey, t Target, from *probeLoop) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &probeLoop{
 		target: t,
 		cancel: cancel,
 		done:   make(chan struct{}),
-		state:  st,
+		state:  stateUnknown,
 		rise:   max(t.Check.HealthyThreshold, 1),
 		fall:   max(t.Check.UnhealthyThreshold, 1),
+	}
+	if from != nil {
+		p.state, p.successes, p.failures = from.state, from.successes, from.failures
 	}
 	c.probes[k] = p
 	c.probesStarted++

@@ -89,16 +89,28 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 	}
 	p.br.Reset(conn)
 	defer p.br.Reset(nil)
-	line, err := p.br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return false, "bad response: status line too long"
+	var code int
+	for interim := 0; ; interim++ {
+		line, err := p.br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return false, "bad response: status line too long"
+			}
+			return false, ioReason("read", err)
 		}
-		return false, ioReason("read", err)
-	}
-	code, ok := parseStatusLine(line)
-	if !ok {
-		return false, "bad response: malformed status line"
+		var ok bool
+		if code, ok = parseStatusLine(line); !ok {
+			return false, "bad response: malformed status line"
+		}
+		// An interim answer (103 Early Hints, 100) comes before the final
+		// one, as HTTP clients skip it: counted as the status, it marked
+		// a working backend down (found by review).
+		if code < 100 || code > 199 || code == 101 || interim == maxInterimAnswers {
+			break
+		}
+		if err := skipHead(p.br); err != nil {
+			return false, ioReason("read", err)
+		}
 	}
 	for _, r := range p.expect {
 		if r.Contains(code) {
@@ -106,6 +118,27 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 		}
 	}
 	return false, "status " + strconv.Itoa(code)
+}
+
+// maxInterimAnswers bounds the interim answers a probe reads past.
+const maxInterimAnswers = 8
+
+// skipHead reads past the fields of a head, through its empty line.
+func skipHead(br *bufio.Reader) error {
+	for start := true; ; {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			start = false // a long field line: read on to its end
+			continue
+		case err != nil:
+			return err
+		}
+		if start && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+			return nil
+		}
+		start = true
+	}
 }
 
 // parseStatusLine returns the code of an HTTP/1.x status line such as
