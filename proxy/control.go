@@ -506,6 +506,10 @@ func (c *Controller) sweepIdle(now time.Time) {
 	}
 	c.lastSweep = now
 	for _, m := range c.members {
+		if m.adminDrain {
+			m.up.client.closeIdle(now.UnixNano()) // drained: none is needed
+			continue
+		}
 		m.up.client.sweep(now)
 	}
 	for _, d := range c.draining {

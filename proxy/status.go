@@ -149,7 +149,12 @@ func (c *Controller) SetDrain(ctx context.Context, pool, addr string, drain bool
 			return nil
 		}
 		m.adminDrain = drain
-		if !drain {
+		if drain {
+			// No new request will take them (found by review: they stayed
+			// open until the idle sweep); sweepIdle closes those its
+			// in-flight requests hand back.
+			m.up.client.closeIdle(time.Now().UnixNano())
+		} else {
 			m.since = time.Now() // slow start again
 		}
 		c.log.Info().Str("pool", pool).Str("backend", addr).Bool("drain", drain).Msg("admin drain changed")
