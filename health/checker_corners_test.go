@@ -115,10 +115,10 @@ func TestHealthCornerProbeSkipsInterim1xx(t *testing.T) {
 	}
 }
 
-// Flapping: alternating results never reach a threshold of 2.
-func TestHealthCornerFlappingNoTransition(t *testing.T) {
-	var n int
-	var mu sync.Mutex
+// hrStatusServer answers each probe on a loopback listener with the
+// status code next returns (called one probe at a time), then closes.
+func hrStatusServer(t *testing.T, next func() string) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -133,18 +133,24 @@ func TestHealthCornerFlappingNoTransition(t *testing.T) {
 			buf := make([]byte, 1024)
 			_ = cn.SetDeadline(time.Now().Add(time.Second))
 			_, _ = cn.Read(buf)
-			mu.Lock()
-			n++
-			code := "200"
-			if n%2 == 0 {
-				code = "500"
-			}
-			mu.Unlock()
-			_, _ = cn.Write([]byte("HTTP/1.1 " + code + " X\r\nContent-Length: 0\r\n\r\n"))
+			_, _ = cn.Write([]byte("HTTP/1.1 " + next() + " X\r\nContent-Length: 0\r\n\r\n"))
 			cn.Close()
 		}
 	})
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln
+}
+
+// Flapping: alternating results never reach a threshold of 2.
+func TestHealthCornerFlappingNoTransition(t *testing.T) {
+	n := 0
+	ln := hrStatusServer(t, func() string {
+		n++
+		if n%2 == 0 {
+			return "500"
+		}
+		return "200"
+	})
 	r := newRecorder()
 	c := newTestChecker(t, r.options())
 	hc := httpCheck()
@@ -168,32 +174,15 @@ func TestHealthCornerCheckChangeKeepsFailureStreak(t *testing.T) {
 	var fail sync.Mutex
 	failing := false
 	probes := 0
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			cn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 1024)
-			_ = cn.SetDeadline(time.Now().Add(time.Second))
-			_, _ = cn.Read(buf)
-			fail.Lock()
-			code := "200"
-			if failing {
-				code = "500"
-				probes++
-			}
-			fail.Unlock()
-			_, _ = cn.Write([]byte("HTTP/1.1 " + code + " X\r\nContent-Length: 0\r\n\r\n"))
-			cn.Close()
+	ln := hrStatusServer(t, func() string {
+		fail.Lock()
+		defer fail.Unlock()
+		if failing {
+			probes++
+			return "500"
 		}
+		return "200"
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	r := newRecorder()
 	c := newTestChecker(t, r.options())
 	hc := httpCheck()
