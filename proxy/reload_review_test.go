@@ -75,9 +75,7 @@ func TestRemovedRouteCountsRequestInFlight(t *testing.T) {
 // old snapshot, does not go to b. (Found by review: it opened a new
 // connection to the backend that had left, and no series counted it.)
 func TestRetryAfterDrainSkipsRemovedBackend(t *testing.T) {
-	hold := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(hold) }) }
+	hold, free := releaser()
 	t.Cleanup(free)
 	a := startBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		<-hold

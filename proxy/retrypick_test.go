@@ -138,9 +138,7 @@ func TestRetryOverridesSlowStart(t *testing.T) {
 func TestRetryIgnoresLoad(t *testing.T) {
 	for _, alg := range []string{"least_conn", "p2c"} {
 		t.Run(alg, func(t *testing.T) {
-			hold := make(chan struct{})
-			var once sync.Once
-			free := func() { once.Do(func() { close(hold) }) }
+			hold, free := releaser()
 			t.Cleanup(free)
 			const held = 4
 			var mu sync.Mutex
@@ -240,9 +238,7 @@ func sendUntil(px *testProxy, a *testBackend) chan int {
 // flight into a failed request. (The retry could pick from the current
 // snapshot, or use b's old client, which still works.)
 func TestRetryAfterSettingsReloadGoesBackToFailedBackend(t *testing.T) {
-	hold := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(hold) }) }
+	hold, free := releaser()
 	t.Cleanup(free)
 	a := startBackend(t, "a", holdThenBreak(hold))
 	b := startBackend(t, "b", nil)
@@ -257,12 +253,7 @@ func TestRetryAfterSettingsReloadGoesBackToFailedBackend(t *testing.T) {
 	waitFor(t, "b's old client drained", 5*time.Second, func() bool { return len(leavingOf(t, px, b.addr())) == 0 })
 	bBefore := b.hits.Load()
 	free()
-	var got int
-	select {
-	case got = <-status:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no answer in 5s")
-	}
+	got := awaitStatus(t, status)
 	if got != 200 || b.hits.Load() == bBefore {
 		t.Errorf("GET whose backend broke the connection after a settings reload = %d (a tried %d times, b %d); want 200 from b, which is healthy and still in the pool",
 			got, a.hits.Load(), b.hits.Load()-bBefore)
@@ -277,9 +268,7 @@ func TestRetryAfterSettingsReloadGoesBackToFailedBackend(t *testing.T) {
 // The skip loop checks only `closed`, never `last`. The client gets 502.
 // (Spurious pass: when the pick is b, about 1 in 1000.)
 func TestRetrySkipOfRemovedBackendLandsOnFailedOne(t *testing.T) {
-	hold := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(hold) }) }
+	hold, free := releaser()
 	t.Cleanup(free)
 	a := startBackend(t, "a", holdThenBreak(hold))
 	b := startBackend(t, "b", nil)
@@ -292,12 +281,7 @@ func TestRetrySkipOfRemovedBackendLandsOnFailedOne(t *testing.T) {
 	waitFor(t, "c drained", 5*time.Second, func() bool { return len(leavingOf(t, px, cb.addr())) == 0 })
 	bBefore := b.hits.Load()
 	free()
-	var got int
-	select {
-	case got = <-status:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no answer in 5s")
-	}
+	got := awaitStatus(t, status)
 	if got != 200 {
 		t.Errorf("GET whose backend broke the connection after c was removed = %d (a tried %d times, b %d); want 200 from b",
 			got, a.hits.Load(), b.hits.Load()-bBefore)
@@ -312,9 +296,7 @@ func TestRetrySkipOfRemovedBackendLandsOnFailedOne(t *testing.T) {
 // if none is repeated; but the third try may go back to the backend the
 // first found full, and the client gets 503 while c sits idle.
 func TestRetryAtConnLimitReturnsToFullBackend(t *testing.T) {
-	hold := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(hold) }) }
+	hold, free := releaser()
 	holdAll := func(w http.ResponseWriter, r *http.Request) { <-hold }
 	a := startBackend(t, "a", holdAll)
 	b := startBackend(t, "b", holdAll)
@@ -382,5 +364,26 @@ func TestRetryMetricsAccount(t *testing.T) {
 	}
 	if v := reviewSum(req, `backend="`+good.addr()+`"`); v != float64(n-failed) || int64(v) != good.hits.Load() {
 		t.Errorf("requests_total on good = %v, good's hits %d, want %d", v, good.hits.Load(), n-failed)
+	}
+}
+
+// releaser returns a channel held requests wait on and the function that
+// closes it, safe to call more than once (a test's cleanup calls it too).
+func releaser() (chan struct{}, func()) {
+	hold := make(chan struct{})
+	var once sync.Once
+	return hold, func() { once.Do(func() { close(hold) }) }
+}
+
+// awaitStatus is the status a held request's client got, failing the test
+// after 5 s.
+func awaitStatus(t *testing.T, status <-chan int) int {
+	t.Helper()
+	select {
+	case got := <-status:
+		return got
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer in 5s")
+		return 0
 	}
 }
