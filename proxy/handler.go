@@ -590,11 +590,12 @@ func checkTarget(t []byte) (int, string) {
 // still reached the backend's "/admin/" handler (found by review).
 // Plain dot segments are resolved alike on both sides and pass.
 func checkPath(path []byte) (int, string) {
-	if q := bytes.IndexByte(path, '?'); q >= 0 {
-		path = path[:q]
-	}
+	// One scan for the usual target, which has no escape at all.
 	if bytes.IndexByte(path, '%') < 0 {
 		return 0, ""
+	}
+	if q := bytes.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
 	}
 	encodedSlash := containsFold(path, "%2f")
 	// Segments end at '/' and, on fasthttp's side, at an encoded slash.
