@@ -20,10 +20,12 @@ const (
 	KindTimeout                  // sent, but no response in time
 	KindReset                    // the connection broke mid-exchange
 	// KindIdle: a kept-alive connection the backend had closed, or sent
-	// unrequested bytes on, while idle; found before the request was
-	// written, which then went out on another connection. Not a failed
-	// request, but a sign of a keep-alive timeout below upstream_idle or
-	// of a backend that writes more than its responses.
+	// unrequested bytes on, while idle, found before the request was
+	// written; or one that broke as an idempotent request went out,
+	// before any answer. The request then went out on another
+	// connection. Not a failed request, but a sign of a keep-alive
+	// timeout at or below upstream_idle or of a backend that writes more
+	// than its responses.
 	KindIdle
 	numKinds
 )

@@ -235,6 +235,9 @@ type Conn struct {
 	sent     uint64
 	reqStart uint64
 	sawEOF   bool
+	// answered says a read since the current request's first write
+	// brought bytes (ResponseBegun).
+	answered bool
 	// ackBase is what the peer had acknowledged when the client Conn was
 	// made (the SYN of a connection this side opened counts as one
 	// byte); ackBaseOK says it is known.
@@ -542,6 +545,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, err := c.sysRead(p)
 		c.sawEOF = n == 0 && err == io.EOF
 		c.received = c.received || n > 0
+		c.answered = c.answered || n > 0
 		if c.client || c.yield {
 			// A read that did not fill p emptied the socket; any other
 			// may have left data the poller already reported.
@@ -667,7 +671,7 @@ func (c *Conn) beginRequest() error {
 	if !c.client || c.sending {
 		return nil
 	}
-	c.sending, c.reqStart = true, c.sent
+	c.sending, c.reqStart, c.answered = true, c.sent, false
 	if err := c.checkIdle(); err != nil {
 		return c.opError("write", err)
 	}
@@ -1394,6 +1398,12 @@ func (c *Conn) RequestUnreceived() bool {
 	state, acked, ok := c.tcpInfo()
 	return ok && state == tcpClose && acked-c.ackBase <= c.reqStart
 }
+
+// ResponseBegun reports whether any byte came on a client connection
+// since the request last written on it began: false when the peer closed
+// or reset the connection before answering at all. Call it from the
+// goroutine that writes and reads.
+func (c *Conn) ResponseBegun() bool { return c.answered }
 
 // AnsweredBeforeRequest reports whether a response that closes the
 // connection (Connection: close), just read on a client connection, was

@@ -295,16 +295,24 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		up.backend.Begin()
 		up.client.begin()
 		var done time.Time
+		// staleAgain allows the one more try on another connection that an
+		// idempotent request gets when a reused one broke before any
+		// answer (errStaleConn).
+		staleAgain := isIdempotent(req.Header.Method())
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
 			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout)
-			if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
+			if staleAgain && err != nil && errors.Is(err, errStaleConn) {
+				staleAgain = false
+			} else if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
 			}
 			up.series.UpstreamError(metrics.KindIdle)
 			// The connection was closed, or sent bytes nobody asked for,
-			// while idle; nothing of the request left. Again on another
-			// connection to the same backend, without counting a retry.
+			// while idle, and nothing of the request left; or it broke as
+			// the request went out, before any answer (errStaleConn, once).
+			// Again on another connection to the same backend, without
+			// counting a retry.
 		}
 		up.client.end()
 		up.backend.End()

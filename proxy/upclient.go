@@ -122,7 +122,7 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 // cannot take one (HTTP/1.0). loan, when not nil, takes the response's
 // body if it can be lent (readLentBody).
 func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, timeout time.Duration) (time.Time, error) {
-	i, err := c.acquire(now.UnixNano())
+	i, reused, err := c.acquire(now.UnixNano())
 	if err != nil {
 		return time.Now(), err
 	}
@@ -152,6 +152,10 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 			requestAcked(s.conn) && c.earlyAnswer(s.conn, resp, hints, loan) {
 			err = nil
 		}
+		if err != nil && reused && !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
+			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			err = staleConnError{err}
+		}
 		c.discard(i)
 		return time.Now(), err
 	}
@@ -173,10 +177,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// after a 1xx answer or at a chunk boundary, where any byte the
 		// backend sent after reading the request acknowledges it, so
 		// RequestUnreceived says false).
-		unreceived := requestUnreceived(s.conn)
+		unreceived, begun := requestUnreceived(s.conn), responseBegun(s.conn)
 		c.discard(i)
-		if unreceived {
+		switch {
+		case unreceived:
 			return end, errClosedBeforeRequest
+		case reused && !begun:
+			return end, staleConnError{fasthttp.ErrConnectionClosed}
 		}
 		return end, fasthttp.ErrConnectionClosed
 	case err != nil:
@@ -568,13 +575,47 @@ func answeredBeforeRequest(conn net.Conn) bool {
 	return ok && u.AnsweredBeforeRequest()
 }
 
-// requestUnreceived reports whether conn can tell that none of the request
-// last written on it reached the peer (see netconn.Conn.RequestUnreceived).
+// requestAcked reports whether the peer acknowledged bytes of the request
+// last written on conn (see netconn.Conn.RequestAcked).
 func requestAcked(conn net.Conn) bool {
 	a, ok := conn.(interface{ RequestAcked() bool })
 	return ok && a.RequestAcked()
 }
 
+// responseBegun reports whether any byte of an answer came on conn since
+// the request last written on it began (see netconn.Conn.ResponseBegun);
+// true where that cannot be known.
+func responseBegun(conn net.Conn) bool {
+	b, ok := conn.(interface{ ResponseBegun() bool })
+	return !ok || b.ResponseBegun()
+}
+
+// staleConnError is the failure of a connection taken idle from the pool
+// that broke before any byte of an answer came: the write failed with a
+// reset or a broken pipe, or the first read met a close or a reset. The
+// backend most likely closed the idle connection as the request went out
+// (its keep-alive timeout ran out just after the idle check looked), and
+// may not have read the request at all; but it may have, and then died,
+// and nothing on the wire tells the two apart. So an idempotent request
+// is sent once more, on another connection to the same backend, without
+// counting a retry or a failure against the backend, as Go's net/http
+// Transport does for a request it may replay; any other request fails
+// as the error inside says (a reset, 502).
+type staleConnError struct{ err error }
+
+// errStaleConn matches every staleConnError (errors.Is), so that the
+// handler can ask without errors.As, whose target would escape.
+var errStaleConn = errors.New("stale upstream connection")
+
+func (e staleConnError) Is(target error) bool { return target == errStaleConn }
+
+func (e staleConnError) Error() string {
+	return "upstream closed a reused connection before answering: " + e.err.Error()
+}
+func (e staleConnError) Unwrap() error { return e.err }
+
+// requestUnreceived reports whether conn can tell that none of the request
+// last written on it reached the peer (see netconn.Conn.RequestUnreceived).
 func requestUnreceived(conn net.Conn) bool {
 	u, ok := conn.(interface{ RequestUnreceived() bool })
 	return ok && u.RequestUnreceived()
@@ -585,8 +626,8 @@ func requestUnreceived(conn net.Conn) bool {
 const maxSweepWait = 10 * time.Millisecond
 
 // acquire takes an idle connection not idle for longer than the idle
-// timeout at now, or dials one in a free slot.
-func (c *upClient) acquire(now int64) (uint32, error) {
+// timeout at now (reused), or dials one in a free slot.
+func (c *upClient) acquire(now int64) (slot uint32, reused bool, err error) {
 	var waitUntil time.Time
 	for {
 		started, ended := c.sweepsStarted.Load(), c.sweepsEnded.Load()
@@ -608,22 +649,22 @@ func (c *upClient) acquire(now int64) (uint32, error) {
 			continue
 		}
 		if now-c.slots[i].lastUse <= int64(c.idle) {
-			return i, nil
+			return i, true, nil
 		}
 		c.discard(i)
 	}
 	i, ok := c.freeS.pop(c.slots)
 	if !ok {
-		return 0, fasthttp.ErrNoFreeConns
+		return 0, false, fasthttp.ErrNoFreeConns
 	}
 	conn, err := c.dial(c.addr)
 	if err != nil {
 		c.freeS.push(c.slots, i)
-		return 0, err
+		return 0, false, err
 	}
 	c.slots[i].conn = conn
 	c.open.Add(1)
-	return i, nil
+	return i, false, nil
 }
 
 // discard closes the connection of held slot i and frees the slot.
