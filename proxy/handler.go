@@ -298,11 +298,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// staleAgain allows the one more try on another connection that an
 		// idempotent request gets when a reused one broke before any
 		// answer (errStaleConn).
-		staleAgain := isIdempotent(req.Header.Method())
+		staleAgain := true
 		for range maxIdleRetries {
 			// One deadline for the whole exchange, request write included.
 			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout)
-			if staleAgain && err != nil && errors.Is(err, errStaleConn) {
+			if err != nil && staleAgain && errors.Is(err, errStaleConn) && isIdempotent(req.Header.Method()) {
 				staleAgain = false
 			} else if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
