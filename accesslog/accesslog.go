@@ -63,6 +63,8 @@ type Entry struct {
 	Duration         time.Duration
 	UpstreamAddr     string // empty when no backend was tried
 	UpstreamDuration time.Duration
+	Attempts         int    // upstream exchanges tried, retries included
+	UpstreamError    string // why the last one failed; empty when it answered
 	Route            string
 	Pool             string
 	RequestID        []byte

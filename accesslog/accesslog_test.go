@@ -78,6 +78,8 @@ func fill(e *Entry, path string) {
 	e.Duration = 1234567 * time.Nanosecond
 	e.UpstreamAddr = "10.0.0.1:8080"
 	e.UpstreamDuration = 1100 * time.Microsecond
+	e.Attempts = 2
+	e.UpstreamError = "reset"
 	e.Route = "api"
 	e.Pool = "web"
 	e.RequestID = append(e.RequestID, "3f2a9c1d0b8e7a65"...)
@@ -110,7 +112,7 @@ func TestEntryFields(t *testing.T) {
 	want := `{"time":"2025-03-04T05:06:07.891Z","remote_addr":"192.0.2.7:51234","method":"GET",` +
 		`"host":"example.com","path":"/v1/items?id=3","status":200,"bytes_in":12,"bytes_out":3456,` +
 		`"duration":0.001235,"upstream_addr":"10.0.0.1:8080","upstream_duration":0.001100,` +
-		`"route":"api","pool":"web","request_id":"3f2a9c1d0b8e7a65"}` + "\n"
+		`"attempts":2,"upstream_error":"reset","route":"api","pool":"web","request_id":"3f2a9c1d0b8e7a65"}` + "\n"
 	if got := out.String(); got != want {
 		t.Errorf("line =\n%s\nwant\n%s", got, want)
 	}

@@ -169,6 +169,12 @@ type outcome struct {
 	upTime   time.Duration
 	// end is when the last upstream exchange finished (zero if none).
 	end time.Time
+	// attempts counts the exchanges tried (retries included; not the
+	// connections found dead before a request went out on them);
+	// failure is why the last one failed, kindNone when the backend's
+	// answer went to the client.
+	attempts uint8
+	failure  errKind
 	// hostForwarded is set once the request was rewritten for the
 	// upstream with X-Forwarded-Host: its Host may then be the backend's,
 	// the client's is there. Without X-Forwarded-Host, hostCopied says
@@ -325,6 +331,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			kind = errorKind(err)
 			up.series.UpstreamError(metricKind(kind))
 		}
+		out.attempts, out.failure = uint8(attempt), kind
 		// Only what says something about the backend counts against it:
 		// not sluice's own connection limit, not a malformed exchange.
 		down := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset
@@ -357,6 +364,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	case err != nil:
 		code, msg := classify(err)
 		writeError(ctx, code, msg)
+		if code == fasthttp.StatusBadGateway && out.failure == kindOther {
+			out.failure = kindBadResponse
+		}
 	default:
 		resp := &ctx.Response
 		// The upstream's wish to close its connection was honoured by
@@ -381,6 +391,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			if bad := badResponse(resp, found); bad != "" {
 				// (The connection a 101 came on was closed by the client.)
 				writeError(ctx, fasthttp.StatusBadGateway, bad)
+				out.failure = kindBadResponse
 				break
 			}
 			if found&hTransferEncoding != 0 {
@@ -725,6 +736,7 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 	if out.upstream != nil {
 		e.UpstreamAddr, e.UpstreamDuration = out.upstream.backend.Addr, out.upTime
 	}
+	e.Attempts, e.UpstreamError = int(out.attempts), out.failure.String()
 	al.Submit(e)
 }
 
@@ -980,7 +992,27 @@ const (
 	kindTimeout
 	kindReset
 	kindNoConn
+	// kindBadResponse is the access log's name for a response sluice
+	// refused (a malformed head, a status outside 100-599, hop-by-hop
+	// framing it cannot pass on); errorKind gives kindOther for those.
+	kindBadResponse
+	numErrKinds
 )
+
+// errKindNames are the access log's upstream_error values.
+var errKindNames = [numErrKinds]string{
+	kindNone:           "",
+	kindOther:          "other",
+	kindTooLarge:       "response_too_large",
+	kindConnect:        "connect",
+	kindConnectTimeout: "connect_timeout",
+	kindTimeout:        "timeout",
+	kindReset:          "reset",
+	kindNoConn:         "conn_limit",
+	kindBadResponse:    "bad_response",
+}
+
+func (k errKind) String() string { return errKindNames[k] }
 
 func errorKind(err error) errKind {
 	switch {
