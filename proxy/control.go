@@ -140,6 +140,7 @@ func NewController(p *Proxy, log zerolog.Logger) *Controller {
 		pools:   map[string]*poolState{},
 	}
 	p.trips = c.inbox
+	p.failures = newFailureLog(log)
 	return c
 }
 

@@ -40,6 +40,9 @@ type Proxy struct {
 	trips *health.Inbox
 	// access is the access log, nil when off.
 	access atomic.Pointer[accesslog.Logger]
+	// failures logs upstream failures to the process log; set once by
+	// NewController before serving starts (nil: not logged).
+	failures *failureLog
 }
 
 // SetAccessLog makes l the access log of requests that finish from now on
@@ -225,8 +228,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	r.inFlight.Add(1) // Handle subtracts it once the request is counted
 	pl := r.pool
 	if len(pl.targets) == 0 {
-		pl.series.NoBackend()
-		noBackend(ctx)
+		p.noBackend(ctx, pl, now)
 		return out
 	}
 
@@ -349,7 +351,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		if up.outlier.Record(failed) && p.trips != nil {
 			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
 		}
-		if err == nil || attempt >= s.attempts || !retryable(kind, req) {
+		final := err == nil || attempt >= s.attempts || !retryable(kind, req)
+		if err != nil && p.failures != nil {
+			p.failures.attempt(done, up.backend.Pool, up.backend.Addr, attempt, kind, err, ctx.RemoteAddr(), !final)
+		}
+		if final {
 			break
 		}
 		last = idx
@@ -359,14 +365,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	switch {
 	case idx < 0:
 		out.target = -1
-		pl.series.NoBackend()
-		noBackend(ctx)
+		p.noBackend(ctx, pl, now)
 	case err != nil:
 		code, msg := classify(err)
 		writeError(ctx, code, msg)
-		if code == fasthttp.StatusBadGateway && out.failure == kindOther {
-			out.failure = kindBadResponse
-		}
 	default:
 		resp := &ctx.Response
 		// The upstream's wish to close its connection was honoured by
@@ -391,7 +393,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			if bad := badResponse(resp, found); bad != "" {
 				// (The connection a 101 came on was closed by the client.)
 				writeError(ctx, fasthttp.StatusBadGateway, bad)
-				out.failure = kindBadResponse
+				out.failure = kindOther
+				if p.failures != nil {
+					p.failures.attempt(out.end, up.backend.Pool, up.backend.Addr, int(out.attempts), kindOther,
+						badResponseError(bad), ctx.RemoteAddr(), false)
+				}
 				break
 			}
 			if found&hTransferEncoding != 0 {
@@ -967,9 +973,15 @@ func isIdempotent(m []byte) bool {
 	return false
 }
 
-func noBackend(ctx *fasthttp.RequestCtx) {
+// noBackend answers 503 for want of a backend in pool pl to send the
+// request to, and counts and logs it.
+func (p *Proxy) noBackend(ctx *fasthttp.RequestCtx, pl *pool, now time.Time) {
+	pl.series.NoBackend()
 	writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no healthy backend\n")
 	ctx.Response.Header.SetBytesKV(hdrRetryAfter, valueOne)
+	if p.failures != nil {
+		p.failures.noBackend(now, pl.name, ctx.RemoteAddr())
+	}
 }
 
 func writeError(ctx *fasthttp.RequestCtx, code int, msg string) {
@@ -992,24 +1004,19 @@ const (
 	kindTimeout
 	kindReset
 	kindNoConn
-	// kindBadResponse is the access log's name for a response sluice
-	// refused (a malformed head, a status outside 100-599, hop-by-hop
-	// framing it cannot pass on); errorKind gives kindOther for those.
-	kindBadResponse
 	numErrKinds
 )
 
 // errKindNames are the access log's upstream_error values.
 var errKindNames = [numErrKinds]string{
 	kindNone:           "",
-	kindOther:          "other",
+	kindOther:          "bad_response", // a malformed response, mostly (see errorKind)
 	kindTooLarge:       "response_too_large",
 	kindConnect:        "connect",
 	kindConnectTimeout: "connect_timeout",
 	kindTimeout:        "timeout",
 	kindReset:          "reset",
 	kindNoConn:         "conn_limit",
-	kindBadResponse:    "bad_response",
 }
 
 func (k errKind) String() string { return errKindNames[k] }

@@ -92,12 +92,19 @@ func startProxyWith(t testing.TB, yamlText string, m *metrics.Metrics) *testProx
 // cmd/sluice, is passed through wrap when wrap is not nil.
 func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(net.Listener) net.Listener) *testProxy {
 	t.Helper()
+	return startProxyLogged(t, yamlText, m, wrap, zerolog.Nop())
+}
+
+// startProxyLogged is startProxyOn whose controller (and so the proxy's
+// failure log) writes to log.
+func startProxyLogged(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(net.Listener) net.Listener, log zerolog.Logger) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config.Parse() error: %v", err)
 	}
 	p := New()
-	ctrl := NewController(p, zerolog.Nop())
+	ctrl := NewController(p, log)
 	ctrl.Metrics = m
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
