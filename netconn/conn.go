@@ -229,11 +229,15 @@ type Conn struct {
 	// first (checkIdle), with peek1 (peek bound once) filling peekN and
 	// peekErr. sent counts the bytes written (all but a server's held
 	// writes), reqStart is sent at the first write of the current
-	// request, and sawEOF says the last read met the peer's orderly
-	// close: what RequestUnreceived needs.
+	// request; ended says a read since then met the end of the stream,
+	// and sawEOF that the first such read met the peer's orderly close,
+	// not a reset: what RequestUnreceived needs. (A reset socket reads as
+	// EOF the second time: a reset must not pass for a close because
+	// bufio or fasthttp read again after it; found by review.)
 	sending  bool
 	sent     uint64
 	reqStart uint64
+	ended    bool
 	sawEOF   bool
 	// answered says a read since the current request's first write
 	// brought bytes (ResponseBegun).
@@ -543,7 +547,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := c.sysRead(p)
-		c.sawEOF = n == 0 && err == io.EOF
+		if n == 0 && !c.ended && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
+			c.ended, c.sawEOF = true, err == io.EOF
+		}
 		c.received = c.received || n > 0
 		c.answered = c.answered || n > 0
 		if c.client || c.yield {
@@ -672,6 +678,7 @@ func (c *Conn) beginRequest() error {
 		return nil
 	}
 	c.sending, c.reqStart, c.answered = true, c.sent, false
+	c.ended, c.sawEOF = false, false
 	if err := c.checkIdle(); err != nil {
 		return c.opError("write", err)
 	}
@@ -1377,9 +1384,10 @@ func (c *Conn) RequestAcked() bool {
 // the request may be sent again on another connection even when it is
 // not idempotent: the case of a backend that closed an idle connection
 // just after the idle check looked (see NewClient). It takes three
-// things. The last read met EOF: the peer's FIN, which acknowledges all
-// its kernel had received when it was sent, and that acknowledged none of
-// the request (tcpi_bytes_acked). And the connection was then reset: the
+// things. The first read since the request's write that met the
+// stream's end met EOF, not a reset: the peer's FIN, which acknowledges
+// all its kernel had received when it was sent, and that acknowledged
+// none of the request (tcpi_bytes_acked). And the connection was then reset: the
 // request met a socket already closed, not one the peer only shut for
 // writing and may still read (a half-close; its acknowledgement of the
 // request may be delayed). A reset with no FIN before it gives false: it

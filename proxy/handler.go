@@ -307,10 +307,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// idempotent request gets when a reused one broke before any
 		// answer (errStaleConn).
 		staleAgain := true
-		for range maxIdleRetries {
+		for try := 1; ; try++ {
 			// One deadline for the whole exchange, request write included.
-			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout)
-			if err != nil && staleAgain && errors.Is(err, errStaleConn) && isIdempotent(req.Header.Method()) {
+			// The last try takes a new connection: after a backend
+			// restart every idle one is dead.
+			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout, try == maxIdleRetries)
+			if err == nil || try == maxIdleRetries {
+				break
+			}
+			if staleAgain && errors.Is(err, errStaleConn) && isIdempotent(req.Header.Method()) {
 				staleAgain = false
 			} else if !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) {
 				break
@@ -944,10 +949,10 @@ func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
 	return balancer.HashKey(v)
 }
 
-// maxIdleRetries bounds how many idle connections found dead (closed by
-// the backend, or holding unrequested bytes) one attempt goes through
-// before it counts as failed: after a backend restart, every idle
-// connection to it is.
+// maxIdleRetries bounds the tries of one attempt: the idle connections
+// found dead (closed by the backend, or holding unrequested bytes) it
+// goes through, the last try on a new connection. After a backend
+// restart every idle connection to it is dead; the new one is not.
 const maxIdleRetries = 8
 
 // retryable says whether a failed attempt may be tried again on another

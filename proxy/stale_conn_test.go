@@ -40,10 +40,12 @@ func startStaleBackend(t *testing.T, firstDelay time.Duration) *staleBackend {
 		}
 		_, _ = io.Copy(io.Discard, req.Body)
 		time.Sleep(b.firstDelay)
+		// Counted before the answer goes, so that the client, which has
+		// it once the write is done, sees the count (found by review).
+		b.answered.Add(1)
 		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
 			return
 		}
-		b.answered.Add(1)
 		line, err := br.ReadString(' ')
 		if err != nil {
 			return

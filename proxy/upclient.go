@@ -120,9 +120,10 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 // connection closed. hints, when not nil, is sent each 103 Early Hints
 // the backend answers first (see readResponse); nil for a client that
 // cannot take one (HTTP/1.0). loan, when not nil, takes the response's
-// body if it can be lent (readLentBody).
-func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, timeout time.Duration) (time.Time, error) {
-	i, reused, err := c.acquire(now.UnixNano())
+// body if it can be lent (readLentBody). fresh asks for a new connection,
+// not an idle one (see acquire).
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, timeout time.Duration, fresh bool) (time.Time, error) {
+	i, reused, err := c.acquire(now.UnixNano(), fresh)
 	if err != nil {
 		return time.Now(), err
 	}
@@ -153,7 +154,7 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 			err = nil
 		}
 		if err != nil && reused && !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
-			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) && !responseBegun(s.conn) {
 			err = staleConnError{err}
 		}
 		c.discard(i)
@@ -626,8 +627,12 @@ func requestUnreceived(conn net.Conn) bool {
 const maxSweepWait = 10 * time.Millisecond
 
 // acquire takes an idle connection not idle for longer than the idle
-// timeout at now (reused), or dials one in a free slot.
-func (c *upClient) acquire(now int64) (slot uint32, reused bool, err error) {
+// timeout at now (reused), or dials one in a free slot. fresh asks for
+// a new connection: it closes an idle one if that frees the only slot.
+func (c *upClient) acquire(now int64, fresh bool) (slot uint32, reused bool, err error) {
+	if fresh {
+		return c.dialFresh()
+	}
 	var waitUntil time.Time
 	for {
 		started, ended := c.sweepsStarted.Load(), c.sweepsEnded.Load()
@@ -653,10 +658,37 @@ func (c *upClient) acquire(now int64) (slot uint32, reused bool, err error) {
 		}
 		c.discard(i)
 	}
+	return c.dialIn()
+}
+
+// dialFresh dials a new connection in a free slot, or in the slot of an
+// idle connection it closes when none is free.
+func (c *upClient) dialFresh() (uint32, bool, error) {
+	i, ok := c.freeS.pop(c.slots)
+	if !ok {
+		j, idle := c.idleS.pop(c.slots)
+		if !idle {
+			return 0, false, fasthttp.ErrNoFreeConns
+		}
+		c.discard(j)
+		if i, ok = c.freeS.pop(c.slots); !ok {
+			return 0, false, fasthttp.ErrNoFreeConns
+		}
+	}
+	return c.dialSlot(i)
+}
+
+// dialIn dials a new connection in a free slot.
+func (c *upClient) dialIn() (uint32, bool, error) {
 	i, ok := c.freeS.pop(c.slots)
 	if !ok {
 		return 0, false, fasthttp.ErrNoFreeConns
 	}
+	return c.dialSlot(i)
+}
+
+// dialSlot dials a new connection in held free slot i.
+func (c *upClient) dialSlot(i uint32) (uint32, bool, error) {
 	conn, err := c.dial(c.addr)
 	if err != nil {
 		c.freeS.push(c.slots, i)

@@ -38,7 +38,7 @@ func upGet(c *upClient, method, path string, now time.Time) (int, string, error)
 	req.Header.SetMethod(method)
 	req.SetRequestURI(path)
 	req.Header.SetHost(c.addr)
-	_, err := c.do(req, resp, nil, nil, now, 5*time.Second)
+	_, err := c.do(req, resp, nil, nil, now, 5*time.Second, false)
 	return resp.StatusCode(), string(resp.Body()), err
 }
 
