@@ -56,7 +56,7 @@ func refusedBeforeBody(h *fasthttp.RequestHeader) bool {
 	switch n := h.ContentLength(); {
 	case n == -1:
 		return scanRequest(h.RawHeaders()).smuggled()
-	case n > 1:
+	case n > 0:
 		return h.IsConnect() || !bytes.Equal(h.Protocol(), strHTTP11) && !bytes.Equal(h.Protocol(), strHTTP10)
 	}
 	return false

@@ -599,15 +599,24 @@ func checkTarget(t []byte) (int, string) {
 		return fasthttp.StatusBadRequest, "400 request target must be a path or an http:// URL\n"
 	}
 	authority := targetHost(t)
+	path := t[7+len(authority):]
 	switch {
 	case bytes.IndexByte(authority, '@') >= 0:
 		return fasthttp.StatusBadRequest, "400 userinfo in request target\n"
+	case len(authority) > maxHostLen:
+		// It replaces the Host header, which is held to the same bound
+		// (found by review).
+		return fasthttp.StatusBadRequest, "400 host in request target too long\n"
 	case len(normalizeHost(authority, nil)) == 0:
 		// "http://:80/x" too: RFC 9110 §4.2.1, an http URI with an
 		// empty host is invalid (found by review).
 		return fasthttp.StatusBadRequest, "400 no host in request target\n"
+	case len(path) > 1 && path[0] == '/' && path[1] == '/':
+		// It goes upstream in origin form, "//...", which a backend may
+		// read as an authority, as above (found by review).
+		return fasthttp.StatusBadRequest, "400 request target path starts with //\n"
 	}
-	return checkPath(t[7+len(authority):])
+	return checkPath(path)
 }
 
 // checkPath refuses a path whose dot segments fasthttp's normalisation,

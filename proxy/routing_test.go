@@ -330,6 +330,9 @@ func TestRoutingHostCoverage(t *testing.T) {
 		"GET static/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 		"GET /static/\x01 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 		"GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+		// Its path would go upstream as "//static/a", which a backend
+		// may read as an authority, as for an origin-form "//" target.
+		"GET http://other.org//static/a HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
 	} {
 		if status, pool, _, _ := r.send(t, raw); pool != "" || !(strings.HasPrefix(status, "HTTP/1.1 400") || strings.HasPrefix(status, "HTTP/1.1 431")) {
 			t.Errorf("%.60q: %q from %q, want 400/431 and no backend", raw, status, pool)
@@ -339,7 +342,6 @@ func TestRoutingHostCoverage(t *testing.T) {
 	for _, tt := range []struct{ raw, pool, line, host string }{
 		{"GET http://API.example.com/v2/x HTTP/1.1\r\nHost: other.org\r\nConnection: close\r\n\r\n", "api", "GET /v2/x HTTP/1.1", "API.example.com"},
 		{"GET http://api.example.com?/v2/ HTTP/1.1\r\nHost: other.org\r\nConnection: close\r\n\r\n", "wild", "GET /?/v2/ HTTP/1.1", "api.example.com"},
-		{"GET http://other.org//static/a HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n", "static", "GET //static/a HTTP/1.1", "other.org"},
 		{"GET http://a.eu.example.com/ HTTP/1.0\r\n\r\n", "euwild", "GET / HTTP/1.1", "a.eu.example.com"},
 	} {
 		status, pool, line, head := r.send(t, tt.raw)
