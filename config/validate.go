@@ -99,6 +99,13 @@ func (c *Config) validate() Errors {
 		v.fail("pools", "at least one pool is required")
 	}
 	for _, name := range c.PoolNames() {
+		if name == "" {
+			// No route can name it (routes[].pool is required), and its
+			// series would take pool="", which stands for no route (found
+			// by review).
+			v.fail("pools."+name, "a pool needs a name")
+			continue
+		}
 		v.pool("pools."+name, c.Pools[name])
 	}
 	if len(c.Routes) == 0 {
@@ -160,6 +167,20 @@ func CheckAddress(addr string) error {
 	}
 	if net.ParseIP(host) == nil && !validHostname(host) {
 		return fmt.Errorf("bad host %q", host)
+	}
+	return nil
+}
+
+// checkDialAddress is CheckAddress for an address sluice connects to:
+// an empty host, every interface to listen on, would have Go's dialer
+// connect to this machine, and go upstream as the Host ":8080" (found by
+// review).
+func checkDialAddress(addr string) error {
+	if err := CheckAddress(addr); err != nil {
+		return err
+	}
+	if host, _, _ := net.SplitHostPort(addr); host == "" {
+		return fmt.Errorf("want host:port with a host, got %q", addr)
 	}
 	return nil
 }
@@ -312,7 +333,7 @@ func (v *validator) pool(path string, p *Pool) {
 		bp := fmt.Sprintf("%s.backends[%d]", path, i)
 		if b.Address == "" {
 			v.fail(bp+".address", "required")
-		} else if err := CheckAddress(b.Address); err != nil {
+		} else if err := checkDialAddress(b.Address); err != nil {
 			v.fail(bp+".address", "%v", err)
 		} else if first, dup := addrs[canonicalAddress(b.Address)]; dup {
 			v.fail(bp+".address", "duplicate backend %s (also backends[%d])", b.Address, first)
@@ -378,7 +399,9 @@ func (v *validator) pool(path string, p *Pool) {
 			}
 			v.minInterval(dp+".dns.interval", d.DNS.Interval)
 			if d.DNS.Resolver != "" {
-				v.address(dp+".dns.resolver", d.DNS.Resolver)
+				if err := checkDialAddress(d.DNS.Resolver); err != nil {
+					v.fail(dp+".dns.resolver", "%v", err)
+				}
 			}
 		}
 	}
