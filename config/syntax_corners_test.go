@@ -101,7 +101,7 @@ func TestSyntaxLineFlow(t *testing.T) {
 }
 
 // TestAdminOtherLoopbackAddress: admin.listen on another loopback
-// address at listen's port is valid (two sockets). dacbd35 made sameSocket treat
+// address at listen's port is valid (two sockets). dacbd35 made SameSocket treat
 // every loopback address as one, so listen 127.0.0.1:P with admin.listen
 // [::1]:P or 127.0.0.2:P is now refused ("takes the port of listen").
 // These configs were valid before and bind: they are different sockets

@@ -32,7 +32,7 @@ func (c *Config) validate() Errors {
 	v.address("listen", c.Listen)
 	if c.Admin.Listen != "" {
 		v.address("admin.listen", c.Admin.Listen)
-		if CheckAddress(c.Listen) == nil && CheckAddress(c.Admin.Listen) == nil && sameSocket(c.Listen, c.Admin.Listen) {
+		if CheckAddress(c.Listen) == nil && CheckAddress(c.Admin.Listen) == nil && SameSocket(c.Listen, c.Admin.Listen) {
 			v.fail("admin.listen", "%s takes the port of listen (%s): they must differ", c.Admin.Listen, c.Listen)
 		}
 	}
@@ -199,10 +199,10 @@ func canonicalAddress(addr string) string {
 	return net.JoinHostPort(host, strconv.Itoa(p))
 }
 
-// sameSocket reports whether two valid listen addresses would bind the
+// SameSocket reports whether two valid listen addresses would bind the
 // same port on a shared address: the same port, and the same host or one
 // that is every interface.
-func sameSocket(a, b string) bool {
+func SameSocket(a, b string) bool {
 	ha, pa, _ := net.SplitHostPort(canonicalAddress(a))
 	hb, pb, _ := net.SplitHostPort(canonicalAddress(b))
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }

@@ -65,9 +65,12 @@ type seed struct {
 }
 
 // needSeeds returns the DNS pools of cfg that have no running watcher or
-// whose discovery changed: a reload that routes traffic to one must not
-// leave it empty, or on a former name's backends, until its watcher's
-// first lookup. Under the app's reload lock.
+// that look up something else now: a reload that routes traffic to one
+// must not leave it empty, or on a former name's backends, until its
+// watcher's first lookup. A pool whose lookup is the same (a new interval
+// only) keeps its backends, as it does while DNS fails: seeded from a
+// lookup that failed, a reload during a DNS outage emptied it (found by
+// review). Under the app's reload lock.
 func (d *discoverers) needSeeds(cfg *config.Config) map[string]config.DNSDiscovery {
 	need := map[string]config.DNSDiscovery{}
 	for _, pool := range cfg.PoolNames() {
@@ -75,11 +78,18 @@ func (d *discoverers) needSeeds(cfg *config.Config) map[string]config.DNSDiscove
 		if pc.Discovery == nil || pc.Discovery.DNS == nil {
 			continue
 		}
-		if w := d.watchers[pool]; w == nil || w.cfg != *pc.Discovery.DNS {
+		if w := d.watchers[pool]; w == nil || !sameLookup(w.cfg, *pc.Discovery.DNS) {
 			need[pool] = *pc.Discovery.DNS
 		}
 	}
 	return need
+}
+
+// sameLookup reports whether a and b ask the same question of the same
+// server, whatever their intervals.
+func sameLookup(a, b config.DNSDiscovery) bool {
+	a.Interval = b.Interval
+	return a == b
 }
 
 // resolve looks the pools in need up, once and at the same time, within

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +19,43 @@ import (
 
 	"sluice/netconn"
 )
+
+// servesOn reports whether s is bound to the socket that listening on
+// addr would bind: a reload that only re-spells an address
+// ("localhost:8080" for "127.0.0.1:8080") keeps the listener, as nginx
+// keeps a socket whose resolved address did not change, instead of
+// failing to bind the port a second time (found by review). A name is
+// resolved as net.Listen resolves it, to its first IPv4 address if it
+// has one; anything that cannot be told gives false.
+func servesOn(ctx context.Context, s *server, addr string) bool {
+	if s == nil {
+		return false
+	}
+	cur, ok := s.ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p != cur.Port || host == "" {
+		return false
+	}
+	bound := cur.AddrPort().Addr().Unmap()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap() == bound
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	first := ips[0]
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			first = ip
+			break
+		}
+	}
+	return first.Unmap() == bound
+}
 
 // listen opens a TCP listener, with SO_REUSEPORT when asked, so that a new
 // sluice process can bind the same port while the old one drains.

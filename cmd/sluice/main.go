@@ -89,6 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cfg, err := loadConfig(*configPath, override)
+	if err == nil && *check && *workers > 0 {
+		err = checkWorkers(*configPath, cfg, *workers)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if *check {
@@ -110,7 +113,7 @@ func loadConfig(path string, override func(*config.Config) error) (*config.Confi
 		return cfg, err
 	}
 	if err := override(cfg); err != nil {
-		return nil, err
+		return nil, overrideError(path, cfg, err)
 	}
 	return cfg, nil
 }

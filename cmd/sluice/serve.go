@@ -388,7 +388,7 @@ func (st *staged) abort() {
 // a failure leaves the running state as it was.
 func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, error) {
 	st := &staged{}
-	if cfg.Listen != old.Listen {
+	if cfg.Listen != old.Listen && !servesOn(ctx, a.front, cfg.Listen) {
 		ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -404,7 +404,7 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 		// that /admin/config shows but that is not in force.
 		a.log.Warn().Msg("log.level and log.format changes need a restart; logging goes on as it was")
 	}
-	if cfg.Admin.Listen != old.Admin.Listen {
+	if cfg.Admin.Listen != old.Admin.Listen && !servesOn(ctx, a.admin, cfg.Admin.Listen) {
 		if cfg.Admin.Listen == "" {
 			st.adminOff = true
 		} else {

@@ -41,10 +41,15 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 	name := filepath.Base(path)
 	var lastTried, leftRunning []byte
 	tried := false // a reload ran since the file last read as the running config
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	// The first round runs at once, as if the file had just changed: an
+	// edit made after the running config was read and before the watch
+	// began (a start that waits for DNS, a reload that turned watching
+	// on) raised no event here, and would stay unapplied until the next
+	// edit (found by review). A file that reads as the running config
+	// costs one read.
+	timer := time.NewTimer(debounce)
 	defer timer.Stop()
-	pending := false // the timer runs for a burst that has begun
+	pending := true // the timer runs for a burst that has begun
 	for {
 		select {
 		case <-ctx.Done():

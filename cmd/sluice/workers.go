@@ -35,11 +35,35 @@ func workerOverrides(i int) func(*config.Config) error {
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p+i > 65535 {
-			return fmt.Errorf("admin.listen %s: no port for worker %d", c.Admin.Listen, i)
+			return fmt.Errorf("admin.listen: %s leaves no port for worker %d", c.Admin.Listen, i)
 		}
 		c.Admin.Listen = net.JoinHostPort(host, strconv.Itoa(p+i))
+		if config.SameSocket(c.Listen, c.Admin.Listen) {
+			// Worker i's admin API would take the proxy's port (found
+			// by review: every check passed, then a worker failed to bind).
+			return fmt.Errorf("admin.listen: worker %d's admin API would listen on %s, the proxy's listen (worker i takes admin.listen's port + i)", i, c.Admin.Listen)
+		}
 		return nil
 	}
+}
+
+// checkWorkers applies each of n workers' overrides to a copy of cfg,
+// loaded from path, and reports the first that fails, with the file and
+// line of admin.listen.
+func checkWorkers(path string, cfg *config.Config, n int) error {
+	for i := range n {
+		c := *cfg
+		if err := workerOverrides(i)(&c); err != nil {
+			return overrideError(path, cfg, err)
+		}
+	}
+	return nil
+}
+
+// overrideError places an error of workerOverrides, which only changes
+// admin.listen, at that field's line in path.
+func overrideError(path string, cfg *config.Config, err error) error {
+	return fmt.Errorf("%s:%d: %w", path, cfg.Line("admin.listen"), err)
 }
 
 // startGrace: a worker that exits with an error status (not killed by a
@@ -85,12 +109,9 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	for i := range n {
-		c := *cfg
-		if err := workerOverrides(i)(&c); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
+	if err := checkWorkers(configPath, cfg, n); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 	log := newLogger(stderr, cfg.Log)
 	exe, err := os.Executable()
