@@ -870,6 +870,9 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, f
 		// that sluice then read and dropped.
 		h.DelBytes(hdrExpect)
 	}
+	if found&hForwardedAlias != 0 {
+		dropForwardedAliases(h, h.RawHeaders(), fw)
+	}
 	h.ResetConnectionClose()
 	h.SetProtocolBytes(strHTTP11)
 

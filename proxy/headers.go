@@ -64,6 +64,10 @@ const (
 	hXForwardedHost
 	hXRequestID
 	hExpect
+	// hForwardedAlias: a field named as X-Forwarded-For, -Proto or -Host
+	// with underscores for hyphens (X_Forwarded_For), which CGI-style
+	// backends read as the real one (both become HTTP_X_FORWARDED_FOR).
+	hForwardedAlias
 	// hConnectionNames: a Connection header names a header other than
 	// close and keep-alive options.
 	hConnectionNames
@@ -120,6 +124,9 @@ func classifyHeader(name, value []byte) headerSet {
 	}
 	for _, k := range knownByLength[len(name)] {
 		if !tokenIs(name, k.name) {
+			if k.bit&forwardedBits != 0 && aliasIs(name, k.name) {
+				return hForwardedAlias
+			}
 			continue
 		}
 		switch {
@@ -133,6 +140,76 @@ func classifyHeader(name, value []byte) headerSet {
 		return k.bit
 	}
 	return 0
+}
+
+// forwardedBits are the forwarding headers sluice sets, whose names with
+// underscores for hyphens it drops (hForwardedAlias).
+const forwardedBits = hXForwardedFor | hXForwardedProto | hXForwardedHost
+
+// aliasIs reports whether name is canonical, a name with hyphens, spelt
+// with at least one underscore in place of a hyphen, in any case.
+func aliasIs(name, canonical []byte) bool {
+	if len(name) != len(canonical) {
+		return false
+	}
+	under := false
+	for i, c := range name {
+		if c == '_' && canonical[i] == '-' {
+			under = true
+			continue
+		}
+		if c|0x20 != canonical[i]|0x20 {
+			return false
+		}
+	}
+	return under
+}
+
+// aliasOf is the bit of the forwarding header that name stands for with
+// underscores for hyphens, 0 if none.
+func aliasOf(name []byte) headerSet {
+	for _, k := range knownHeaders {
+		if k.bit&forwardedBits != 0 && aliasIs(name, k.name) {
+			return k.bit
+		}
+	}
+	return 0
+}
+
+// dropForwardedAliases deletes the fields of raw, a request's raw header
+// block, that alias a forwarding header sluice sets (fw): a client's
+// "X_Forwarded_For: 10.0.0.1" would otherwise reach a backend that reads
+// header names CGI-style (underscores and hyphens alike, as older
+// gunicorn, PHP and Apache setups do) as an X-Forwarded-For that sluice
+// never vetted. nginx drops every name with an underscore by default
+// (underscores_in_headers off); sluice drops only these (found by
+// review). A header sluice passes as sent keeps its aliases too.
+func dropForwardedAliases(h *fasthttp.RequestHeader, raw []byte, fw forwarding) {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch aliasOf(name) {
+		case hXForwardedFor:
+			ok = fw.xff != xffPass
+		case hXForwardedProto:
+			ok = fw.proto
+		case hXForwardedHost:
+			ok = fw.host
+		default:
+			ok = false
+		}
+		if ok {
+			h.DelBytes(name)
+		}
+	}
 }
 
 // tchar marks the bytes of a token (RFC 9110 §5.6.2), which a field name
