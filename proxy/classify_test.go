@@ -13,6 +13,14 @@ func classifyByScan(name []byte) (headerSet, bool) {
 			return k.bit, true
 		}
 	}
+	// A forwarding header's name with underscores for hyphens.
+	if dashed := bytes.ReplaceAll(name, []byte("_"), []byte("-")); !bytes.Equal(dashed, name) {
+		for _, k := range knownHeaders {
+			if k.bit&forwardedBits != 0 && bytes.EqualFold(k.name, dashed) {
+				return hForwardedAlias, true
+			}
+		}
+	}
 	return 0, false
 }
 
@@ -26,6 +34,8 @@ func FuzzClassifyHeader(f *testing.F) {
 	}
 	f.Add([]byte("X-Forwarded-Fo~"), []byte(""))
 	f.Add([]byte("Content_Length"), []byte("1"))
+	f.Add([]byte("X_Forwarded_For"), []byte("6.6.6.6"))
+	f.Add([]byte("x-forwarded_host"), []byte("evil"))
 	f.Add([]byte("Connection"), []byte("keep-alive, X-Secret"))
 	f.Fuzz(func(t *testing.T, name, value []byte) {
 		got := classifyHeader(name, value)

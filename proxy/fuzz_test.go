@@ -75,6 +75,8 @@ func FuzzPrepareRequest(f *testing.F) {
 	f.Add("X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n", "", uint8(1))
 	f.Add("X-Forwarded-For: 1.2.3.4\r\nConnection: X-Forwarded-For\r\n", "", uint8(2))
 	f.Add("x-forwarded-proto: https\r\nX-Forwarded-Host: evil\r\nx-request-id: abc\r\n", "", uint8(0x1e))
+	f.Add("X_Forwarded_For: 6.6.6.6\r\nx_forwarded_proto: https\r\nX-Forwarded_Host: evil\r\nX_Other: 1\r\n", "", uint8(0))
+	f.Add("X_Forwarded_For: 6.6.6.6\r\nx_forwarded_proto: https\r\n", "", uint8(0x0e))
 	f.Fuzz(func(t *testing.T, headers, body string, fwBits uint8) {
 		fw := fuzzForwarding(fwBits)
 		method := "GET"
