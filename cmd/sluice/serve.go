@@ -447,6 +447,9 @@ func (a *app) commit(st *staged, old, cfg *config.Config) {
 		if st.admin != nil {
 			a.warnPublicAdmin(cfg.Admin.Listen)
 			a.admin = a.startAdmin(st.admin)
+			a.log.Info().Str("listen", cfg.Admin.Listen).Str("previous", old.Admin.Listen).Msg("admin listener moved")
+		} else {
+			a.log.Info().Str("previous", old.Admin.Listen).Msg("admin listener closed")
 		}
 	}
 	if st.accessChanged {

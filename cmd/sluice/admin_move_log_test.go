@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAdminListenerMoveLogged: a reload that moves admin.listen, or turns
+// it off, says so in the log, as a moved proxy listener does; the new
+// address serves and the old one does not.
+func TestAdminListenerMoveLogged(t *testing.T) {
+	up := startElasticBackend(t, "127.0.0.1:0")
+	listen, admin1, admin2 := freePort(t), freePort(t), freePort(t)
+	render := func(admin string) string {
+		return fmt.Sprintf("listen: %s\nadmin: {listen: %q}\nwatch_config: false\nlog: {format: json}\nroutes: [{pool: p}]\npools: {p: {backends: [{address: %s}]}}\n",
+			listen, admin, up.addr)
+	}
+	path := writeConfig(t, render(admin1))
+	stderr := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exit:
+		case <-time.After(10 * time.Second):
+			t.Error("sluice did not stop")
+		}
+	})
+	waitReady(t, "http://"+admin1+"/readyz")
+
+	replaceFile(t, path, render(admin2))
+	resp, err := http.Post("http://"+admin1+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload = %d", resp.StatusCode)
+	}
+	waitReady(t, "http://"+admin2+"/readyz")
+	waitUntil(t, "the move logged", 5*time.Second, func() bool {
+		return strings.Contains(stderr.String(), `"listen":"`+admin2+`","previous":"`+admin1+`","time"`) &&
+			strings.Contains(stderr.String(), `"message":"admin listener moved"`)
+	})
+
+	replaceFile(t, path, render(""))
+	resp, err = http.Post("http://"+admin2+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitUntil(t, "the close logged", 5*time.Second, func() bool {
+		return strings.Contains(stderr.String(), `"previous":"`+admin2+`"`) &&
+			strings.Contains(stderr.String(), `"message":"admin listener closed"`)
+	})
+}
