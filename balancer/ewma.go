@@ -5,7 +5,11 @@ package balancer
 // × (in-flight + 1), per unit of weight. The estimate is read decayed to
 // the request's clock, so a backend shunned for being slow is tried again
 // once its estimate has decayed below the others'; and a backend with no
-// samples scores 0, so new backends get tried at once.
+// samples scores 0 while idle, so new backends get tried at once. One
+// with no sample yet but requests in flight loses to any other (Finagle's
+// penalty): scored 0 × (in-flight + 1), a new backend that is slow to
+// answer won every draw it was in until its first answer (found by
+// review).
 type peakEWMA struct {
 	set    *weightedSet
 	window float64 // nanoseconds
@@ -47,8 +51,16 @@ func (p *peakEWMA) Pick(key uint64, now int64) int {
 // smaller decay, so that one exponential of the idle-time difference does
 // the work of two. The exponential is most of the cost of a pick.
 func (p *peakEWMA) slower(a, b *member, now int64) bool {
-	scoreA := a.backend.EWMA() * float64(load(a.backend)+1) * float64(b.weight)
-	scoreB := b.backend.EWMA() * float64(load(b.backend)+1) * float64(a.weight)
+	ewmaA, inA := a.backend.EWMA(), load(a.backend)
+	ewmaB, inB := b.backend.EWMA(), load(b.backend)
+	switch waitA, waitB := ewmaA == 0 && inA > 0, ewmaB == 0 && inB > 0; {
+	case waitA && waitB:
+		return lessLoaded(inB, uint64(b.weight), inA, uint64(a.weight))
+	case waitA || waitB:
+		return waitA
+	}
+	scoreA := ewmaA * float64(inA+1) * float64(b.weight)
+	scoreB := ewmaB * float64(inB+1) * float64(a.weight)
 	idleA, idleB := a.backend.idle(now), b.backend.idle(now)
 	switch {
 	case idleA > idleB:

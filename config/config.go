@@ -224,7 +224,10 @@ func (p *Pool) setDefaults() {
 
 func (b *Backend) setDefaults() { b.Weight = 1 }
 
-func (s *Sticky) setDefaults() { s.Cookie = "sluice_affinity" }
+func (s *Sticky) setDefaults() { s.Cookie = DefaultStickyCookie }
+
+// DefaultStickyCookie is the affinity cookie of a pool that names none.
+const DefaultStickyCookie = "sluice_affinity"
 
 func (h *HealthCheck) setDefaults() {
 	h.Type = "http"

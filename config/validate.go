@@ -108,6 +108,7 @@ func (c *Config) validate() Errors {
 		}
 		v.pool("pools."+name, c.Pools[name])
 	}
+	v.stickyCookies(c)
 	if len(c.Routes) == 0 {
 		v.fail("routes", "at least one route is required")
 	}
@@ -149,6 +150,34 @@ func (v *validator) minInterval(path string, d time.Duration) {
 func (v *validator) address(path, addr string) {
 	if err := CheckAddress(addr); err != nil {
 		v.fail(path, "%v", err)
+	}
+}
+
+// stickyCookies refuses two pools with one affinity cookie name: a
+// browser keeps one value per name, so each pool would overwrite the
+// other's and neither kept its sessions (two pools with algorithm:
+// sticky shared the default; found by review).
+func (v *validator) stickyCookies(c *Config) {
+	owner := map[string]string{}
+	for _, name := range c.PoolNames() {
+		p := c.Pools[name]
+		if name == "" || p == nil {
+			continue
+		}
+		var cookie, field string
+		switch {
+		case p.Sticky != nil:
+			cookie, field = p.Sticky.Cookie, ".sticky.cookie"
+		case p.Algorithm == "sticky":
+			cookie, field = DefaultStickyCookie, ".algorithm"
+		default:
+			continue
+		}
+		if other, dup := owner[cookie]; dup {
+			v.fail("pools."+name+field, "affinity cookie %s is pool %s's too: give each sticky pool its own sticky.cookie", cookie, other)
+			continue
+		}
+		owner[cookie] = name
 	}
 }
 

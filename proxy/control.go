@@ -724,7 +724,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	if algorithm == "sticky" {
 		algorithm = "p2c"
 		if cookie == "" {
-			cookie = "sluice_affinity"
+			cookie = config.DefaultStickyCookie
 		}
 	}
 	if cookie != "" {
@@ -738,14 +738,21 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 			}
 		}
 	}
-	pl.picker, err = balancer.Build(algorithm, targets, balancer.Options{
-		Seed:            rand.Uint64(),
-		EWMAWindow:      pc.EWMAWindow,
-		MaglevTableSize: pc.MaglevTableSize,
-	})
-	if err != nil {
-		return nil, err
+	opts := balancer.Options{EWMAWindow: pc.EWMAWindow, MaglevTableSize: pc.MaglevTableSize}
+	if old := c.publishedPool(name); old != nil && old.algorithm == algorithm && old.options == opts && slices.Equal(old.built, targets) {
+		// The same targets at the same weights: the picker goes on, so
+		// round robin keeps its rotation (and a hash its table) across
+		// rebuilds for other pools' changes, which restarted it at a
+		// random place each time (found by review).
+		pl.picker = old.picker
+	} else {
+		opts.Seed = rand.Uint64()
+		if pl.picker, err = balancer.Build(algorithm, targets, opts); err != nil {
+			return nil, err
+		}
+		opts.Seed = 0
 	}
+	pl.algorithm, pl.options, pl.built = algorithm, opts, targets
 	if algorithm == "ewma" {
 		pl.ewmaWindow = int64(pc.EWMAWindow)
 	}
@@ -760,6 +767,14 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		}
 	}
 	return pl, nil
+}
+
+// publishedPool is pool name of the snapshot serving now, nil if none.
+func (c *Controller) publishedPool(name string) *pool {
+	if s := c.proxy.snap.Load(); s != nil {
+		return s.pools[name]
+	}
+	return nil
 }
 
 // rampScale multiplies the weights a pool with slow_start hands its

@@ -253,10 +253,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		sc.clientHost = append(sc.clientHost[:0], rawHost...)
 		out.hostCopied, out.clientHost = true, sc.clientHost
 	}
+	// The hash key is the client's: taken before prepareRequest appends
+	// the peer to X-Forwarded-For or sets X-Forwarded-* and X-Request-Id
+	// (hash_key: header:X-Forwarded-For lost its affinity across a CDN's
+	// egress addresses; found by review).
+	key := pl.requestKey(ctx, host)
 	sc.buf = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
 	out.hostForwarded = s.forwarding.host
 
-	key := pl.requestKey(ctx, host)
 	stuck := -1
 	if pl.sticky != nil {
 		if v := cookieValue(req.Header.PeekAll("Cookie"), pl.sticky); len(v) > 0 {
@@ -463,10 +467,14 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 	if pl.picks == 0 {
 		return -1, nil
 	}
-	// The least loaded of the rest, ties drawn evenly (reservoir
-	// sampling: taking the first from a random place favoured a target
-	// after a run of tried ones, found by review).
-	best, bestUp, ties := -1, (*upstream)(nil), uint64(0)
+	// The least loaded of the rest per unit of weight, ties drawn by
+	// weight (weighted reservoir sampling): drawn evenly, a target of
+	// weight 1 took as many retries as one of weight 50, and raw
+	// in-flight counts undid weights and slow start (found by review;
+	// taking the first from a random place favoured a target after a run
+	// of tried ones, found before).
+	best, bestUp := -1, (*upstream)(nil)
+	var bestIn, bestW, tieW uint64
 	for i := range pl.picks {
 		if slices.Contains(tried, i) {
 			continue
@@ -475,12 +483,13 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 		if up == nil {
 			continue
 		}
+		in, w := uint64(max(up.backend.InFlight(), 0)), uint64(max(pl.built[i].Weight, 1))
 		switch {
-		case bestUp == nil || up.backend.InFlight() < bestUp.backend.InFlight():
-			best, bestUp, ties = i, up, 1
-		case up.backend.InFlight() == bestUp.backend.InFlight():
-			if ties++; rand.Uint64N(ties) == 0 {
-				best, bestUp = i, up
+		case bestUp == nil || in*bestW < bestIn*w:
+			best, bestUp, bestIn, bestW, tieW = i, up, in, w, w
+		case in*bestW == bestIn*w:
+			if tieW += w; rand.Uint64N(tieW) < w {
+				best, bestUp, bestIn, bestW = i, up, in, w
 			}
 		}
 	}

@@ -42,7 +42,13 @@ type pool struct {
 	targets []*upstream
 	picks   int
 	picker  balancer.Picker
-	hashKey config.HashKey
+	// built is what the picker was built from: targets[:picks]'s
+	// backends and weights (after slow start); algorithm and options
+	// (without the seed) how. A rebuild with the same keeps the picker.
+	built     []balancer.Target
+	algorithm string
+	options   balancer.Options
+	hashKey   config.HashKey
 	// hashName is the header/cookie/query name of hashKey, as bytes.
 	hashName []byte
 
