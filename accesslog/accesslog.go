@@ -355,6 +355,12 @@ func (l *Logger) run() {
 func (l *Logger) write(e *Entry) {
 	l.buf = appendEntry(l.buf[:0], e)
 	l.recycle(e)
+	if len(l.buf) > l.w.Available() && l.w.Buffered() > 0 {
+		// The writer would flush by itself to make room, and pending
+		// would still count the lines that flush wrote: a later failure
+		// counted them dropped too (found by review).
+		l.flush()
+	}
 	if _, err := l.w.Write(l.buf); err != nil {
 		l.lost(err, 1)
 		return

@@ -238,6 +238,16 @@ func (m *Metrics) DiscoveryError(pool string) {
 	m.discoveryErr.WithLabelValues(pool).Inc()
 }
 
+// DiscoveryPool makes pool's sluice_discovery_errors_total series, at 0,
+// as its discovery starts: a series that appears only at its first
+// failure hides that failure from rate() and increase() (found by review).
+func (m *Metrics) DiscoveryPool(pool string) {
+	if m == nil {
+		return
+	}
+	m.discoveryErr.WithLabelValues(pool)
+}
+
 // AccessLogDropped counts one access log line dropped; pass it as the
 // access logger's dropped callback.
 func (m *Metrics) AccessLogDropped() {

@@ -340,6 +340,15 @@ func (c *Controller) reconcile(now time.Time) error {
 			if had[pool] {
 				m.since = now
 			}
+			if d := c.drainingOf(pool, addr); d != nil {
+				// Back while a client of its former self still drains:
+				// the same backend (in-flight and latency counters), and
+				// one count of open connections, which the new client's
+				// own would replace in sluice_upstream_connections (found
+				// by review: the busy draining connection went unseen).
+				m.up.backend = d.up.backend
+				m.up.client.open = d.up.client.open
+			}
 			if c.Metrics != nil {
 				m.up.series = c.Metrics.Backend(pool, addr)
 				m.up.series.SetConnsFunc(m.up.client.ConnsCount)
@@ -564,6 +573,17 @@ func (c *Controller) finishDrains(now time.Time) {
 		}
 	}
 	c.forgetSeries()
+}
+
+// drainingOf is the latest draining client of backend addr of pool, nil
+// if none drains.
+func (c *Controller) drainingOf(pool, addr string) *draining {
+	for i := len(c.draining) - 1; i >= 0; i-- {
+		if b := c.draining[i].up.backend; b.Pool == pool && b.Addr == addr {
+			return c.draining[i]
+		}
+	}
+	return nil
 }
 
 // leaving reports whether a client of backend addr of pool drains (addr

@@ -46,15 +46,15 @@ func (f *failureLog) allow(now time.Time) (ok bool, skipped int64) {
 }
 
 // attempt logs one failed upstream attempt: which backend, why, and
-// whether the request went on to another attempt or the client got the
-// error.
-func (f *failureLog) attempt(now time.Time, pool, backend string, attempt int, kind errKind, err error, client net.Addr, retryable bool) {
+// whether the request went on to another attempt (retried) or the client
+// got the error.
+func (f *failureLog) attempt(now time.Time, pool, backend string, attempt int, kind errKind, err error, client net.Addr, retried bool) {
 	ok, skipped := f.allow(now)
 	if !ok {
 		return
 	}
 	e := f.log.Warn().Str("pool", pool).Str("backend", backend).Int("attempt", attempt).
-		Str("kind", kind.String()).Bool("retryable", retryable)
+		Str("kind", kind.String()).Bool("retried", retried)
 	if err != nil {
 		e = e.Str("error", err.Error())
 	}

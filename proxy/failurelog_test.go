@@ -130,8 +130,8 @@ pools:
 	} {
 		l := failed[i]
 		if l["level"] != "warn" || l["pool"] != want.pool || l["backend"] != want.backend || l["kind"] != want.kind ||
-			l["attempt"] != 1.0 || l["retryable"] != false || l["error"] == "" || !strings.HasPrefix(fmt.Sprint(l["client"]), "127.0.0.1:") {
-			t.Errorf("line %d = %v; want a warning for pool %s, backend %s, kind %s, attempt 1, not retryable, with error and client",
+			l["attempt"] != 1.0 || l["retried"] != false || l["error"] == "" || !strings.HasPrefix(fmt.Sprint(l["client"]), "127.0.0.1:") {
+			t.Errorf("line %d = %v; want a warning for pool %s, backend %s, kind %s, attempt 1, not retried, with error and client",
 				i, l, want.pool, want.backend, want.kind)
 		}
 	}

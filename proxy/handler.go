@@ -289,6 +289,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			up = pl.targets[idx]
 		} else {
 			next, nextUp := p.retryTarget(pl, tried[:attempt-1], key, now.UnixNano())
+			// The failed attempt before this is logged now that it is
+			// known whether the request goes on (found by review: it
+			// said so while no backend was left to try).
+			p.logFailure(ctx, up, attempt-1, out.failure, err, out.end, next >= 0)
 			if next < 0 {
 				idx = last // none left: the last answer stands
 				break
@@ -360,11 +364,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		if up.outlier.Record(failed) && p.trips != nil {
 			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
 		}
-		final := err == nil || attempt >= s.attempts || !retryable(kind, req)
-		if err != nil && p.failures != nil {
-			p.failures.attempt(done, up.backend.Pool, up.backend.Addr, attempt, kind, err, ctx.RemoteAddr(), !final)
-		}
-		if final {
+		if err == nil || attempt >= s.attempts || !retryable(kind, req) {
+			if err != nil {
+				p.logFailure(ctx, up, attempt, kind, err, done, false)
+			}
 			break
 		}
 		last = idx
@@ -403,10 +406,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 				// (The connection a 101 came on was closed by the client.)
 				writeError(ctx, fasthttp.StatusBadGateway, bad)
 				out.failure = kindOther
-				if p.failures != nil {
-					p.failures.attempt(out.end, up.backend.Pool, up.backend.Addr, int(out.attempts), kindOther,
-						badResponseError(bad), ctx.RemoteAddr(), false)
-				}
+				up.series.UpstreamError(metrics.KindOther)
+				p.logFailure(ctx, up, int(out.attempts), kindOther, badResponseError(bad), out.end, false)
 				break
 			}
 			if found&hTransferEncoding != 0 {
@@ -997,6 +998,14 @@ func isIdempotent(m []byte) bool {
 		return true
 	}
 	return false
+}
+
+// logFailure logs attempt's failure on up to the process log, if on;
+// retried says the request went on to another attempt.
+func (p *Proxy) logFailure(ctx *fasthttp.RequestCtx, up *upstream, attempt int, kind errKind, err error, at time.Time, retried bool) {
+	if p.failures != nil {
+		p.failures.attempt(at, up.backend.Pool, up.backend.Addr, attempt, kind, err, ctx.RemoteAddr(), retried)
+	}
 }
 
 // noBackend answers 503 for want of a backend in pool pl to send the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -36,13 +35,8 @@ func TestAdminListenerMoveLogged(t *testing.T) {
 	waitReady(t, "http://"+admin1+"/readyz")
 
 	replaceFile(t, path, render(admin2))
-	resp, err := http.Post("http://"+admin1+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("reload = %d", resp.StatusCode)
+	if code, body := adminReload(t, admin1); code != 200 {
+		t.Fatalf("reload = %d %s", code, body)
 	}
 	waitReady(t, "http://"+admin2+"/readyz")
 	waitUntil(t, "the move logged", 5*time.Second, func() bool {
@@ -51,11 +45,7 @@ func TestAdminListenerMoveLogged(t *testing.T) {
 	})
 
 	replaceFile(t, path, render(""))
-	resp, err = http.Post("http://"+admin2+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	adminReload(t, admin2)
 	waitUntil(t, "the close logged", 5*time.Second, func() bool {
 		return strings.Contains(stderr.String(), `"previous":"`+admin2+`"`) &&
 			strings.Contains(stderr.String(), `"message":"admin listener closed"`)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -161,19 +160,14 @@ func TestReloadRespelledListen(t *testing.T) {
 
 	// Same socket, new spelling, and a real change: the backend.
 	replaceFile(t, path, render("localhost", up2.addr))
-	resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	code, body := adminReload(t, admin)
 	// Found by review, fixed: expected 200 and the new backend in use (nginx compares the
 	// resolved socket addresses of old and new `listen` and keeps the
 	// socket; HAProxy takes the listener over by address). It got 400
 	// "listen localhost:P: ... bind: address already in use", and the
 	// backend change was not applied either.
-	if resp.StatusCode != 200 {
-		t.Errorf("reload re-spelling listen as localhost (same socket) = %d %s, want 200", resp.StatusCode, body)
+	if code != 200 {
+		t.Errorf("reload re-spelling listen as localhost (same socket) = %d %s, want 200", code, body)
 	}
 	if got := getBody(t, "http://"+listen+"/"); got != up2.addr {
 		t.Errorf("after the reload the proxy answers from %q, want the new backend %q", got, up2.addr)
@@ -281,14 +275,8 @@ func TestDNSIntervalChangeDuringOutage(t *testing.T) {
 	}
 
 	replaceFile(t, path, render("300ms"))
-	resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("reload = %d %s", resp.StatusCode, body)
+	if code, body := adminReload(t, admin); code != 200 {
+		t.Fatalf("reload = %d %s", code, body)
 	}
 	// Found by review, fixed: expected the last good set kept across the reload (the name
 	// did not change; nginx, HAProxy and Envoy keep the last resolved

@@ -20,6 +20,7 @@ type discoverers struct {
 	log      zerolog.Logger
 	ctrl     *proxy.Controller
 	onError  func(pool string, err error)
+	onStart  func(pool string) // a pool's watcher starts; may be nil
 	watchers map[string]*runningWatcher
 }
 
@@ -187,6 +188,9 @@ func (d *discoverers) update(cfg *config.Config) {
 			},
 		})
 		d.watchers[pool] = rw
+		if d.onStart != nil {
+			d.onStart(pool)
+		}
 		go func() { defer close(rw.done); w.Run(ctx) }()
 	}
 }

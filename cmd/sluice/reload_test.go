@@ -115,6 +115,19 @@ func runInProcess(t *testing.T, path string) (stop func()) {
 	return cancel
 }
 
+// adminReload posts /admin/reload to the admin API at admin and returns
+// the status and body; a failed request fails the test.
+func adminReload(t *testing.T, admin string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // getBody GETs url and returns the body; a failed request fails the test.
 func getBody(t *testing.T, url string) string {
 	t.Helper()
@@ -155,12 +168,8 @@ func TestReloadAllOrNothing(t *testing.T) {
 	runInProcess(t, path)
 	waitReady(t, "http://"+admin+"/readyz")
 	reload := func() int {
-		resp, err := http.Post("http://"+admin+"/admin/reload", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := adminReload(t, admin)
+		return code
 	}
 	pools := func() string { return getBody(t, "http://"+admin+"/admin/pools") }
 

@@ -160,7 +160,8 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.ctrl.Metrics = a.metrics
 	a.metrics.CountRefusedConns(a.refused.total)
-	a.disc = &discoverers{log: a.log, ctrl: a.ctrl, onError: func(pool string, _ error) { a.metrics.DiscoveryError(pool) }}
+	a.disc = &discoverers{log: a.log, ctrl: a.ctrl, onError: func(pool string, _ error) { a.metrics.DiscoveryError(pool) },
+		onStart: a.metrics.DiscoveryPool}
 	a.cfg.Store(cfg)
 	a.generation, a.loadedAt = 1, time.Now()
 
