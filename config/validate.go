@@ -108,7 +108,6 @@ func (c *Config) validate() Errors {
 		}
 		v.pool("pools."+name, c.Pools[name])
 	}
-	v.stickyCookies(c)
 	if len(c.Routes) == 0 {
 		v.fail("routes", "at least one route is required")
 	}
@@ -116,6 +115,7 @@ func (c *Config) validate() Errors {
 	for i := range c.Routes {
 		v.route(i, &c.Routes[i], seen)
 	}
+	v.stickyCookies(c)
 	return v.errs
 }
 
@@ -153,12 +153,19 @@ func (v *validator) address(path, addr string) {
 	}
 }
 
-// stickyCookies refuses two pools with one affinity cookie name: a
-// browser keeps one value per name, so each pool would overwrite the
-// other's and neither kept its sessions (two pools with algorithm:
-// sticky shared the default; found by review).
+// stickyCookies refuses two pools with one affinity cookie name that
+// one host can reach: a browser keeps one value per name and host (the
+// cookie has no Domain), so each pool would overwrite the other's and
+// neither kept its sessions (two pools with algorithm: sticky shared the
+// default; found by review). Pools only other hosts reach may share a
+// name. Run after the routes are checked (their hosts lower-cased).
 func (v *validator) stickyCookies(c *Config) {
-	owner := map[string]string{}
+	hosts := map[string][]string{} // pool -> the hosts of its routes
+	for _, r := range c.Routes {
+		hosts[r.Pool] = append(hosts[r.Pool], r.Match.Host)
+	}
+	type holder struct{ pool, cookie string }
+	var seen []holder
 	for _, name := range c.PoolNames() {
 		p := c.Pools[name]
 		if name == "" || p == nil {
@@ -173,12 +180,44 @@ func (v *validator) stickyCookies(c *Config) {
 		default:
 			continue
 		}
-		if other, dup := owner[cookie]; dup {
-			v.fail("pools."+name+field, "affinity cookie %s is pool %s's too: give each sticky pool its own sticky.cookie", cookie, other)
-			continue
+		for _, h := range seen {
+			if h.cookie == cookie && anyHostsOverlap(hosts[h.pool], hosts[name]) {
+				v.fail("pools."+name+field, "affinity cookie %s is pool %s's too, and one host reaches both: give each sticky pool its own sticky.cookie", cookie, h.pool)
+				break
+			}
 		}
-		owner[cookie] = name
+		seen = append(seen, holder{name, cookie})
 	}
+}
+
+// anyHostsOverlap reports whether a request for one host could be routed
+// by a route of hosts a and by one of hosts b (route match hosts: "" for
+// any host, "*.domain", or a name).
+func anyHostsOverlap(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if hostsOverlap(x, y) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hostsOverlap(a, b string) bool {
+	if a == "" || b == "" {
+		return true // a route without host takes any host's requests its host group leaves
+	}
+	wa, wb := strings.HasPrefix(a, "*."), strings.HasPrefix(b, "*.")
+	switch {
+	case wa && wb:
+		return strings.HasSuffix(a[1:], b[1:]) || strings.HasSuffix(b[1:], a[1:])
+	case wa:
+		return strings.HasSuffix(b, a[1:])
+	case wb:
+		return strings.HasSuffix(a, b[1:])
+	}
+	return a == b
 }
 
 // CheckAddress reports whether addr is a usable host:port.

@@ -248,6 +248,16 @@ func (m *Metrics) DiscoveryPool(pool string) {
 	m.discoveryErr.WithLabelValues(pool)
 }
 
+// ForgetDiscovery removes pool's sluice_discovery_errors_total series: a
+// reload took the pool's discovery away (the pool stays, ForgetPool does
+// the rest when it goes).
+func (m *Metrics) ForgetDiscovery(pool string) {
+	if m == nil {
+		return
+	}
+	m.discoveryErr.DeleteLabelValues(pool)
+}
+
 // AccessLogDropped counts one access log line dropped; pass it as the
 // access logger's dropped callback.
 func (m *Metrics) AccessLogDropped() {

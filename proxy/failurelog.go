@@ -34,8 +34,12 @@ func newFailureLog(log zerolog.Logger) *failureLog { return &failureLog{log: log
 // allow says whether a failure at now may be logged and, if so, how many
 // were left out before it.
 func (f *failureLog) allow(now time.Time) (ok bool, skipped int64) {
+	// Callers pass clock readings taken on their own goroutines, so one
+	// from the second before may come late: the window only moves on,
+	// and a late reading counts in the current second (found by review:
+	// moving back and forth, each move zeroed the count).
 	sec := now.Unix()
-	if w := f.second.Load(); w != sec && f.second.CompareAndSwap(w, sec) {
+	if w := f.second.Load(); sec > w && f.second.CompareAndSwap(w, sec) {
 		f.count.Store(0)
 	}
 	if f.count.Add(1) > failuresPerSecond {

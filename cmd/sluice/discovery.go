@@ -21,6 +21,7 @@ type discoverers struct {
 	ctrl     *proxy.Controller
 	onError  func(pool string, err error)
 	onStart  func(pool string) // a pool's watcher starts; may be nil
+	onGone   func(pool string) // a pool kept by a reload lost its discovery; may be nil
 	watchers map[string]*runningWatcher
 }
 
@@ -162,6 +163,9 @@ func (d *discoverers) update(cfg *config.Config) {
 			w.cancel()
 			<-w.done
 			delete(d.watchers, pool)
+			if pc != nil && (pc.Discovery == nil || pc.Discovery.DNS == nil) && d.onGone != nil {
+				d.onGone(pool)
+			}
 		}
 	}
 	for _, pool := range cfg.PoolNames() {

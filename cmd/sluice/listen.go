@@ -26,7 +26,8 @@ import (
 // keeps a socket whose resolved address did not change, instead of
 // failing to bind the port a second time (found by review). A name is
 // resolved as net.Listen resolves it, to its first IPv4 address if it
-// has one; anything that cannot be told gives false.
+// has one; every spelling of the wildcard address is the same socket;
+// anything that cannot be told gives false.
 func servesOn(ctx context.Context, s *server, addr string) bool {
 	if s == nil {
 		return false
@@ -36,12 +37,18 @@ func servesOn(ctx context.Context, s *server, addr string) bool {
 		return false
 	}
 	host, port, err := net.SplitHostPort(addr)
-	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p != cur.Port || host == "" {
+	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p != cur.Port {
 		return false
 	}
 	bound := cur.AddrPort().Addr().Unmap()
+	if host == "" {
+		// ":P", "0.0.0.0:P" and "[::]:P" all bind Go's one dual-stack
+		// wildcard socket, "[::]:P" (found by review).
+		return bound.IsUnspecified()
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap() == bound
+		ip = ip.Unmap()
+		return ip == bound || ip.IsUnspecified() && bound.IsUnspecified()
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(ips) == 0 {

@@ -122,4 +122,18 @@ func TestDiscoveryErrorsSeriesAtZero(t *testing.T) {
 		v, _ := reviewValue(reviewScrape(t, admin), "sluice_discovery_errors_total", map[string]string{"pool": "api"})
 		return v >= 1
 	})
+
+	// A reload that keeps the pool but takes its discovery away takes the
+	// series with it (found by review: it stayed, at its last value).
+	static := fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nlog: {level: error}\nwatch_config: false\nroutes: [{pool: api}]\npools:\n  api:\n    backends: [{address: %s}]\n",
+		listen, admin, up.addr)
+	if err := os.WriteFile(path, []byte(static), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := reload(); code != 200 {
+		t.Fatalf("reload to static backends = %d, want 200", code)
+	}
+	if v, ok := reviewValue(reviewScrape(t, admin), "sluice_discovery_errors_total", map[string]string{"pool": "api"}); ok {
+		t.Errorf("sluice_discovery_errors_total{pool=api} = %v after the pool's discovery was taken away, want no series", v)
+	}
 }

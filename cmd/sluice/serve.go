@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.ctrl.Metrics = a.metrics
 	a.metrics.CountRefusedConns(a.refused.total)
 	a.disc = &discoverers{log: a.log, ctrl: a.ctrl, onError: func(pool string, _ error) { a.metrics.DiscoveryError(pool) },
-		onStart: a.metrics.DiscoveryPool}
+		onStart: a.metrics.DiscoveryPool, onGone: a.metrics.ForgetDiscovery}
 	a.cfg.Store(cfg)
 	a.generation, a.loadedAt = 1, time.Now()
 
