@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 30s
 
-.PHONY: all build run test fmt-check vet staticcheck race allocs bench-smoke fuzz bench bench-quick benchstat profile clean
+.PHONY: all build run test fmt-check vet staticcheck race allocs bench-smoke soak fuzz bench bench-quick benchstat profile clean
 
 all: build
 
@@ -39,6 +39,12 @@ race:
 
 allocs:
 	$(GO) test -count=1 -timeout 5m -run 'Alloc' ./...
+
+## soak: restarts, upgrades, workers and reloads of the real binary under
+## load, every request counted (build tag soak; not part of make test)
+soak:
+	$(GO) vet -tags soak ./cmd/sluice
+	$(GO) test -race -tags soak -count=1 -timeout 10m -run 'Soak' ./cmd/sluice
 
 bench-smoke:
 	$(GO) test -count=1 -timeout 5m -run '^$$' -bench . -benchtime 1x ./...
