@@ -1022,7 +1022,7 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 	// The wait runs under the read deadline, which fasthttp sets only
 	// after the write: bound it by the write deadline, the same one for
 	// the whole exchange.
-	n, _, err := c.writeWaiting(p, more, c.write.want.Load())
+	n, _, _, err := c.writeWaiting(p, more, c.write.want.Load())
 	return n, err
 }
 
@@ -1031,11 +1031,11 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 // offset from base; none for no deadline). readable says the wait ended
 // that way, not by the deadline, a close or a write the socket did not
 // take whole (those are written the usual way).
-func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable bool, err error) {
+func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waited bool, err error) {
 	if until != none {
 		if err := c.set(&c.read, c.base.Add(time.Duration(until)), true); err != nil {
 			n, err := c.writeAll(p, more)
-			return n, false, err
+			return n, false, false, err
 		}
 	}
 	c.pending, c.pendingN, c.pendingErr, c.stepped = [2][]byte{p, more}, 0, nil, false
@@ -1048,16 +1048,16 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable bool, 
 		// RawConn.Read failed before writing (closed, or the read
 		// deadline had passed): write the usual way.
 		n, err := c.writeAll(p, more)
-		return n, false, err
+		return n, false, false, err
 	case err != nil:
-		return n, false, err
+		return n, false, false, err
 	case n < len(p)+len(more):
 		// The socket took part of it: the rest the usual way, which
 		// waits for room under the write deadline.
 		m, err := c.writeAll(after(p, more, n))
-		return n + m, false, err
+		return n + m, false, false, err
 	}
-	return n, waitErr == nil, nil
+	return n, waitErr == nil, true, nil
 }
 
 // AwaitNextRequest tells a server Conn whether the answer the server is
@@ -1109,9 +1109,18 @@ func (c *Conn) awaitingWrite(p, more []byte) (int, error) {
 		return c.writeAll(p, more)
 	}
 	until := int64(time.Since(c.base) + c.ln.IdleTimeout)
-	n, readable, err := c.writeWaiting(p, more, until)
+	n, readable, waited, err := c.writeWaiting(p, more, until)
 	if n > 0 {
 		c.wrote.Store(true)
+	}
+	if !waited && err == nil {
+		// The answer went out the usual way (the socket did not take it
+		// whole: a slow reader), with no wait: the idle time starts now
+		// that it is written, not when its write began (found by review:
+		// a client that read 100 KB for longer than timeouts.idle found
+		// the connection closed when it sent its next request).
+		until = int64(time.Since(c.base) + c.ln.IdleTimeout)
+		_ = c.set(&c.read, c.base.Add(time.Duration(until)), true)
 	}
 	c.awaitUntil, c.waited = until, readable
 	return n, err
