@@ -418,6 +418,11 @@ func (w *Watcher) lookupTargets(ctx context.Context, records []*net.SRV) (addrs 
 			targets = append(targets, r.Target)
 		}
 	}
+	// In name order: Go shuffles records of one priority by weight, and
+	// the first failing target (err) and the list of missing ones must
+	// read the same for the same outage, or each lookup logged it anew at
+	// warn level (sameFailureKey; found by review).
+	slices.Sort(targets)
 	type result struct {
 		addrs []netip.Addr
 		err   error
