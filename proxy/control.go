@@ -324,6 +324,10 @@ func (c *Controller) reconcile(now time.Time) error {
 			c.drain(m.up, cfg.DrainTimeout, now)
 			fresh := newUpstream(pool, addr, settings, c.Dial, c.outlierThreshold(pool), c.proxy.upBufs)
 			fresh.backend = m.up.backend // counters carry over
+			// So does the passive failure streak (found by review: a
+			// reload that raised timeouts gave a failing backend a new
+			// streak).
+			fresh.outlier = m.up.outlier
 			fresh.client.open = m.up.client.open
 			fresh.series = m.up.series
 			fresh.series.SetConnsFunc(fresh.client.ConnsCount)
@@ -458,13 +462,17 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 		m.up.outlier.Reset()
 		return false
 	}
+	// The share is of the backends that take traffic: weight 0 and
+	// admin-drained ones counted, max_ejection_percent let every serving
+	// backend go (found by review: 2 serving and 2 idle, both serving
+	// ejected at 50%).
 	size := 0
-	for k := range c.members {
-		if k.pool == pool {
+	for k, o := range c.members {
+		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain {
 			size++
 		}
 	}
-	until, ok := ps.ejector.Eject(addr, now, size)
+	until, ok := ps.ejector.Eject(addr, now, max(size, 1))
 	if !ok {
 		m.up.outlier.Reset()
 		c.log.Warn().Str("pool", pool).Str("backend", addr).Msg("outlier not ejected: max_ejection_percent reached")
