@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -326,7 +327,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "empty config file"}}
 		}
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	// A second document (after a stray ---) would be ignored silently,
 	// and with it whatever was edited there.
@@ -337,7 +338,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			break
 		}
 		if err != nil {
-			return nil, Errors{syntaxError(name, err)}
+			return nil, Errors{syntaxError(name, data, err)}
 		}
 		if len(next.Content) > 0 && !(next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null") {
 			return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (after ---): sluice reads one"}}
@@ -349,7 +350,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	d.decode(root, reflect.ValueOf(c).Elem(), "", 0)
 	c.lines = d.lines
-	errs := append(d.errs, c.validate()...)
+	errs := d.errs
+	if d.nodes <= maxNodes {
+		// Past the node limit the rest of the document went undecoded:
+		// validated, its empty list items each reported "required",
+		// 22,961 lines for a 4 MiB file (found by review).
+		errs = append(errs, c.validate()...)
+	}
 	if len(errs) > 0 {
 		sortErrors(errs)
 		return nil, errs
@@ -358,8 +365,9 @@ func Parse(name string, data []byte) (*Config, error) {
 }
 
 // syntaxError turns yaml's "yaml: line 3: ..." into a FieldError, with
-// the line syntaxErrorLine makes of it.
-func syntaxError(name string, err error) FieldError {
+// the line syntaxErrorLine makes of it, or, for the errors yaml.v3 gives
+// no line, the line unplacedLine finds in data.
+func syntaxError(name string, data []byte, err error) FieldError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -369,7 +377,56 @@ func syntaxError(name string, err error) FieldError {
 			}
 		}
 	}
+	if line == 0 {
+		if l := unplacedLine(data, msg); l > 0 {
+			return FieldError{File: name, Line: l, Msg: "invalid YAML: " + msg}
+		}
+	}
 	return FieldError{File: name, Line: syntaxErrorLine(line, msg), Msg: "invalid YAML: " + msg}
+}
+
+// unplacedLine finds the line of a yaml.v3 error that carries none (its
+// reader's byte errors, its composer's unknown anchor), which was named
+// line 1 (found by review): the first byte that is invalid UTF-8 or a
+// control character other than tab and line ends, or the first use of
+// the unknown anchor. 0 when it cannot tell.
+func unplacedLine(data []byte, msg string) int {
+	at := -1
+	switch {
+	case strings.Contains(msg, "UTF-8") || strings.Contains(msg, "control characters"):
+		for i := 0; i < len(data); {
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+				at = i
+				break
+			}
+			i += size
+		}
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown anchor '"), "'")
+		for i := bytes.Index(data, []byte("*"+name)); i >= 0; {
+			end := i + 1 + len(name)
+			if end == len(data) || !isAnchorByte(data[end]) {
+				at = i
+				break
+			}
+			next := bytes.Index(data[end:], []byte("*"+name))
+			if next < 0 {
+				break
+			}
+			i = end + next
+		}
+	}
+	if at < 0 {
+		return 0
+	}
+	return bytes.Count(data[:at], []byte("\n")) + 1 + bytes.Count(data[:at], []byte("\r")) - bytes.Count(data[:at], []byte("\r\n"))
+}
+
+// isAnchorByte reports whether c may continue an anchor name (YAML: any
+// but white space and flow indicators).
+func isAnchorByte(c byte) bool {
+	return c > ' ' && !strings.ContainsRune(",[]{}", rune(c))
 }
 
 // parserProblems start the messages of yaml.v3's parser errors

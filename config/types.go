@@ -44,6 +44,23 @@ func (r *StatusRange) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes r as the file takes it ("200-399", or 200), so that
+// /admin/config's running config loads back (found by review).
+func (r StatusRange) MarshalYAML() (any, error) {
+	if r.Lo == r.Hi {
+		return r.Lo, nil
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi), nil
+}
+
+// MarshalJSON writes r as MarshalYAML does, quoted.
+func (r StatusRange) MarshalJSON() ([]byte, error) {
+	if r.Lo == r.Hi {
+		return []byte(strconv.Itoa(r.Lo)), nil
+	}
+	return []byte(fmt.Sprintf(`"%d-%d"`, r.Lo, r.Hi)), nil
+}
+
 // ParseStatusRange parses "200" or "200-399".
 func ParseStatusRange(s string) (StatusRange, error) {
 	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")

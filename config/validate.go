@@ -160,9 +160,14 @@ func (v *validator) address(path, addr string) {
 // default; found by review). Pools only other hosts reach may share a
 // name. Run after the routes are checked (their hosts lower-cased).
 func (v *validator) stickyCookies(c *Config) {
-	hosts := map[string][]string{} // pool -> the hosts of its routes
+	hosts := map[string]*hostSet{} // pool -> the hosts of its routes
 	for _, r := range c.Routes {
-		hosts[r.Pool] = append(hosts[r.Pool], r.Match.Host)
+		hs := hosts[r.Pool]
+		if hs == nil {
+			hs = &hostSet{exact: map[string]bool{}, wild: map[string]bool{}}
+			hosts[r.Pool] = hs
+		}
+		hs.add(r.Match.Host)
 	}
 	type holder struct{ pool, cookie string }
 	var seen []holder
@@ -181,7 +186,7 @@ func (v *validator) stickyCookies(c *Config) {
 			continue
 		}
 		for _, h := range seen {
-			if h.cookie == cookie && anyHostsOverlap(hosts[h.pool], hosts[name]) {
+			if h.cookie == cookie && hosts[h.pool].overlaps(hosts[name]) {
 				v.fail("pools."+name+field, "affinity cookie %s is pool %s's too, and one host reaches both: give each sticky pool its own sticky.cookie", cookie, h.pool)
 				break
 			}
@@ -190,34 +195,81 @@ func (v *validator) stickyCookies(c *Config) {
 	}
 }
 
-// anyHostsOverlap reports whether a request for one host could be routed
-// by a route of hosts a and by one of hosts b (route match hosts: "" for
-// any host, "*.domain", or a name).
-func anyHostsOverlap(a, b []string) bool {
-	for _, x := range a {
-		for _, y := range b {
-			if hostsOverlap(x, y) {
-				return true
-			}
+// hostSet is the route hosts of one pool: any (a route without host),
+// exact names, and wildcard suffixes (".example.com" for *.example.com).
+// Sets, so that the check costs a lookup per host, not a comparison per
+// pair (found by review: 15k routes per pool took seconds).
+type hostSet struct {
+	any         bool
+	exact, wild map[string]bool
+}
+
+func (s *hostSet) add(h string) {
+	switch {
+	case h == "":
+		s.any = true
+	case strings.HasPrefix(h, "*."):
+		s.wild[h[1:]] = true
+	default:
+		s.exact[h] = true
+	}
+}
+
+// overlaps reports whether a request for one host could be routed by a
+// route of s and by one of o (a route without host takes any host's
+// requests its host group leaves). Nil sets (pools no route names)
+// overlap nothing.
+func (s *hostSet) overlaps(o *hostSet) bool {
+	if s == nil || o == nil {
+		return false
+	}
+	if s.any || o.any {
+		return true
+	}
+	for h := range s.exact {
+		if o.exact[h] || o.wildMatches(h) {
+			return true
+		}
+	}
+	for h := range o.exact {
+		if s.wildMatches(h) {
+			return true
+		}
+	}
+	for w := range s.wild {
+		// *.a.example.com and *.example.com share a.example.com's subdomains.
+		if o.wildMatches(w[1:]) || o.wild[w] || s.wildCovered(o, w) {
+			return true
 		}
 	}
 	return false
 }
 
-func hostsOverlap(a, b string) bool {
-	if a == "" || b == "" {
-		return true // a route without host takes any host's requests its host group leaves
+// wildMatches reports whether one of s's wildcards matches host h.
+func (s *hostSet) wildMatches(h string) bool {
+	for i := strings.IndexByte(h, '.'); i >= 0; {
+		if s.wild[h[i:]] {
+			return true
+		}
+		next := strings.IndexByte(h[i+1:], '.')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
 	}
-	wa, wb := strings.HasPrefix(a, "*."), strings.HasPrefix(b, "*.")
-	switch {
-	case wa && wb:
-		return strings.HasSuffix(a[1:], b[1:]) || strings.HasSuffix(b[1:], a[1:])
-	case wa:
-		return strings.HasSuffix(b, a[1:])
-	case wb:
-		return strings.HasSuffix(a, b[1:])
+	return false
+}
+
+// wildCovered reports whether wildcard suffix w of s lies under one of
+// o's (o's *.example.com covers s's *.a.example.com) — or the other way,
+// checked by the caller through wildMatches on w's own name.
+func (s *hostSet) wildCovered(o *hostSet, w string) bool {
+	for ow := range o.wild {
+		if strings.HasSuffix(ow, w) {
+			return true
+		}
 	}
-	return a == b
+	return false
 }
 
 // CheckAddress reports whether addr is a usable host:port.
@@ -380,6 +432,10 @@ func (v *validator) pool(path string, p *Pool) {
 		// Without a key every pick is random: no affinity, which is the
 		// only reason to choose these (nginx's hash needs a key too).
 		v.fail(path+".hash_key", "required for %s (source_ip, header:NAME, cookie:NAME, query:NAME, path or host)", p.Algorithm)
+	} else if p.HashKey != "" && p.Algorithm != "ring_hash" && p.Algorithm != "maglev" {
+		// Set beside another algorithm it did nothing, and the pool had
+		// no affinity without a word (found by review).
+		v.fail(path+".hash_key", "only ring_hash and maglev use a hash key (algorithm is %s)", p.Algorithm)
 	}
 	if p.Sticky != nil && !validToken(p.Sticky.Cookie) {
 		v.fail(path+".sticky.cookie", "must be a cookie name")
@@ -480,7 +536,12 @@ func (v *validator) route(i int, r *Route, seen map[Match]int) {
 	r.Match.Host = strings.ToLower(r.Match.Host)
 	if h := r.Match.Host; h != "" {
 		name := strings.TrimPrefix(h, "*.")
-		if strings.Contains(name, "*") || !validHostname(name) {
+		// An exact host may be an IPv4 address, which the router matches
+		// as any Host (validHostname refuses an all-digit last label,
+		// which took 10.0.0.1 away from routes; found by review).
+		if ip := net.ParseIP(name); ip != nil && ip.To4() != nil && name == h {
+			// ok
+		} else if strings.Contains(name, "*") || !validHostname(name) {
 			v.fail(path+".match.host", "want a host name or *.domain, got %q", h)
 		}
 	}

@@ -68,6 +68,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// sluice takes no arguments but flags: "sluice -check FILE"
+		// checked ./sluice.yaml and said valid, and "sluice FILE -check"
+		// served (found by review). Flags after an argument are not read.
+		fmt.Fprintf(stderr, "unexpected argument %q (the config file goes after -config; flags come before any argument)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "sluice %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
