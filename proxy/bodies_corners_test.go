@@ -609,10 +609,10 @@ func TestBodiesHeapBounded(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return m.HeapInuse
 	}
-	run(20)
+	run(8)
 	time.Sleep(200 * time.Millisecond)
 	h1 := heap()
-	run(100)
+	run(40) // 5x the warm-up
 	time.Sleep(200 * time.Millisecond)
 	h2 := heap()
 	t.Logf("heap in use %d KiB after warm-up, %d KiB after 5x more", h1>>10, h2>>10)
