@@ -137,15 +137,7 @@ func TestPostSentManyTimes(t *testing.T) {
 	}
 	code, body := rawDo(t, px.addr, "POST", "/pay", "amount=100")
 	got := b.count("POST /pay")
-	var idle, reset float64
-	for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
-		switch {
-		case strings.Contains(k, `kind="idle"`):
-			idle += v
-		case strings.Contains(k, `kind="reset"`):
-			reset += v
-		}
-	}
+	idle, reset := idleAndResets(t, m)
 	// Found by review (fixed): expected one send of the POST, 502, kind="reset" 1; actual
 	// the POST read by the backend warm+1 times, 200, kind="idle" warm.
 	if got != 1 || code != 502 {
@@ -193,15 +185,7 @@ func TestStaleWritePathIgnoresBegunAnswer(t *testing.T) {
 		t.Fatalf("warm-up = %d", code)
 	}
 	code, body := rawDo(t, px.addr, "PUT", "/doc", strings.Repeat("x", 8<<20))
-	var idle, reset float64
-	for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
-		switch {
-		case strings.Contains(k, `kind="idle"`):
-			idle += v
-		case strings.Contains(k, `kind="reset"`):
-			reset += v
-		}
-	}
+	idle, reset := idleAndResets(t, m)
 	// Found by review (fixed): expected the PUT not sent again once its answer had begun
 	// (502, kind="reset" 1); actual: sent again on a new connection as a
 	// stale one (200, kind="idle" 1).
@@ -266,15 +250,7 @@ func TestRestartWithManyIdleConns(t *testing.T) {
 			close(kill)
 			time.Sleep(50 * time.Millisecond) // the FINs arrive
 			code, body := rawDo(t, px.addr, method, "/x", "data")
-			var idle, reset float64
-			for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
-				switch {
-				case strings.Contains(k, `kind="idle"`):
-					idle += v
-				case strings.Contains(k, `kind="reset"`):
-					reset += v
-				}
-			}
+			idle, reset := idleAndResets(t, m)
 			// Found by review (fixed): expected 200 from the restarted backend (nothing of the
 			// request was sent on any dead connection), kind="reset" 0;
 			// before the fix 502 for POST (GET: a retry, which goes through dead

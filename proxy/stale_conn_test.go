@@ -120,18 +120,25 @@ func TestStaleConnectionRetried(t *testing.T) {
 				}
 			}
 			b.mu.Unlock()
-			var idle, reset float64
-			for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
-				switch {
-				case strings.Contains(k, `kind="idle"`):
-					idle += v
-				case strings.Contains(k, `kind="reset"`):
-					reset += v
-				}
-			}
+			idle, reset := idleAndResets(t, m)
 			if idle != tc.wantIdle || reset != tc.wantReset {
 				t.Errorf(`sluice_upstream_errors_total: idle %v, reset %v; want idle %v, reset %v`, idle, reset, tc.wantIdle, tc.wantReset)
 			}
 		})
 	}
+}
+
+// idleAndResets sums sluice_upstream_errors_total of kinds idle and reset
+// over every backend.
+func idleAndResets(t *testing.T, m *metrics.Metrics) (idle, reset float64) {
+	t.Helper()
+	for k, v := range gatherCounts(t, m, "sluice_upstream_errors_total") {
+		switch {
+		case strings.Contains(k, `kind="idle"`):
+			idle += v
+		case strings.Contains(k, `kind="reset"`):
+			reset += v
+		}
+	}
+	return idle, reset
 }

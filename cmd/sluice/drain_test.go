@@ -36,13 +36,19 @@ type busyClients struct {
 }
 
 func (b *busyClients) run(ctx context.Context, n int) (wait func()) {
+	return runClients(ctx, n, b.conn)
+}
+
+// runClients runs n clients, each calling conn (with its number) again
+// and again until ctx ends; wait waits for them.
+func runClients(ctx context.Context, n int, conn func(ctx context.Context, client int)) (wait func()) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				b.conn(ctx, i)
+				conn(ctx, i)
 			}
 		}()
 	}

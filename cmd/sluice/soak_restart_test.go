@@ -114,17 +114,7 @@ type soakClients struct {
 }
 
 func (b *soakClients) run(ctx context.Context, n int) (wait func()) {
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				b.conn(ctx, i)
-			}
-		}()
-	}
-	return wg.Wait
+	return runClients(ctx, n, b.conn)
 }
 
 func (b *soakClients) conn(ctx context.Context, client int) {
