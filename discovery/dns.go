@@ -168,7 +168,7 @@ func dialer(server string) func(ctx context.Context, network, address string) (n
 			return nil, err
 		}
 		context.AfterFunc(ctx, func() { c.Close() })
-		return c, nil
+		return checked(c, network), nil
 	}
 }
 
