@@ -237,6 +237,9 @@ func (h *HealthCheck) setDefaults() {
 	h.Timeout = time.Second
 	h.HealthyThreshold = 2
 	h.UnhealthyThreshold = 3
+	// The probe's own default, written out so that /admin/config shows
+	// what is in force rather than [] (found by review).
+	h.ExpectStatus = []StatusRange{{200, 399}}
 }
 
 func (o *OutlierDetection) setDefaults() {
