@@ -390,16 +390,16 @@ func syntaxError(name string, data []byte, err error) FieldError {
 
 // unplacedLine finds the line of a yaml.v3 error that carries none (its
 // reader's byte errors, its composer's unknown anchor), which was named
-// line 1 (found by review): the first byte that is invalid UTF-8 or a
-// control character other than tab and line ends, or the first use of
-// the unknown anchor. 0 when it cannot tell.
+// line 1 (found by review): the first byte yaml.v3 refuses (invalid UTF-8
+// or a character outside what YAML allows), or the first use of the
+// unknown anchor outside a comment. 0 when it cannot tell.
 func unplacedLine(data []byte, msg string) int {
 	at := -1
 	switch {
-	case strings.Contains(msg, "UTF-8") || strings.Contains(msg, "control characters"):
+	case strings.Contains(msg, "UTF-8") || strings.Contains(msg, "control characters") || strings.Contains(msg, "Unicode"):
 		for i := 0; i < len(data); {
 			r, size := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && size <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			if r == utf8.RuneError && size <= 1 || !yamlPrintable(r) {
 				at = i
 				break
 			}
@@ -407,18 +407,7 @@ func unplacedLine(data []byte, msg string) int {
 		}
 	case strings.HasPrefix(msg, "unknown anchor '"):
 		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown anchor '"), "'")
-		for i := bytes.Index(data, []byte("*"+name)); i >= 0; {
-			end := i + 1 + len(name)
-			if end == len(data) || !isAnchorByte(data[end]) {
-				at = i
-				break
-			}
-			next := bytes.Index(data[end:], []byte("*"+name))
-			if next < 0 {
-				break
-			}
-			i = end + next
-		}
+		at = aliasUse(data, name)
 	}
 	if at < 0 {
 		return 0
@@ -426,10 +415,67 @@ func unplacedLine(data []byte, msg string) int {
 	return bytes.Count(data[:at], []byte("\n")) + 1 + bytes.Count(data[:at], []byte("\r")) - bytes.Count(data[:at], []byte("\r\n"))
 }
 
-// isAnchorByte reports whether c may continue an anchor name (YAML: any
-// but white space and flow indicators).
-func isAnchorByte(c byte) bool {
-	return c > ' ' && !strings.ContainsRune(",[]{}", rune(c))
+// yamlPrintable reports whether YAML allows r in a stream (YAML 1.2
+// c-printable, the set yaml.v3's reader checks, with the byte order mark).
+func yamlPrintable(r rune) bool {
+	switch {
+	case r == '\t' || r == '\n' || r == '\r' || r == 0x85:
+		return true
+	case r >= 0x20 && r <= 0x7e, r >= 0xa0 && r <= 0xd7ff, r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= 0x10ffff:
+		return true
+	}
+	return false
+}
+
+// aliasUse is the offset of the first "*name" in data that is an alias:
+// not in a comment, after the start of a line, a space or a flow
+// indicator, and ending where a name ends (yaml.v3's anchor names are
+// letters, digits, '_' and '-'); -1 if none.
+func aliasUse(data []byte, name string) int {
+	pat := []byte("*" + name)
+	for off := 0; ; {
+		i := bytes.Index(data[off:], pat)
+		if i < 0 {
+			return -1
+		}
+		i += off
+		off = i + 1
+		lineStart := bytes.LastIndexAny(data[:i], "\r\n") + 1
+		if commentBefore(data[lineStart:i]) {
+			continue
+		}
+		if i > lineStart && !strings.ContainsRune(" \t[{,:-", rune(data[i-1])) {
+			continue
+		}
+		if end := i + len(pat); end < len(data) && isAnchorNameByte(data[end]) {
+			continue
+		}
+		return i
+	}
+}
+
+// commentBefore reports whether a '#' that starts a comment comes in
+// line (up to the alias), outside quotes, roughly as YAML sees one: at
+// the start or after white space.
+func commentBefore(line []byte) bool {
+	var quote byte
+	for k, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (k == 0 || line[k-1] == ' ' || line[k-1] == '\t'):
+			return true
+		}
+	}
+	return false
+}
+
+func isAnchorNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
 // parserProblems start the messages of yaml.v3's parser errors

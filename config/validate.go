@@ -236,9 +236,17 @@ func (s *hostSet) overlaps(o *hostSet) bool {
 			return true
 		}
 	}
+	// *.a.example.com and *.example.com share a.example.com's subdomains:
+	// a wildcard of one side whose own name a wildcard of the other
+	// matches, looked up label by label (a pairwise comparison was
+	// quadratic; found by review).
 	for w := range s.wild {
-		// *.a.example.com and *.example.com share a.example.com's subdomains.
-		if o.wildMatches(w[1:]) || o.wild[w] || s.wildCovered(o, w) {
+		if o.wild[w] || o.wildMatches(w[1:]) {
+			return true
+		}
+	}
+	for w := range o.wild {
+		if s.wildMatches(w[1:]) {
 			return true
 		}
 	}
@@ -256,18 +264,6 @@ func (s *hostSet) wildMatches(h string) bool {
 			break
 		}
 		i += 1 + next
-	}
-	return false
-}
-
-// wildCovered reports whether wildcard suffix w of s lies under one of
-// o's (o's *.example.com covers s's *.a.example.com) — or the other way,
-// checked by the caller through wildMatches on w's own name.
-func (s *hostSet) wildCovered(o *hostSet, w string) bool {
-	for ow := range o.wild {
-		if strings.HasSuffix(ow, w) {
-			return true
-		}
 	}
 	return false
 }

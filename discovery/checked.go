@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -11,9 +10,27 @@ import (
 )
 
 // errBadAnswer fails a query whose answer is not one sluice will use
-// (checkAnswer); Go's resolver then fails the lookup, and the last good
-// set stays.
-var errBadAnswer = errors.New("dns answer refused")
+// (check); Go's resolver then fails the lookup, and the last good set
+// stays. Temporary, as a SERVFAIL is: with StrictErrors that ends a walk
+// of the search list, which would otherwise go on to the next name and
+// could take its NXDOMAIN for "no such family" (found by review).
+var errBadAnswer error = badAnswerError{}
+
+type badAnswerError struct{}
+
+func (badAnswerError) Error() string   { return "dns answer refused" }
+func (badAnswerError) Timeout() bool   { return false }
+func (badAnswerError) Temporary() bool { return true }
+
+// verdict is check's answer: use the message, refuse it, or have the
+// resolver ask again over TCP (truncate).
+type verdict uint8
+
+const (
+	use verdict = iota
+	refuse
+	truncate
+)
 
 // checkedConn sits under Go's resolver (its Dial) and looks at each answer
 // to the query written on it before the resolver does, which takes
@@ -41,7 +58,7 @@ type checkedPacketConn struct {
 func (c checkedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, addr, err := c.pc.ReadFrom(p)
 	if err == nil {
-		err = c.check(p[:n])
+		err = c.checkDatagram(p[:n])
 	}
 	return n, addr, err
 }
@@ -74,7 +91,7 @@ func (c *checkedConn) Read(p []byte) (int, error) {
 	if !c.tcp {
 		n, err := c.Conn.Read(p)
 		if err == nil {
-			err = c.check(p[:n])
+			err = c.checkDatagram(p[:n])
 		}
 		return n, err
 	}
@@ -88,8 +105,8 @@ func (c *checkedConn) Read(p []byte) (int, error) {
 		if _, err := io.ReadFull(c.Conn, msg[2:]); err != nil {
 			return 0, err
 		}
-		if err := c.check(msg[2:]); err != nil {
-			return 0, err
+		if c.check(msg[2:]) != use {
+			return 0, errBadAnswer
 		}
 		c.pending = msg
 	}
@@ -98,52 +115,73 @@ func (c *checkedConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// checkDatagram checks a UDP answer in place: one that cannot be parsed
+// whole is marked truncated, so that the resolver asks again over TCP,
+// which gets the whole of an answer too big for its UDP buffer (1232
+// bytes) from a server that ignores EDNS and does not set TC itself
+// (found by review: every such lookup failed).
+func (c *checkedConn) checkDatagram(msg []byte) error {
+	switch c.check(msg) {
+	case refuse:
+		return errBadAnswer
+	case truncate:
+		msg[2] |= 0x02 // TC
+	}
+	return nil
+}
+
 // check looks at answer msg to the query written: refused when it answers
-// that query (same ID and question) but is truncated over TCP, cannot be
-// parsed whole, or holds an A, AAAA or SRV record for a name that is
-// neither the question's nor reached from it through the answer's CNAMEs.
-func (c *checkedConn) check(msg []byte) error {
+// that query (same ID and question) but is truncated over TCP or holds an
+// A, AAAA or SRV record for a name that is neither the question's nor
+// reached from it through the answer's CNAMEs; to be asked again over TCP
+// (truncate) when it cannot be parsed whole, which over TCP refuses it.
+// Names compare in ASCII case only, as DNS does.
+func (c *checkedConn) check(msg []byte) verdict {
 	var qp, ap dnsmessage.Parser
 	qh, err := qp.Start(c.query)
 	if err != nil {
-		return nil // not a query we can read: leave it to the resolver
+		return use // not a query we can read: leave it to the resolver
 	}
 	q, err := qp.Question()
 	if err != nil {
-		return nil
+		return use
 	}
 	h, err := ap.Start(msg)
 	if err != nil || h.ID != qh.ID || !h.Response {
-		return nil // not the answer to it (or not one at all): the resolver skips it
+		return use // not the answer to it (or not one at all): the resolver skips it
 	}
 	aq, err := ap.Question()
-	if err != nil || !strings.EqualFold(aq.Name.String(), q.Name.String()) || aq.Type != q.Type {
-		return nil
+	if err != nil || asciiLower(aq.Name.String()) != asciiLower(q.Name.String()) || aq.Type != q.Type {
+		return use
+	}
+	cut := refuse // an answer that ends early: over TCP, the full one
+	if !c.tcp {
+		cut = truncate
 	}
 	if h.Truncated {
 		if c.tcp {
-			return errBadAnswer // TCP is the full answer: no partial sets
+			return refuse // TCP is the full answer: no partial sets
 		}
-		return nil // the resolver asks again over TCP
+		return use // the resolver asks again over TCP
 	}
 	if err := ap.SkipAllQuestions(); err != nil {
-		return errBadAnswer
+		return cut
 	}
 	answers, err := ap.AllAnswers()
 	if err != nil {
-		return errBadAnswer // cut off inside a record: the rest is unknown
+		return cut // cut off inside a record: the rest is unknown
 	}
 	if _, err := ap.AllAuthorities(); err != nil {
-		return errBadAnswer
+		return cut
 	}
 	// The names the question reaches: itself and its CNAME targets, in
 	// any order in the answer.
-	reach := map[string]bool{strings.ToLower(q.Name.String()): true}
+	reach := map[string]bool{asciiLower(q.Name.String()): true}
 	for grew := true; grew; {
 		grew = false
 		for _, rr := range answers {
-			if cn, ok := rr.Body.(*dnsmessage.CNAMEResource); ok && reach[strings.ToLower(rr.Header.Name.String())] {
-				if t := strings.ToLower(cn.CNAME.String()); !reach[t] {
+			if cn, ok := rr.Body.(*dnsmessage.CNAMEResource); ok && reach[asciiLower(rr.Header.Name.String())] {
+				if t := asciiLower(cn.CNAME.String()); !reach[t] {
 					reach[t], grew = true, true
 				}
 			}
@@ -152,10 +190,28 @@ func (c *checkedConn) check(msg []byte) error {
 	for _, rr := range answers {
 		switch rr.Header.Type {
 		case dnsmessage.TypeA, dnsmessage.TypeAAAA, dnsmessage.TypeSRV:
-			if !reach[strings.ToLower(rr.Header.Name.String())] {
-				return errBadAnswer
+			if !reach[asciiLower(rr.Header.Name.String())] {
+				return refuse
 			}
 		}
 	}
-	return nil
+	return use
+}
+
+// asciiLower lower-cases s's ASCII letters only: DNS names compare that
+// way, and strings.ToLower folded the Kelvin sign into "k" (found by
+// review).
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

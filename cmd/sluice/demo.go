@@ -30,9 +30,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var wg sync.WaitGroup
 	var servers []*fasthttp.Server
+	var lns []net.Listener
 	defer func() {
 		for _, s := range servers {
 			_ = s.Shutdown()
+		}
+		// A Serve that had not taken its listener when Shutdown came (an
+		// early return, a bad config) would wait in Accept for good, and
+		// the demo with it (found by review).
+		for _, ln := range lns {
+			_ = ln.Close()
 		}
 		wg.Wait()
 	}()
@@ -45,7 +52,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		name := fmt.Sprintf("demo-%d", i)
 		s := &fasthttp.Server{Handler: demoUpstream(name, ln.Addr().String()), NoDefaultServerHeader: true}
-		servers = append(servers, s)
+		servers, lns = append(servers, s), append(lns, ln)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Serve(ln) }()
 		vars[fmt.Sprintf("${UP%d}", i)] = ln.Addr().String()
