@@ -73,7 +73,7 @@ try:
   curl -s http://%[5]s/admin/pools   # admin API: pools, backends, health
 Ctrl-C stops everything.
 `, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"], *admin)
-	return serve(ctx, cfg, options{stderr: stderr})
+	return serve(ctx, cfg, options{stderr: stderr, worker: -1})
 }
 
 // demoUpstream answers every request with who it is and what it received.

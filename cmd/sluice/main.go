@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: configuration is valid (%s, %s)\n", *configPath, count(len(cfg.Routes), "route"), count(len(cfg.Pools), "pool"))
 		return 0
 	}
-	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override, ready: ready})
+	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override, ready: ready, worker: *workerIndex})
 }
 
 // loadConfig loads the file and applies override (a worker's changes).

@@ -35,6 +35,11 @@ type options struct {
 	// ready, when set, is called once serve catches its signals (a
 	// worker tells its supervisor, which holds signals until then).
 	ready func()
+	// worker is the process's worker index under -workers, -1 for a
+	// single sluice: each log line names it, as the workers share one
+	// stderr (found by a walkthrough: two identical lines, no telling
+	// which worker wrote which).
+	worker int
 }
 
 // app is one running sluice: its listeners, servers and control plane.
@@ -156,7 +161,11 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		opts.ready()
 	}
 
-	a := &app{opts: opts, log: newLogger(opts.stderr, cfg.Log), proxy: proxy.New(), metrics: metrics.New(version), serveCtx: ctx}
+	log := newLogger(opts.stderr, cfg.Log)
+	if opts.worker >= 0 {
+		log = log.With().Int("worker", opts.worker).Logger()
+	}
+	a := &app{opts: opts, log: log, proxy: proxy.New(), metrics: metrics.New(version), serveCtx: ctx}
 	a.ctrl = proxy.NewController(a.proxy, a.log)
 	a.ctrl.Metrics = a.metrics
 	a.metrics.CountRefusedConns(a.refused.total)
@@ -206,6 +215,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		if err != nil {
 			a.log.Error().Err(err).Msg("cannot start pprof")
 		} else {
+			a.log.Info().Str("listen", opts.pprofAddr).Msg("pprof listening")
 			defer pprofSrv.Close()
 		}
 	}
