@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	// ends would answer 503 meanwhile, and a new process taking over a
 	// port (listen_reuseport) would be ready with nothing to send to.
 	if !a.disc.waitFirst(ctx) && ctx.Err() == nil {
-		a.log.Warn().Dur("waited", firstLookupWait).Msg("first DNS lookups not done; serving without them")
+		a.log.Warn().Str("waited", firstLookupWait.String()).Msg("first DNS lookups not done; serving without them")
 	}
 
 	// Hold the reload lock until startup is done: the admin listener can
@@ -300,7 +300,7 @@ func (a *app) wrapListener(ln net.Listener) *netconn.Listener {
 	nl := netconn.NewListener(ln)
 	addr := ln.Addr().String()
 	nl.OnAcceptError = func(err error, retryIn time.Duration) {
-		a.log.Warn().Err(err).Str("listen", addr).Dur("retry_in", retryIn).Msg("accept failed; retrying")
+		a.log.Warn().Err(err).Str("listen", addr).Str("retry_in", retryIn.String()).Msg("accept failed; retrying")
 	}
 	return nl
 }

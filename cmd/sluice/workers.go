@@ -133,7 +133,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	reread := func(trigger string) {
 		c, err := config.Load(configPath)
 		if err != nil {
-			log.Warn().Str("trigger", trigger).Err(err).Dur("stop_bound", bound).
+			log.Warn().Str("trigger", trigger).Err(err).Str("stop_bound", bound.String()).
 				Msg("config file invalid; the supervisor keeps its stop bound")
 			return
 		}
@@ -247,7 +247,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 				term, kill = nil, nil
 				code = 1
 			case <-kill:
-				log.Error().Dur("stop_bound", bound).Msg("workers did not stop in time; killing them")
+				log.Error().Str("stop_bound", bound.String()).Msg("workers did not stop in time; killing them")
 				signalAll(syscall.SIGKILL)
 				kill = nil
 				code = 1
@@ -342,7 +342,7 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 			term, stop := notifyTerm()
 			defer stop()
 			reread("stop")
-			log.Info().Int("workers", running).Dur("stop_bound", bound).Msg("stopping workers")
+			log.Info().Int("workers", running).Str("stop_bound", bound.String()).Msg("stopping workers")
 			return stopAll(running, term)
 		}
 	}
