@@ -785,7 +785,7 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		pl.ewmaWindow = int64(pc.EWMAWindow)
 	}
 	if cookie != "" {
-		pl.sticky = []byte(cookie)
+		pl.sticky, pl.stickyName = []byte(cookie), cookie
 		pl.stickyIndex = make(map[string]int, len(pl.targets))
 		pl.stickyCookies = make([][]byte, len(pl.targets))
 		for i, up := range pl.targets {

@@ -415,8 +415,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		}
-		if pl.sticky != nil && stuck != idx {
-			resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
+		if pl.sticky != nil {
+			// A backend's own cookie of the affinity cookie's name (the
+			// default name, or a sluice behind sluice) would replace the
+			// session's in the browser: it goes, and the session's is
+			// sent (found by review: sessions flipped on every request).
+			clash := len(resp.Header.PeekCookie(pl.stickyName)) > 0
+			if clash {
+				resp.Header.DelCookie(pl.stickyName)
+			}
+			if stuck != idx || clash {
+				resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
+			}
 		}
 		holdLongResponse(ctx)
 	}

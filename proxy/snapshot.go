@@ -52,8 +52,10 @@ type pool struct {
 	// hashName is the header/cookie/query name of hashKey, as bytes.
 	hashName []byte
 
-	// sticky is the affinity cookie name; empty when affinity is off.
-	sticky []byte
+	// sticky is the affinity cookie name (stickyName as a string); empty
+	// when affinity is off.
+	sticky     []byte
+	stickyName string
 	// stickyIndex maps a backend's opaque id to its index in targets.
 	stickyIndex map[string]int
 	// stickyCookies are the ready-made Set-Cookie values, one per target.

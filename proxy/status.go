@@ -61,21 +61,25 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 		slices.Sort(names)
 		for _, name := range names {
 			ps := PoolStatus{Name: name}
+			secret := ""
 			if pc := c.cfg.Pools[name]; pc != nil {
 				ps.Algorithm = pc.Algorithm
+				if pc.Sticky != nil {
+					secret = pc.Sticky.Secret
+				}
 			}
 			if snap != nil && snap.pools[name] != nil {
 				ps.Panic = snap.pools[name].panic
 			}
 			for k, m := range c.members {
 				if k.pool == name {
-					ps.Backends = append(ps.Backends, m.status(k.addr))
+					ps.Backends = append(ps.Backends, m.status(k.addr, secret))
 				}
 			}
 			for _, d := range c.draining {
 				if d.up.backend.Pool == name {
 					ps.Backends = append(ps.Backends, BackendStatus{
-						Address: d.up.backend.Addr, ID: d.up.backend.ID, State: StateDraining,
+						Address: d.up.backend.Addr, ID: stickyID(d.up.backend.ID, secret), State: StateDraining,
 						Draining: true, InFlight: d.up.client.InFlight(), Source: "leaving",
 					})
 				}
@@ -96,10 +100,13 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 	return out, err
 }
 
-func (m *member) status(addr string) BackendStatus {
+// status is m's row; its id is the value of its sticky cookie, keyed by
+// the pool's sticky secret when it has one (found by review: the unkeyed
+// id matched no cookie).
+func (m *member) status(addr, secret string) BackendStatus {
 	b := BackendStatus{
 		Address:         addr,
-		ID:              m.up.backend.ID,
+		ID:              stickyID(m.up.backend.ID, secret),
 		State:           m.state(),
 		Healthy:         m.healthy,
 		HealthReason:    m.healthReason,
