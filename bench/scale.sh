@@ -4,7 +4,8 @@
 # other cores; by default 256 keep-alive connections, GET 1 KiB (scenario b
 # of bench/run.sh; --scenario picks another: a 64 connections GET 1 KiB,
 # c 64 connections GET 64 KiB, d 64 connections POST 16 KiB).
-# Made for a many-core machine (16+ cores); prints a markdown table.
+# Made for a many-core machine (16+ cores); prints a markdown table. The
+# proxy's cores are 0..N-1, and their hyperthread siblings stay idle.
 #
 #   bench/scale.sh [--cores "1 2 4 8"] [--rounds 2] [--duration 5] [--bindir DIR] [--out FILE]
 #                  [--scenario b]
@@ -66,11 +67,34 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 W=$(mktemp -d /tmp/sluice-scale.XXXXXX)
 NCPU=$(nproc)
 MAXN=$(echo "$CORES" | tr ' ' '\n' | sort -n | tail -1)
-if [ "$NCPU" -ge $((MAXN + 5)) ]; then
-  # Cores beyond the proxy's: the last four run the upstreams, the rest wrk.
-  UP_CPUS="$((NCPU - 4))-$((NCPU - 1))"
-  WRK_CPUS="$MAXN-$((NCPU - 5))"
-  WRK_THREADS=$((NCPU - 4 - MAXN))
+# expand_cpus LIST: "0-2,8" -> "0 1 2 8"
+expand_cpus() {
+  local part out=()
+  for part in ${1//,/ }; do
+    if [[ $part == *-* ]]; then out+=($(seq "${part%-*}" "${part#*-}")); else out+=("$part"); fi
+  done
+  echo "${out[@]}"
+}
+# The hyperthread siblings of the proxy's cores stay idle: a sibling
+# running wrk or an upstream takes half the core's execution units, which
+# moved single rounds by up to 1.5x on a lent machine (session 9).
+declare -A BUSY=()
+for ((i = 0; i < MAXN; i++)); do
+  BUSY[$i]=1
+  for s in $(expand_cpus "$(cat "/sys/devices/system/cpu/cpu$i/topology/thread_siblings_list" 2>/dev/null || echo "$i")"); do
+    BUSY[$s]=1
+  done
+done
+FREE=()
+for ((i = 0; i < NCPU; i++)); do [ -z "${BUSY[$i]:-}" ] && FREE+=("$i"); done
+IDLE_SIBLINGS=$(( ${#BUSY[@]} - MAXN ))
+if [ "${#FREE[@]}" -ge 5 ]; then
+  # Free cores: the last four run the upstreams, the rest wrk.
+  UP_CPUS=$(IFS=,; echo "${FREE[*]: -4}")
+  WRK_CPUS=$(IFS=,; echo "${FREE[*]:0:${#FREE[@]}-4}")
+  WRK_THREADS=$(( ${#FREE[@]} - 4 ))
+  PLACEMENT="proxy on cores 0..N-1 ($IDLE_SIBLINGS hyperthread siblings of cores 0-$((MAXN - 1)) left idle), wrk on CPUs $WRK_CPUS, upstreams on $UP_CPUS"
+  echo "$PLACEMENT" >&2
 elif [ "$NCPU" -gt "$MAXN" ]; then
   # A small machine (a smoke test, not a measurement): share the rest.
   echo "warning: only $NCPU cores; load and upstreams share cores $MAXN-$((NCPU - 1))" >&2
@@ -275,13 +299,14 @@ sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=60).read())'
       hz=$(getconf CLK_TCK)
       cpu=$(awk -v c=$((c1 - c0)) -v r="${reqs:-0}" -v hz="$hz" 'BEGIN { if (r > 0) printf "%.2f", c / hz * 1e6 / r; else print "nan" }')
       printf '%s,%s,%s,%s,%s,%s\n' "$t" "$n" "$round" "${rps:-0}" "${p99:-nan}" "$cpu" >>"$W/raw.csv"
-      echo "round $round cores $n $t: rps ${rps:-0} p99 ${p99:-?} ms cpu ${cpu} us/req" >&2
+      dist=$(awk '$1 ~ /^(50|75|90|99)%$/ {printf " p%s %s", substr($1, 1, length($1) - 1), $2}' "$d.wrk")
+      echo "round $round cores $n $t: rps ${rps:-0} p99 ${p99:-?} ms cpu ${cpu} us/req;${dist}" >&2
     done
   done
 done
 
 cat "$W/raw.csv"
-python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$SCEN" "$SCEN_TEXT" <<'PY' | tee "${OUT:-/dev/null}"
+python3 - "$W/raw.csv" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$SCEN" "$SCEN_TEXT" "${PLACEMENT:-proxy on cores 0..N-1; load and upstreams share the rest}" <<'PY' | tee "${OUT:-/dev/null}"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -290,7 +315,7 @@ def med(t, n, k):
     return statistics.median(v) if v else float("nan")
 cores = sorted({r["cores"] for r in rows}, key=int)
 print(f"# sluice multi-core scaling ({sys.argv[2]} cores: {sys.argv[3]})\n")
-print(f"Scenario {sys.argv[4]} ({sys.argv[5]}); proxy on cores 0..N-1; medians of rounds.")
+print(f"Scenario {sys.argv[4]} ({sys.argv[5]}); {sys.argv[6]}; medians of rounds.")
 print("sluice-rp: N sluice processes, one per core, GOMAXPROCS=1, sharing the port with SO_REUSEPORT.\n")
 for title, key, fmt in (("req/s", "rps", "{:,.0f}"), ("proxy CPU µs/req", "cpu_us_per_req", "{:.1f}"), ("p99 ms", "p99_ms", "{:.2f}")):
     print(f"**{title}**\n")
