@@ -56,15 +56,23 @@ func NewEjector(cfg config.OutlierDetection) *Ejector {
 // and 10% is a common setting. An addr already ejected is left as it is: Eject returns its
 // current end and false. Call Expire first when an ejection may have ended.
 func (e *Ejector) Eject(addr string, now time.Time, poolSize int) (until time.Time, ok bool) {
-	ent := e.entries[addr]
-	if ent != nil && ent.ejected {
-		return ent.until, false
-	}
 	ejected := 0
 	for _, x := range e.entries {
 		if x.ejected {
 			ejected++
 		}
+	}
+	return e.EjectAmong(addr, now, poolSize, ejected)
+}
+
+// EjectAmong is Eject for an owner that counts the pool itself: poolSize
+// backends share the traffic, and ejected of them are ejected now. An
+// ejected backend that no longer takes traffic (drained, weight 0) leaves
+// both counts, so that it holds no share of MaxEjectionPercent.
+func (e *Ejector) EjectAmong(addr string, now time.Time, poolSize, ejected int) (until time.Time, ok bool) {
+	ent := e.entries[addr]
+	if ent != nil && ent.ejected {
+		return ent.until, false
 	}
 	first := ejected == 0 && e.cfg.MaxEjectionPercent > 0 && poolSize > 0
 	if !first && float64(ejected+1)*100 > float64(e.cfg.MaxEjectionPercent)*float64(poolSize) {

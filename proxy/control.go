@@ -462,17 +462,26 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 		m.up.outlier.Reset()
 		return false
 	}
-	// The share is of the backends that take traffic: weight 0 and
-	// admin-drained ones counted, max_ejection_percent let every serving
+	// The share is of the backends that would take traffic but for
+	// ejection: weight 0, admin-drained and (outside panic mode)
+	// unhealthy ones counted, max_ejection_percent let every serving
 	// backend go (found by review: 2 serving and 2 idle, both serving
-	// ejected at 50%).
-	size := 0
+	// ejected at 50%), and an ejected one drained since held a share
+	// it no longer takes (found by review).
+	panicking := false
+	if snap := c.proxy.Current(); snap != nil && snap.pools[pool] != nil {
+		panicking = snap.pools[pool].panic
+	}
+	size, ejected := 0, 0
 	for k, o := range c.members {
-		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain {
+		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain && (o.healthy || panicking) {
 			size++
+			if !o.ejectedUntil.IsZero() {
+				ejected++
+			}
 		}
 	}
-	until, ok := ps.ejector.Eject(addr, now, max(size, 1))
+	until, ok := ps.ejector.EjectAmong(addr, now, max(size, 1), ejected)
 	if !ok {
 		m.up.outlier.Reset()
 		c.log.Warn().Str("pool", pool).Str("backend", addr).Msg("outlier not ejected: max_ejection_percent reached")

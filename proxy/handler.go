@@ -586,6 +586,11 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 		// Longer than any DNS name (253) with a port: routing would not
 		// fold its case (normalizeHost's buffer; found by review).
 		return fasthttp.StatusBadRequest, "400 Host too long\n"
+	case len(h.Host()) > 0 && len(normalizeHost(h.Host(), nil)) == 0:
+		// ":80", ".", ".:80": no host name, which RFC 9110 §4.2.1 makes
+		// invalid, as for "http://:80/x" below; routed, it would take
+		// the route of a request without Host (found by review).
+		return fasthttp.StatusBadRequest, "400 no host name in Host\n"
 	}
 	return checkTarget(h.RequestURI())
 }
@@ -647,14 +652,25 @@ func checkTarget(t []byte) (int, string) {
 // encoded slash ("%2F"), which fasthttp decodes into a segment boundary.
 // "/admin/%2e%2e/y" was routed as "/y", away from an "/admin/" route, and
 // still reached the backend's "/admin/" handler (found by review).
-// Plain dot segments are resolved alike on both sides and pass.
+// Plain dot segments are resolved alike on both sides, unless an empty
+// segment ("//") comes before a "..": fasthttp merges the slashes first,
+// so "/admin//../y" is routed as "/y", while RFC 3986 §5.2.4 has the ".."
+// remove the empty segment and reads "/admin/y" (found by review).
 func checkPath(path []byte) (int, string) {
-	// One scan for the usual target, which has no escape at all.
-	if bytes.IndexByte(path, '%') < 0 {
+	// Two scans for the usual target, which has neither an escape nor
+	// an empty segment.
+	escaped := bytes.IndexByte(path, '%') >= 0
+	if !escaped && bytes.Index(path, doubleSlash) < 0 {
 		return 0, ""
 	}
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
+	}
+	if e := bytes.Index(path, doubleSlash); e >= 0 && dotDotSegment(path[e+1:]) {
+		return fasthttp.StatusBadRequest, "400 empty segment before .. in request target\n"
+	}
+	if !escaped {
+		return 0, ""
 	}
 	encodedSlash := containsFold(path, "%2f")
 	// Segments end at '/' and, on fasthttp's side, at an encoded slash.
@@ -678,6 +694,24 @@ func checkPath(path []byte) (int, string) {
 		start, i = next, next
 	}
 	return 0, ""
+}
+
+var doubleSlash = []byte("//")
+
+// dotDotSegment reports whether path has a plain ".." segment.
+func dotDotSegment(path []byte) bool {
+	for len(path) > 0 {
+		seg := path
+		if i := bytes.IndexByte(path, '/'); i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = nil
+		}
+		if len(seg) == 2 && seg[0] == '.' && seg[1] == '.' {
+			return true
+		}
+	}
+	return false
 }
 
 // dotSegment reports whether seg is "." or ".." once "%2e" is decoded,

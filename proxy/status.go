@@ -60,7 +60,9 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			ps := PoolStatus{Name: name}
+			// An empty list, not null, for a pool without backends (a DNS
+			// pool before its first answer; found by review).
+			ps := PoolStatus{Name: name, Backends: []BackendStatus{}}
 			secret := ""
 			if pc := c.cfg.Pools[name]; pc != nil {
 				ps.Algorithm = pc.Algorithm

@@ -128,6 +128,12 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		return time.Now(), err
 	}
 	s := &c.slots[i]
+	if !reused {
+		// The response timeout starts once the connection is made: the
+		// dial had timeouts.connect of its own (found by review: a slow
+		// connect took its time out of the response's).
+		now = time.Now()
+	}
 	if err := s.conn.SetDeadline(now.Add(timeout)); err != nil {
 		c.discard(i)
 		return time.Now(), err
