@@ -161,10 +161,13 @@ type Conn struct {
 	// idle deadline the wait ran under (none when it did not run), which
 	// the next read keeps; waited says the wait ended with the socket
 	// readable, so that read needs no yield first.
-	await      bool
-	awaiting   atomic.Bool
-	awaitUntil int64
-	waited     bool
+	await bool
+	// readTimedOut is set once a Read returned for its deadline
+	// (ReadTimedOut).
+	readTimedOut bool
+	awaiting     atomic.Bool
+	awaitUntil   int64
+	waited       bool
 	// turns counts, on a server connection, the reads that followed a
 	// write that could end an answer; interim says the server wrote an
 	// answer of its own before a request's (100 Continue), after which
@@ -560,6 +563,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.rearm(&c.read, true) {
+			if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.readTimedOut = true
+			}
 			if n > 0 && c.readPhase == phaseIdle {
 				// The next request has come: the rest of it is read
 				// under ReadTimeout from here (the first request's runs
@@ -1375,6 +1381,13 @@ func (c *Conn) peek(fd uintptr) {
 		return
 	}
 }
+
+// ReadTimedOut reports whether a Read returned because its deadline had
+// passed. A parser that wraps the read's error in its own (fasthttp's
+// ErrBrokenChunk inside chunked framing, its ErrTimeout after the last
+// chunk) hides the timeout from errors.Is; the connection still knows.
+// Call it from the goroutine that reads.
+func (c *Conn) ReadTimedOut() bool { return c.readTimedOut }
 
 // RequestAcked reports, on a client Conn, whether the peer acknowledged
 // any byte of the request being written (since the first write after the

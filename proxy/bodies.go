@@ -108,18 +108,46 @@ func readLentBody(resp *fasthttp.Response, r *bufio.Reader, head []byte, maxBody
 	}
 	b := loan.pools.get(n)
 	if b == nil {
-		return resp.ReadBody(r, maxBody)
+		return readLongBody(resp, r, n)
 	}
 	if _, err := io.ReadFull(r, b.b[:n]); err != nil {
 		b.GiveBack()
-		if errors.Is(err, io.EOF) {
-			// Not the close before a response that io.EOF stands for
-			// in upClient.do: the head came.
-			err = io.ErrUnexpectedEOF
-		}
-		return err
+		return bodyCut(err)
 	}
 	resp.SetBodyRaw(b.b[:n])
 	loan.hold(b)
+	return nil
+}
+
+// bodyCut is the error of a body read that ended early.
+func bodyCut(err error) error {
+	if errors.Is(err, io.EOF) {
+		// Not the close before a response that io.EOF stands for in
+		// upClient.do: the head came.
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readLongBody reads a body of n bytes, longer than any lent buffer, into
+// a buffer that doubles as bytes arrive. fasthttp's ReadBody would
+// allocate n at once, when the head comes: a backend that announced 60 MB
+// and sent one byte held 60 MB for the response timeout (found by
+// review).
+func readLongBody(resp *fasthttp.Response, r *bufio.Reader, n int) error {
+	body := make([]byte, 0, min(n, 2*keptBodyLimit))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			grown := make([]byte, len(body), min(n, 2*cap(body)))
+			copy(grown, body)
+			body = grown
+		}
+		k, err := r.Read(body[len(body):cap(body)])
+		body = body[:len(body)+k]
+		if err != nil && len(body) < n {
+			return bodyCut(err)
+		}
+	}
+	resp.SetBodyRaw(body)
 	return nil
 }

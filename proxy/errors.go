@@ -25,6 +25,11 @@ func isDial(err error) bool {
 func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	LingerOnClose(ctx)
 	code, msg := ClientErrorStatus(err)
+	if t, ok := ctx.Conn().(interface{ ReadTimedOut() bool }); ok && t.ReadTimedOut() && code == fasthttp.StatusBadRequest {
+		// The read deadline ended the request inside chunked framing,
+		// where fasthttp's error hides the timeout (found by review).
+		code, msg = fasthttp.StatusRequestTimeout, "request timeout"
+	}
 	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
 }
 

@@ -55,7 +55,7 @@ pools:
 		"/admin/x//../../y",
 		"/admin/.//../y",
 		"/admin//..",
-		"/admin//x/../../y", // the second ".." removes the empty segment
+		"/admin//x/../../y",    // the second ".." removes the empty segment
 		"http://h/admin//../y", // absolute form: the same path check
 	} {
 		t.Run(target, func(t *testing.T) {

@@ -194,6 +194,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		}
 		return end, fasthttp.ErrConnectionClosed
 	case err != nil:
+		if readTimedOut(s.conn) && !errors.Is(err, fasthttp.ErrTimeout) {
+			// The deadline ended a read inside chunked framing, where
+			// fasthttp's ErrBrokenChunk hides it: a 504 and a timeout
+			// against the backend, not a 502 for a malformed answer
+			// (found by review).
+			err = fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
+		}
 		c.discard(i)
 		return end, err
 	case resp.StatusCode() == fasthttp.StatusRequestTimeout && resp.ConnectionClose() &&
@@ -623,6 +630,12 @@ func (e staleConnError) Unwrap() error { return e.err }
 
 // requestUnreceived reports whether conn can tell that none of the request
 // last written on it reached the peer (see netconn.Conn.RequestUnreceived).
+// readTimedOut reports whether a read on conn returned for its deadline.
+func readTimedOut(conn net.Conn) bool {
+	t, ok := conn.(interface{ ReadTimedOut() bool })
+	return ok && t.ReadTimedOut()
+}
+
 func requestUnreceived(conn net.Conn) bool {
 	u, ok := conn.(interface{ RequestUnreceived() bool })
 	return ok && u.RequestUnreceived()
