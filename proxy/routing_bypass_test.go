@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // fasthttp's normalizePath (which ctx.Path(), and so the router,
@@ -134,4 +136,81 @@ func TestRoutingReviewCorners(t *testing.T) {
 	if got := strings.Count(out, "X-Pool: app\r\n"); got != 1 || strings.Count(out, "X-Pool: admin\r\n") != 1 {
 		t.Errorf("HTTP/1.0 keep-alive pair: want one answer from app, then one from admin; got:\n%s", out)
 	}
+}
+
+// FuzzCheckPathAgreesWithRFC3986: a path of '/', '.', 'a' and 'b' that
+// checkPath lets through is routed on what a backend that resolves it by
+// RFC 3986 §5.2.4 (then merges slashes, as nginx does) reads: fasthttp's
+// normalisation, which sluice routes on, and the RFC's agree on it.
+func FuzzCheckPathAgreesWithRFC3986(f *testing.F) {
+	for _, s := range []string{"/admin//../y", "/a/./b", "/a//b/../c", "/../a", "/a/b/..", "/a//x/../../y"} {
+		f.Add([]byte(s))
+	}
+	alphabet := []byte("/.ab")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		p := make([]byte, 0, len(in)+1)
+		p = append(p, '/')
+		for _, c := range in {
+			p = append(p, alphabet[c%4])
+		}
+		if code, _ := checkPath(p); code != 0 {
+			return
+		}
+		var u fasthttp.URI
+		u.SetPathBytes(p)
+		routed := string(u.Path())
+		backend := mergeSlashes(removeDotSegments(string(p)))
+		if routed != backend {
+			t.Errorf("path %q passed: routed as %q, an RFC 3986 backend reads %q", p, routed, backend)
+		}
+	})
+}
+
+// removeDotSegments is RFC 3986 §5.2.4's algorithm, as written there.
+func removeDotSegments(in string) string {
+	var out []string // segments, each with its leading "/"
+	for in != "" {
+		switch {
+		case strings.HasPrefix(in, "../"):
+			in = in[3:]
+		case strings.HasPrefix(in, "./"):
+			in = in[2:]
+		case strings.HasPrefix(in, "/./"):
+			in = in[2:]
+		case in == "/.":
+			in = "/"
+		case strings.HasPrefix(in, "/../"):
+			in = in[3:]
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		case in == "/..":
+			in = "/"
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		case in == "." || in == "..":
+			in = ""
+		default:
+			i := strings.IndexByte(in[1:], '/')
+			if i < 0 {
+				out, in = append(out, in), ""
+			} else {
+				out, in = append(out, in[:i+1]), in[i+1:]
+			}
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// mergeSlashes turns each run of '/' into one.
+func mergeSlashes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' && i > 0 && s[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
