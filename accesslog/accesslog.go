@@ -35,6 +35,12 @@ const (
 	// it to a few write calls a second at any request rate.
 	flushEvery = 100 * time.Millisecond
 	bufferSize = 64 << 10
+	// pipeBufferSize is the buffer for an output that is not a regular
+	// file (a pipe, a FIFO, a terminal): PIPE_BUF, the most one write to a
+	// pipe puts in at once. Writes are whole lines (write), so with
+	// -workers sharing a pipe no line is spliced with another worker's
+	// (found by review: 64 KiB writes interleaved page by page).
+	pipeBufferSize = 4096
 	// maxKeep is the largest field buffer an idle entry keeps, so that one
 	// huge path does not stay pinned in every pooled entry.
 	maxKeep = 1 << 10
@@ -160,10 +166,21 @@ func New(cfg config.AccessLog, stdout io.Writer, dropped func()) (*Logger, error
 	l.quit = make(chan struct{})
 	l.done = make(chan struct{})
 	l.out = out
-	l.w = bufio.NewWriterSize(out, bufferSize)
+	l.w = bufio.NewWriterSize(out, bufferFor(out))
 	l.buf = make([]byte, 0, 512)
 	go l.run()
 	return l, nil
+}
+
+// bufferFor is the write buffer's size for out: pipeBufferSize unless out
+// is a regular file (or not a file at all).
+func bufferFor(out io.Writer) int {
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+			return pipeBufferSize
+		}
+	}
+	return bufferSize
 }
 
 func openFile(path string) (*os.File, error) {
@@ -411,6 +428,10 @@ func (l *Logger) reopenFile() error {
 	}
 	l.file, l.out = f, f
 	l.owned.Store(f)
-	l.w.Reset(f)
+	if size := bufferFor(f); size != l.w.Size() {
+		l.w = bufio.NewWriterSize(f, size)
+	} else {
+		l.w.Reset(f)
+	}
 	return nil
 }

@@ -25,7 +25,11 @@ func main() {
 	// log rotation that comes while sluice starts must not kill it. (One
 	// that comes before main, while Go and the packages initialise, about
 	// 30 ms, still does: no Go program can catch it then.)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR1)
+	// SIGPIPE too: a log written to a pipe whose reader went away (a
+	// log shipper restarting) would otherwise kill the process; the write
+	// fails with EPIPE instead, and the access log counts the line as
+	// dropped (found by review).
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -85,6 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *workers > 0 && *workerIndex < 0 && !*check {
+		if *pprofAddr != "" {
+			// Workers are separate processes: one address cannot serve
+			// them all (found by review: it was ignored, silently).
+			fmt.Fprintln(stderr, "-pprof cannot be used with -workers: profile a single process (without -workers)")
+			return 2
+		}
 		return supervise(ctx, *configPath, *workers, stderr)
 	}
 	var override func(*config.Config) error

@@ -119,9 +119,15 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 		log.Error().Err(err).Msg("cannot find the sluice binary for the workers")
 		return 1
 	}
+	// One channel per signal: a shared one with room for one dropped a
+	// SIGUSR1 (log reopen) behind a SIGHUP waiting there (found by
+	// review); repeats of one signal may merge, as they mean the same.
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
 	// bound is how long a stop waits for the workers before killing them:
 	// the longest stopBound of the valid versions of the config file read
@@ -155,7 +161,12 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	starts := make([]int, n) // workers started in each slot
 	var waits sync.WaitGroup
 	start := func(i int) error {
-		cmd := exec.Command(exe, "-config", configPath, "-workers", strconv.Itoa(n), "-worker-index", strconv.Itoa(i))
+		// Workers run the supervisor's own image, as nginx forks its
+		// workers: the binary at exe may since have been removed or
+		// replaced by a package upgrade, and a worker restarted from it
+		// would fail or speak another version (found by review).
+		cmd := exec.Command("/proc/self/exe", "-config", configPath, "-workers", strconv.Itoa(n), "-worker-index", strconv.Itoa(i))
+		cmd.Args[0] = exe
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", readyFDEnv+"=3")
 		// The worker writes a byte on this pipe once it catches SIGHUP,
 		// SIGUSR1 and SIGTERM itself (serve): until then their default
@@ -297,9 +308,9 @@ func supervise(ctx context.Context, configPath string, n int, stderr io.Writer) 
 	for {
 		select {
 		case sig := <-hup:
-			if sig == syscall.SIGHUP {
-				reread("sighup")
-			}
+			reread("sighup")
+			signalAll(sig)
+		case sig := <-usr1:
 			signalAll(sig)
 		case e := <-exits:
 			running--
