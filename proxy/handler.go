@@ -660,7 +660,7 @@ func checkPath(path []byte) (int, string) {
 	// Two scans for the usual target, which has neither an escape nor
 	// an empty segment.
 	escaped := bytes.IndexByte(path, '%') >= 0
-	if !escaped && bytes.Index(path, doubleSlash) < 0 {
+	if !escaped && !bytes.Contains(path, doubleSlash) {
 		return 0, ""
 	}
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
