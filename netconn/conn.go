@@ -163,11 +163,13 @@ type Conn struct {
 	// readable, so that read needs no yield first.
 	await bool
 	// readTimedOut is set once a Read returned for its deadline
-	// (ReadTimedOut).
-	readTimedOut bool
-	awaiting     atomic.Bool
-	awaitUntil   int64
-	waited       bool
+	// (ReadTimedOut); answeredEarly by writeStep for sysWrite
+	// (ErrAnsweredEarly).
+	readTimedOut  bool
+	answeredEarly bool
+	awaiting      atomic.Bool
+	awaitUntil    int64
+	waited        bool
 	// turns counts, on a server connection, the reads that followed a
 	// write that could end an answer; interim says the server wrote an
 	// answer of its own before a request's (100 Continue), after which
@@ -253,7 +255,7 @@ type Conn struct {
 	peek1     func(uintptr)
 	peekN     uintptr
 	peekErr   syscall.Errno
-	peekBuf   [1]byte
+	peekBuf   [12]byte
 
 	// Server connections, for HoldNextWrite: hold is set until the next
 	// write, held is that write's copy (in *heldBuf) until the write after
@@ -769,6 +771,10 @@ func (c *Conn) sysWrite(p, more []byte) (int, error) {
 	c.wr = rawIO{buf: p, more: more}
 	n, err := c.rawDone("write", &c.wr, c.sys.Write(c.write1))
 	c.sent += uint64(n)
+	if c.answeredEarly {
+		c.answeredEarly = false
+		return n, c.opError("write", ErrAnsweredEarly)
+	}
 	return n, err
 }
 
@@ -803,6 +809,13 @@ func (c *Conn) writeStep(fd uintptr) bool {
 				c.writeSet = true
 				c.clientDeadline(&c.write, false, c.timeouts.write)
 			}
+			if c.client {
+				if c.answered1(fd) {
+					c.answeredEarly, w.err = true, syscall.ECANCELED
+					return true
+				}
+				c.watchForAnswer()
+			}
 			return false
 		default:
 			w.err = e
@@ -810,6 +823,61 @@ func (c *Conn) writeStep(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// answered1 looks, without consuming anything, whether the peer sent
+// something other than an interim (1xx) answer, closed or reset: it
+// answered (or gave up) before taking the rest of the request. An interim
+// answer (a 100 Continue the peer sends unasked) is not one: the peer
+// still wants the request.
+func (c *Conn) answered1(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), uintptr(len(c.peekBuf)),
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0 || n == 0:
+			return true // a reset, or the peer's close
+		}
+		b := c.peekBuf[:n]
+		if len(b) < len(c.peekBuf) {
+			// Too little to tell an interim answer yet: the next EAGAIN
+			// looks again.
+			return !bytes.HasPrefix([]byte("HTTP/1.1 1"), b)
+		}
+		return !(bytes.HasPrefix(b, []byte("HTTP/1.")) && b[9] == '1')
+	}
+}
+
+// answerWatch is how often a client connection's write, waiting for room
+// for the rest of a request, looks whether the peer has answered.
+const answerWatch = 100 * time.Millisecond
+
+// ErrAnsweredEarly fails the write of a request on a client connection
+// whose peer answered, closed or reset before it took the whole request:
+// a server may answer an upload it refuses (413, 401) and stop reading
+// (RFC 9112 §9.5). What it sent is there to be read. A peer that stops
+// reading without closing would otherwise leave the write waiting for
+// room until its deadline (found by review: a 413 became a 504).
+var ErrAnsweredEarly = errors.New("netconn: peer answered before the request was written whole")
+
+// watchForAnswer arms the write timer answerWatch ahead, unless the
+// write's deadline comes first: the wait for room then ends early, the
+// write is retried (rearm), and its next EAGAIN looks for an answer
+// again (writeStep).
+func (c *Conn) watchForAnswer() {
+	d := &c.write
+	at := int64(time.Since(c.base) + answerWatch)
+	if w := d.want.Load(); w != none && w <= at {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.armed.Store(at)
+	_ = c.Conn.SetWriteDeadline(c.base.Add(time.Duration(at)))
 }
 
 // startTurn begins a server connection's turn (its next request, or the

@@ -154,7 +154,7 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// the request (its kernel acknowledged bytes of it): not the idle
 		// check's failures, nor bytes that came unasked before the
 		// request reached it, which are no answer to it.
-		if (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) &&
+		if (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, netconn.ErrAnsweredEarly)) &&
 			!errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
 			requestAcked(s.conn) && c.earlyAnswer(s.conn, resp, hints, loan) {
 			err = nil
