@@ -101,6 +101,13 @@
 // afterwards: RequestUnreceived sees from the peer's acknowledgements
 // that none of the request reached it.
 //
+// Early answers. A server may answer an upload it refuses before reading
+// it and stop reading, without closing. A client connection's write of a
+// request that waits for room looks at what the peer sent each time it
+// would wait, and every answerWatch while it waits: a final answer, a
+// close or a reset fails the write with ErrAnsweredEarly, and the answer
+// is there to be read. Only writes that wait pay for the look.
+//
 // Request heads that end in a bare LF. fasthttp's server waits for the
 // CRLFCRLF that ends a head; one that ends "\n\n" would wait for the read
 // timeout. A server Conn watches each turn's head (headWatch) and fails
