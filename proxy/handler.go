@@ -145,6 +145,9 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		r.series.ObserveDuration(end.Sub(now))
 		r.inFlight.Add(-1)
 	}
+	if out.clientHeld {
+		out.upstream.client.end()
+	}
 	m.Bytes(len(ctx.Request.Body()), bodySent(ctx))
 	if al := p.access.Load(); al != nil && al.Sampled(rand.Uint64()) {
 		logAccess(al, ctx, now, end, out)
@@ -172,6 +175,9 @@ type outcome struct {
 	upTime   time.Duration
 	// end is when the last upstream exchange finished (zero if none).
 	end time.Time
+	// clientHeld says out.upstream's client still counts this request in
+	// flight: Handle ends it once the request is counted.
+	clientHeld bool
 	// attempts counts the exchanges tried (retries included; not the
 	// connections found dead before a request went out on them);
 	// failure is why the last one failed, kindNone when the backend's
@@ -335,12 +341,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// Again on another connection to the same backend, without
 			// counting a retry.
 		}
-		up.client.end()
 		up.backend.End()
 		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
-		if err == nil {
-			up.series.ObserveUpstream(out.upTime)
-		}
 		kind := kindNone
 		if err != nil {
 			kind = errorKind(err)
@@ -368,8 +370,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			if err != nil {
 				p.logFailure(ctx, up, attempt, kind, err, done, false)
 			}
+			// The client's in-flight count drops once Handle has counted
+			// the request: a drain that ends at 0 in flight forgets the
+			// backend's series, and did so before the count landed
+			// (found by review).
+			out.clientHeld = true
 			break
 		}
+		up.client.end()
 		last = idx
 		key = rand.Uint64()
 	}
@@ -415,6 +423,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		}
+		// Observed once the answer is known to be passed on: a refused
+		// one (badResponse) is a failed attempt, not an upstream
+		// duration (found by review).
+		out.upstream.series.ObserveUpstream(out.upTime)
 		if pl.sticky != nil {
 			// A backend's own cookie of the affinity cookie's name (the
 			// default name, or a sluice behind sluice) would replace the
@@ -1104,6 +1116,8 @@ func errorKind(err error) errKind {
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout):
 		return kindTimeout
+	case errors.Is(err, errNewConnClosed):
+		return kindConnect
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return kindNoConn
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):

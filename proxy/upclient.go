@@ -159,6 +159,11 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 			requestAcked(s.conn) && c.earlyAnswer(s.conn, resp, hints, loan) {
 			err = nil
 		}
+		if err != nil && !reused && (errors.Is(err, netconn.ErrIdleClosed) || errors.Is(err, netconn.ErrUnsolicited)) {
+			// The check before the first request found a new connection
+			// closed, or sent bytes unasked: refused, in effect.
+			err = errNewConnClosed
+		}
 		if err != nil && reused && !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
 			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) && !responseBegun(s.conn) {
 			err = staleConnError{err}
@@ -187,6 +192,9 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		unreceived, begun := requestUnreceived(s.conn), responseBegun(s.conn)
 		c.discard(i)
 		switch {
+		case unreceived && !reused:
+			// A new connection: the backend refused it, in effect.
+			return end, errNewConnClosed
 		case unreceived:
 			return end, errClosedBeforeRequest
 		case reused && !begun:
@@ -212,6 +220,9 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// 408: another closing answer sent early (a 503 at a connection
 		// limit) is the backend's word, passed on.
 		c.discard(i)
+		if !reused {
+			return end, errNewConnClosed
+		}
 		return end, errAnsweredBeforeRequest
 	case extra || resp.ConnectionClose() || req.Header.ConnectionClose() ||
 		resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
@@ -575,6 +586,14 @@ func appendRequestHead(dst []byte, req *fasthttp.Request, n int) []byte {
 // connection closed.
 var errClosedBeforeRequest = fmt.Errorf("upstream closed the connection before the request reached it: %w", netconn.ErrIdleClosed)
 
+// errNewConnClosed: the backend closed a new connection (or answered a
+// 408 as it closed it) before any of the request reached it: a refused
+// connection, in effect, counted and retried as one (kindConnect), not as
+// an idle connection's close, which it cannot be (found by review: a
+// backend that closed every connection at once counted up to seven
+// kind="idle" errors per request).
+var errNewConnClosed = errors.New("upstream closed a new connection before the request reached it")
+
 // errAnsweredBeforeRequest: a 408 the backend sent as it closed the
 // connection, before the request reached it
 // (netconn.Conn.AnsweredBeforeRequest); the request goes again on another
@@ -706,15 +725,30 @@ func (c *upClient) dialIn() (uint32, bool, error) {
 	return c.dialSlot(i)
 }
 
-// dialSlot dials a new connection in held free slot i.
+// dialSlot dials a new connection in held free slot i, if the backend's
+// open connections, this client's and those of the clients it replaced or
+// that replace it (open, shared), are under this client's limit: each
+// client has its own slots, and a reload that gave a backend a new client
+// while the old one's connections were busy let the backend get twice
+// max_conns_per_backend (found by review).
 func (c *upClient) dialSlot(i uint32) (uint32, bool, error) {
+	for limit := int64(len(c.slots)); ; {
+		n := c.open.Load()
+		if n >= limit {
+			c.freeS.push(c.slots, i)
+			return 0, false, fasthttp.ErrNoFreeConns
+		}
+		if c.open.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
 	conn, err := c.dial(c.addr)
 	if err != nil {
+		c.open.Add(-1)
 		c.freeS.push(c.slots, i)
 		return 0, false, err
 	}
 	c.slots[i].conn = conn
-	c.open.Add(1)
 	return i, false, nil
 }
 
