@@ -363,8 +363,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			up.backend.ObserveLatency(done.UnixNano(), int64(latency), pl.ewmaWindow)
 		}
-		if up.outlier.Record(failed) && p.trips != nil {
-			p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
+		if err != nil && kind != kindNoConn && kind != kindOther {
+			// sluice's own connection limit and a malformed exchange say
+			// nothing of the backend's health: neither a failure nor a
+			// success, which would end a streak of timeouts (found by
+			// review: a hung backend, its connections all busy, was never
+			// ejected). An answer is recorded once it is known to be
+			// passed on (below).
+			p.recordOutcome(up, failed)
 		}
 		if err == nil || attempt >= s.attempts || !retryable(kind, req) {
 			if err != nil {
@@ -427,6 +433,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// one (badResponse) is a failed attempt, not an upstream
 		// duration (found by review).
 		out.upstream.series.ObserveUpstream(out.upTime)
+		p.recordOutcome(out.upstream, resp.StatusCode() >= 500)
 		if pl.sticky != nil {
 			// A backend's own cookie of the affinity cookie's name (the
 			// default name, or a sluice behind sluice) would replace the
@@ -1025,6 +1032,14 @@ func (p *pool) requestKey(ctx *fasthttp.RequestCtx, host []byte) uint64 {
 		return rand.Uint64()
 	}
 	return balancer.HashKey(v)
+}
+
+// recordOutcome counts an attempt's outcome towards up's outlier
+// detection, and reports the backend when it completes a streak.
+func (p *Proxy) recordOutcome(up *upstream, failed bool) {
+	if up.outlier.Record(failed) && p.trips != nil {
+		p.trips.Put(health.Event{Pool: up.backend.Pool, Addr: up.backend.Addr, Source: health.SourcePassive, Reason: "consecutive failures"})
+	}
 }
 
 // maxIdleRetries bounds the tries of one attempt: the idle connections
