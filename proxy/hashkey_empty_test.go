@@ -10,11 +10,9 @@ import (
 // only that a request without the key is served; here a header key sent
 // empty spreads over the pool, and a set one stays on one backend.
 func TestEmptyHashKeyRandomPick(t *testing.T) {
-	var bs []*testBackend
 	y := "routes: [{ pool: p }]\npools:\n  p:\n    algorithm: maglev\n    hash_key: header:X-K\n    backends:\n"
 	for i := range 4 {
 		b := startBackend(t, fmt.Sprint("b", i), nil)
-		bs = append(bs, b)
 		y += "      - { address: " + b.addr() + " }\n"
 	}
 	px := startProxy(t, y)

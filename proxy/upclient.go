@@ -308,14 +308,25 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			if te && !http11 {
 				return true, errTENotHTTP11
 			}
-			if bare {
+			// fasthttp keeps one Content-Encoding, the last line's; the
+			// list is taken from the head before the read consumes it.
+			var ce []byte
+			if contentEncodings(head) > 1 {
+				ce = repeatedContentEncoding(head)
+			}
+			switch {
+			case bare:
 				fixed := takeFixed(r, head)
-				return true, checkStatus(resp, resp.ReadLimitBody(fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody))
+				suspect, err = true, checkStatus(resp, resp.ReadLimitBody(fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody))
+			case cl && !te && loan != nil && code >= 200 && !resp.SkipBody:
+				suspect, err = false, readLentBody(resp, r, head, maxBody, loan)
+			default:
+				suspect, err = cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 			}
-			if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
-				return false, readLentBody(resp, r, head, maxBody, loan)
+			if ce != nil && err == nil {
+				resp.Header.SetContentEncodingBytes(ce)
 			}
-			return cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+			return suspect, err
 		case n == maxInterim:
 			return true, errTooManyInterim
 		}
@@ -453,6 +464,59 @@ func lengthFields(head []byte) (cl, te bool) {
 	}
 	return cl, te
 }
+
+// contentEncodings counts a head's Content-Encoding lines, without
+// allocating: the common head has none, or one.
+func contentEncodings(head []byte) int {
+	n := 0
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break
+		}
+		line := head[:i]
+		head = head[i+1:]
+		if len(line) > 0 && line[0]|0x20 == 'c' && isField(line, strContentEncoding) {
+			n++
+		}
+	}
+	return n
+}
+
+// repeatedContentEncoding returns the values of a response head's
+// Content-Encoding lines joined with ", " when there are two or more
+// (RFC 9110 §5.3: a list field's lines make one list), else nil. fasthttp
+// keeps only the last line's value, and a client that undid that one
+// would take the rest for the content (found by review: gzip then br
+// reached the client as br). A line folded onto the next (obs-fold) goes
+// on with a space, as fasthttp joins it.
+func repeatedContentEncoding(head []byte) []byte {
+	var vals [][]byte
+	in := false // the last field line was a Content-Encoding
+	for i, line := range bytes.Split(head, []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		switch {
+		case i == 0 || len(line) == 0:
+			in = false
+		case line[0] == ' ' || line[0] == '\t':
+			if in {
+				vals[len(vals)-1] = append(append(vals[len(vals)-1], ' '), bytes.TrimSpace(line)...)
+			}
+		default:
+			in = false
+			if colon := bytes.IndexByte(line, ':'); colon >= 0 && isField(line, strContentEncoding) {
+				vals = append(vals, append([]byte(nil), bytes.Trim(line[colon+1:], " \t")...))
+				in = true
+			}
+		}
+	}
+	if len(vals) < 2 {
+		return nil
+	}
+	return bytes.Join(vals, []byte(", "))
+}
+
+var strContentEncoding = []byte("Content-Encoding")
 
 // isField reports whether line is a header field named name (any case).
 // Spaces or tabs before the colon are let pass, as fasthttp's parser lets
