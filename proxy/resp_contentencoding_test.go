@@ -63,3 +63,41 @@ func TestContentEncodingLinesKept(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRepeatedContentEncoding: any head a backend sends is scanned without
+// a panic; a list comes back exactly when two or more Content-Encoding
+// lines follow the status line, with every value in it, in order.
+func FuzzRepeatedContentEncoding(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nX: 1\r\ncontent-encoding : br\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\nContent-Encoding: gzip\n\tdeflate\nContent-Encoding: br\n\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		got := repeatedContentEncoding(head)
+		lines := 0
+		var want []string
+		for i, line := range strings.Split(string(head), "\n") {
+			line = strings.TrimSuffix(line, "\r")
+			if i == 0 || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+				continue
+			}
+			if isField([]byte(line), strContentEncoding) {
+				lines++
+				_, v, _ := strings.Cut(line, ":")
+				want = append(want, strings.Trim(v, " \t"))
+			}
+		}
+		if (got != nil) != (lines >= 2) {
+			t.Fatalf("%q: %d Content-Encoding lines, list %q", head, lines, got)
+		}
+		rest := string(got)
+		for _, v := range want {
+			i := strings.Index(rest, v)
+			if got != nil && i < 0 {
+				t.Fatalf("%q: list %q lacks %q in order", head, got, v)
+			}
+			if i >= 0 {
+				rest = rest[i+len(v):]
+			}
+		}
+	})
+}
