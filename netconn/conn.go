@@ -262,7 +262,7 @@ type Conn struct {
 	peek1     func(uintptr)
 	peekN     uintptr
 	peekErr   syscall.Errno
-	peekBuf   [12]byte
+	peekBuf   [1]byte
 
 	// Server connections, for HoldNextWrite: hold is set until the next
 	// write, held is that write's copy (in *heldBuf) until the write after
@@ -832,14 +832,17 @@ func (c *Conn) writeStep(fd uintptr) bool {
 	return true
 }
 
-// answered1 looks, without consuming anything, whether the peer sent
-// something other than an interim (1xx) answer, closed or reset: it
-// answered (or gave up) before taking the rest of the request. An interim
-// answer (a 100 Continue the peer sends unasked) is not one: the peer
-// still wants the request.
+// answered1 looks, without consuming anything, whether the peer has
+// refused the rest of the request: closed, reset, or sent a final answer
+// of 300 or more (RFC 9112 §9.5: a response that says the server does not
+// want the body). Interim answers (a 100 Continue sent unasked, 103) are
+// skipped whole; a 2xx is no refusal (a server may answer at once and
+// still read the upload: found by review), nor is anything too short to
+// tell yet: the next look decides.
 func (c *Conn) answered1(fd uintptr) bool {
+	var buf [512]byte
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), uintptr(len(c.peekBuf)),
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		switch {
 		case e == syscall.EINTR:
@@ -849,13 +852,33 @@ func (c *Conn) answered1(fd uintptr) bool {
 		case e != 0 || n == 0:
 			return true // a reset, or the peer's close
 		}
-		b := c.peekBuf[:n]
-		if len(b) < len(c.peekBuf) {
-			// Too little to tell an interim answer yet: the next EAGAIN
-			// looks again.
-			return !bytes.HasPrefix([]byte("HTTP/1.1 1"), b)
+		return refusesBody(buf[:n])
+	}
+}
+
+// refusesBody reports whether b, the start of what a peer sent while a
+// request was being written, holds a final status line of 300 or more
+// after any interim answers, or is no HTTP answer at all.
+func refusesBody(b []byte) bool {
+	for {
+		const line = len("HTTP/1.1 100")
+		if len(b) < line {
+			return len(b) > 0 && !bytes.HasPrefix([]byte("HTTP/1."), b[:min(len(b), 7)])
 		}
-		return !(bytes.HasPrefix(b, []byte("HTTP/1.")) && b[9] == '1')
+		if !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[8] != ' ' || b[9] < '1' || b[9] > '9' {
+			return true // garbage: let the read say so
+		}
+		if b[9] != '1' {
+			return b[9] >= '3'
+		}
+		end := bytes.Index(b, []byte("\r\n\r\n"))
+		if end < 0 {
+			return false // an interim head not whole yet
+		}
+		b = b[end+4:]
+		if len(b) == 0 {
+			return false
+		}
 	}
 }
 
@@ -885,6 +908,13 @@ func (c *Conn) watchForAnswer() {
 	defer d.mu.Unlock()
 	d.armed.Store(at)
 	_ = c.Conn.SetWriteDeadline(c.base.Add(time.Duration(at)))
+	if w := d.want.Load(); w != none && w < at {
+		// Set meanwhile from another goroutine, which saw the timer
+		// armed earlier than it, and earlier than this watch: its
+		// deadline must not wait for the watch (found by review).
+		d.armed.Store(w)
+		_ = c.Conn.SetWriteDeadline(c.base.Add(time.Duration(w)))
+	}
 }
 
 // startTurn begins a server connection's turn (its next request, or the

@@ -468,9 +468,21 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 	// backend go (found by review: 2 serving and 2 idle, both serving
 	// ejected at 50%), and an ejected one drained since held a share
 	// it no longer takes (found by review).
+	// Panic mode as the members stand now (buildPool's rule): the
+	// published snapshot may predate health changes of this batch of
+	// events (found by review).
+	candidates, ready := 0, 0
+	for k, o := range c.members {
+		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain {
+			candidates++
+			if o.healthy && o.ejectedUntil.IsZero() {
+				ready++
+			}
+		}
+	}
 	panicking := false
-	if snap := c.proxy.Current(); snap != nil && snap.pools[pool] != nil {
-		panicking = snap.pools[pool].panic
+	if c.cfg != nil && c.cfg.Pools[pool] != nil {
+		panicking = health.Panic(ready, candidates, c.cfg.Pools[pool].PanicThreshold)
 	}
 	size, ejected := 0, 0
 	for k, o := range c.members {
@@ -553,6 +565,12 @@ func (c *Controller) publishOrLog(now time.Time) {
 // drain takes up out of service: it is already absent from the next
 // snapshot; its connections are closed once idle.
 func (c *Controller) drain(up *upstream, timeout time.Duration, now time.Time) {
+	// No new request takes its idle connections: they close now, and
+	// the busy ones as their requests end. Left open, they counted
+	// against max_conns_per_backend, which the backend's clients share,
+	// until the drain ended (found by review: a reload's new client got
+	// 503s beside the old one's idle connections).
+	up.client.Close()
 	// Until its series are forgotten they say what it is: draining, out
 	// of rotation. (A member replaced for new settings shares its series
 	// with its successor, which the next snapshot sets again.)

@@ -301,8 +301,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			p.logFailure(ctx, up, attempt-1, out.failure, err, out.end, next >= 0)
 			if next < 0 {
 				idx = last // none left: the last answer stands
+				out.clientHeld = true
 				break
 			}
+			// The last attempt's client counted it in flight until now,
+			// when another attempt takes over (see clientHeld).
+			up.client.end()
 			idx, up = next, nextUp
 			pl.series.Retry()
 		}
@@ -383,7 +387,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			out.clientHeld = true
 			break
 		}
-		up.client.end()
 		last = idx
 		key = rand.Uint64()
 	}

@@ -1,0 +1,133 @@
+package netconn
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// client dials a raw server on 127.0.0.1 that runs serve on its
+// end, and returns a NewClient Conn on the client's end. The server's end
+// is closed when serve returns or the test ends.
+func client(t *testing.T, serve func(c net.Conn)) *Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		go func() { <-stop; c.Close() }()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		serve(c)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(raw, 4096)
+	t.Cleanup(func() {
+		close(stop)
+		c.Close()
+		<-done
+	})
+	return c
+}
+
+// readHead reads a request head (to its empty line) from br.
+func readHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line == "\r\n" {
+			return nil
+		}
+	}
+}
+
+// Before the fix (found by review): a backend that sends an interim answer and then its final one
+// before it stops reading the upload (a 100 Continue sent unasked, then a
+// 413; IIS and others send the 100 whatever the request says) is never
+// seen to have answered. Expected: the write fails with ErrAnsweredEarly
+// within a watch period or two, and the 413 is there to be read. Actual:
+// the write waits for room until its deadline (os.ErrDeadlineExceeded,
+// a 504 in the proxy). Cause: answered1 peeks only 12 bytes, finds
+// "HTTP/1.1 100" and takes the whole of what came for an interim answer;
+// the final head behind it is never looked at. Fix: peek further (a few
+// hundred bytes) and skip whole interim heads (to their CRLFCRLF) before
+// deciding, treating a final status line after them as an answer.
+func TestInterimThenFinalAnswer(t *testing.T) {
+	const answer = "HTTP/1.1 100 Continue\r\n\r\n" +
+		"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+	c := client(t, func(s net.Conn) {
+		br := bufio.NewReader(s)
+		if readHead(br) != nil {
+			return
+		}
+		if _, err := io.WriteString(s, answer); err != nil {
+			return
+		}
+		time.Sleep(5 * time.Second) // reads nothing more, stays open
+	})
+	head := "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n"
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(3 * time.Second))
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Write(make([]byte, 64<<20))
+	took := time.Since(start)
+	if !errors.Is(err, ErrAnsweredEarly) || took > 1500*time.Millisecond {
+		t.Fatalf("Write() of the body = %v after %v; want ErrAnsweredEarly within a second (the 413 came after a 100)", err, took)
+	}
+}
+
+// A backend that reads an upload slowly, answering nothing meanwhile: the
+// write waits for room for long stretches, waking every answerWatch to
+// look, and must neither fail nor lose bytes, nor be cut by the early
+// timer once its own deadline is far (passes).
+func TestSlowReaderUploadCompletes(t *testing.T) {
+	const size = 24 << 20
+	got := make(chan int64, 1)
+	c := client(t, func(s net.Conn) {
+		var n int64
+		buf := make([]byte, 256<<10)
+		for n < size {
+			k, err := s.Read(buf)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+			time.Sleep(3 * time.Millisecond) // ~80 MB/s at most: the writer waits
+		}
+		got <- n
+	})
+	_ = c.SetDeadline(time.Now().Add(8 * time.Second))
+	n, err := c.Write(make([]byte, size))
+	if err != nil || n != size {
+		t.Fatalf("Write() = %d, %v; want %d, nil", n, err, size)
+	}
+	if r := <-got; r != size {
+		t.Fatalf("peer read %d bytes, want %d", r, size)
+	}
+	// The next write on the connection, with the early timer left behind
+	// in the past, is not failed by it.
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	time.Sleep(150 * time.Millisecond)
+	if _, err := c.Write([]byte("x")); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("next Write() = %v; a stale early timer failed it", err)
+	}
+}
