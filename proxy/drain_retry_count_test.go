@@ -35,46 +35,26 @@ func (w *slowFinalFailure) Write(p []byte) (int, error) {
 // retryable failure (kindReset on a GET) at a moment the test picks.
 func gatedReset(t *testing.T) (addr string, got <-chan struct{}, gate chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gate = make(chan struct{})
 	seen := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	ln := serveRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				select {
-				case seen <- struct{}{}:
-				default:
-				}
-				<-gate
-				_ = c.(*net.TCPConn).SetLinger(0)
-			}()
+			if line == "\r\n" {
+				break
+			}
 		}
-	}()
+		select {
+		case seen <- struct{}{}:
+		default:
+		}
+		<-gate
+		_ = c.(*net.TCPConn).SetLinger(0)
+	})
 	return ln.Addr().String(), seen, gate
 }
 
