@@ -356,7 +356,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// Only what says something about the backend counts against it:
 		// not sluice's own connection limit, not a malformed exchange.
 		down := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset
-		failed := down || (err == nil && ctx.Response.StatusCode() >= 500)
 		if pl.ewmaWindow > 0 && (err == nil || down) {
 			latency := out.upTime
 			if down {
@@ -367,14 +366,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			up.backend.ObserveLatency(done.UnixNano(), int64(latency), pl.ewmaWindow)
 		}
-		if err != nil && kind != kindNoConn && kind != kindOther {
-			// sluice's own connection limit and a malformed exchange say
-			// nothing of the backend's health: neither a failure nor a
-			// success, which would end a streak of timeouts (found by
-			// review: a hung backend, its connections all busy, was never
-			// ejected). An answer is recorded once it is known to be
-			// passed on (below).
-			p.recordOutcome(up, failed)
+		if down {
+			// Other failures (sluice's own connection limit, a malformed
+			// or too large answer) say nothing of the backend's health:
+			// neither a failure nor a success, which would end a streak of
+			// timeouts (found by review: a hung backend, its connections
+			// all busy, was never ejected). An answer is recorded once it
+			// is known to be passed on (below).
+			p.recordOutcome(up, true)
 		}
 		if err == nil || attempt >= s.attempts || !retryable(kind, req) {
 			if err != nil {
