@@ -471,27 +471,27 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 	// Panic mode as the members stand now (buildPool's rule): the
 	// published snapshot may predate health changes of this batch of
 	// events (found by review).
-	candidates, ready := 0, 0
+	var candidates, ejectedAll, healthy, ejectedHealthy int
 	for k, o := range c.members {
-		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain {
-			candidates++
-			if o.healthy && o.ejectedUntil.IsZero() {
-				ready++
+		if k.pool != pool || o.configWeight() == 0 || o.adminDrain {
+			continue
+		}
+		out := !o.ejectedUntil.IsZero()
+		candidates++
+		if out {
+			ejectedAll++
+		}
+		if o.healthy {
+			healthy++
+			if out {
+				ejectedHealthy++
 			}
 		}
 	}
-	panicking := false
-	if c.cfg != nil && c.cfg.Pools[pool] != nil {
-		panicking = health.Panic(ready, candidates, c.cfg.Pools[pool].PanicThreshold)
-	}
-	size, ejected := 0, 0
-	for k, o := range c.members {
-		if k.pool == pool && o.configWeight() > 0 && !o.adminDrain && (o.healthy || panicking) {
-			size++
-			if !o.ejectedUntil.IsZero() {
-				ejected++
-			}
-		}
+	size, ejected := healthy, ejectedHealthy
+	if c.cfg != nil && c.cfg.Pools[pool] != nil &&
+		health.Panic(healthy-ejectedHealthy, candidates, c.cfg.Pools[pool].PanicThreshold) {
+		size, ejected = candidates, ejectedAll
 	}
 	until, ok := ps.ejector.EjectAmong(addr, now, max(size, 1), ejected)
 	if !ok {
