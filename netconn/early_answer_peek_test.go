@@ -2,6 +2,7 @@ package netconn
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -130,4 +131,31 @@ func TestSlowReaderUploadCompletes(t *testing.T) {
 	if _, err := c.Write([]byte("x")); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("next Write() = %v; a stale early timer failed it", err)
 	}
+}
+
+// FuzzRefusesBody: whatever a peer sends while a request is written is
+// judged without a panic, and the judgement does not depend on bytes after
+// the first final status line.
+func FuzzRefusesBody(f *testing.F) {
+	for _, s := range []string{"HTTP/1.1 413 x\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", "HTTP/1.1 103 E\r\nLink: x\r\n\r\nHTTP/1.1 503", "HTT", "garbage"} {
+		f.Add([]byte(s), []byte("tail"))
+	}
+	f.Fuzz(func(t *testing.T, b, tail []byte) {
+		got := refusesBody(b)
+		// A final status line whole in b decides alone: more bytes after
+		// b change nothing.
+		rest := b
+		for len(rest) >= 12 && bytes.HasPrefix(rest, []byte("HTTP/1.")) && rest[8] == ' ' && rest[9] == '1' {
+			end := bytes.Index(rest, []byte("\r\n\r\n"))
+			if end < 0 {
+				return
+			}
+			rest = rest[end+4:]
+		}
+		if len(rest) >= 12 {
+			if again := refusesBody(append(append([]byte(nil), b...), tail...)); again != got {
+				t.Fatalf("%q: %v, with %q after it: %v", b, got, tail, again)
+			}
+		}
+	})
 }
