@@ -51,20 +51,7 @@ func TestEarlyAnswerThenHalfOpen(t *testing.T) {
 				<-release // reads nothing more, closes only at the test's end
 			})
 			t.Cleanup(func() { close(release) }) // before serveRaw's wait
-			px := startProxy(t, fmt.Sprintf("timeouts: { response: 2s }\nlimits: { max_body_bytes: %d }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", 2*body, ln.Addr()))
-			c, br := dialProxy(t, px.addr)
-			go func() {
-				_, _ = fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", body)
-				_, _ = c.Write(make([]byte, body))
-			}()
-			start := time.Now()
-			_ = c.SetReadDeadline(start.Add(10 * time.Second))
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("no answer after %v: %v", time.Since(start), err)
-			}
-			took := time.Since(start)
-			b, _ := io.ReadAll(resp.Body)
+			resp, b, took := postUpload(t, ln.Addr().String(), "2s", body)
 			if resp.StatusCode != tt.want {
 				t.Fatalf("answer %d %q after %v, want %d", resp.StatusCode, b, took, tt.want)
 			}
@@ -73,4 +60,26 @@ func TestEarlyAnswerThenHalfOpen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// postUpload sends a POST with a body of n zero bytes through a proxy
+// whose one backend is at backend (timeouts.response response), and
+// returns the answer, its body and how long it took to begin.
+func postUpload(t *testing.T, backend, response string, n int) (*http.Response, []byte, time.Duration) {
+	t.Helper()
+	px := startProxy(t, fmt.Sprintf("timeouts: { response: %s }\nlimits: { max_body_bytes: %d }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", response, 2*n, backend))
+	c, br := dialProxy(t, px.addr)
+	go func() {
+		_, _ = fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n)
+		_, _ = c.Write(make([]byte, n))
+	}()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer after %v: %v", time.Since(start), err)
+	}
+	took := time.Since(start)
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b, took
 }

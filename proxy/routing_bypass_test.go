@@ -30,9 +30,6 @@ import (
 // hold a '%', so a plain "//" before a ".." segment passes.
 // It gets 400 (found by review).
 func TestEmptySegmentBeforeDotDotRefused(t *testing.T) {
-	guard := startBackend(t, "guard", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusForbidden)
-	})
 	base, _ := url.Parse("http://backend/")
 	app := startBackend(t, "app", func(w http.ResponseWriter, r *http.Request) {
 		// Resolve the path as RFC 3986 §5.2 does (Go's documented
@@ -44,14 +41,7 @@ func TestEmptySegmentBeforeDotDotRefused(t *testing.T) {
 		}
 		fmt.Fprint(w, "public "+p)
 	})
-	px := startProxy(t, fmt.Sprintf(`
-routes:
-  - { match: { path_prefix: /admin/ }, pool: guard }
-  - { pool: app }
-pools:
-  guard: { algorithm: round_robin, backends: [{ address: %s }] }
-  app: { algorithm: round_robin, backends: [{ address: %s }] }
-`, guard.addr(), app.addr()))
+	px := guardedAdminProxy(t, app)
 	for _, target := range []string{
 		"/admin//../y",
 		"/admin/x//../../y",

@@ -80,21 +80,11 @@ func (r *poolRig) send(t *testing.T, raw string) (status, pool, line, head strin
 // should forward what it routed on, or refuse a target whose
 // normalisation removed encoded dot segments or decoded an encoded slash.
 func TestRoutingEncodedDotSegmentsLeaveGuardedPrefix(t *testing.T) {
-	guard := startBackend(t, "guard", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusForbidden)
-	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ADMIN SECRET") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "public "+r.URL.Path) })
 	app := startBackend(t, "app", mux.ServeHTTP)
-	px := startProxy(t, fmt.Sprintf(`
-routes:
-  - { match: { path_prefix: /admin/ }, pool: guard }
-  - { pool: app }
-pools:
-  guard: { algorithm: round_robin, backends: [{ address: %s }] }
-  app: { algorithm: round_robin, backends: [{ address: %s }] }
-`, guard.addr(), app.addr()))
+	px := guardedAdminProxy(t, app)
 	for _, target := range []string{
 		"/admin/%2e%2e/y",
 		"/admin/%2E%2E/y",
@@ -349,4 +339,21 @@ func TestRoutingHostCoverage(t *testing.T) {
 			t.Errorf("%.50q: %q from %q, upstream %q; want %q, %q, Host %q", tt.raw, status, pool, line, tt.pool, tt.line, tt.host)
 		}
 	}
+}
+
+// guardedAdminProxy serves a proxy that routes /admin/ to a guard backend
+// (403 for everything) and the rest to app.
+func guardedAdminProxy(t *testing.T, app *testBackend) *testProxy {
+	t.Helper()
+	guard := startBackend(t, "guard", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	})
+	return startProxy(t, fmt.Sprintf(`
+routes:
+  - { match: { path_prefix: /admin/ }, pool: guard }
+  - { pool: app }
+pools:
+  guard: { algorithm: round_robin, backends: [{ address: %s }] }
+  app: { algorithm: round_robin, backends: [{ address: %s }] }
+`, guard.addr(), app.addr()))
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,21 +60,9 @@ func TestEarlySuccessAnswerKeepsUpload(t *testing.T) {
 		msg := fmt.Sprintf("got %d", got)
 		_, _ = fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(msg), msg)
 	})
-	px := startProxy(t, fmt.Sprintf("timeouts: { response: 3s }\nlimits: { max_body_bytes: %d }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", 2*body, ln.Addr()))
-	c, br := dialProxy(t, px.addr)
-	go func() {
-		_, _ = fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", body)
-		_, _ = c.Write(make([]byte, body))
-	}()
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(10 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer after %v: %v", time.Since(start), err)
-	}
-	b, _ := io.ReadAll(resp.Body)
+	resp, b, took := postUpload(t, ln.Addr().String(), "3s", body)
 	if want := fmt.Sprintf("got %d", body); resp.StatusCode != 200 || string(b) != want {
 		t.Fatalf("answer %d %q after %v, want 200 %q (the backend answered early and read the whole upload)",
-			resp.StatusCode, b, time.Since(start), want)
+			resp.StatusCode, b, took, want)
 	}
 }
