@@ -113,8 +113,9 @@
 // timeout. A server Conn watches each turn's head (headWatch) and fails
 // the read that would wait, with ErrBareLFHead.
 //
-// Accept errors. Listener waits out running out of file descriptors
-// instead of passing the error to a server that would stop.
+// Accept errors. Listener waits out running out of file descriptors, and
+// skips an error about one connection, instead of passing the error to a
+// server that would stop.
 //
 // Closing after an error response. A server that answers a request it
 // did not read to the end (413 for a body over the limit, 431) and then
@@ -1592,8 +1593,13 @@ type Listener struct {
 	holds   sync.Pool
 	lingers lingerGroup
 	// OnAcceptError, when set, is told of each accept error that Accept
-	// waits out (see Accept); set it before the first Accept.
+	// waits out (see Accept), and of one connection's error that it
+	// skips (retryIn 0; at most one a second); set it before the first
+	// Accept.
 	OnAcceptError func(err error, retryIn time.Duration)
+	// lastNotice is when OnAcceptError was last told of a skipped
+	// connection's error; only Accept's goroutine uses it.
+	lastNotice time.Time
 	// The client timeouts, which the connections apply themselves, so
 	// that the server needs to set none (fasthttp's ReadTimeout,
 	// WriteTimeout and IdleTimeout, with their meaning there): a
@@ -1628,7 +1634,9 @@ func NewListener(ln net.Listener) *Listener {
 // out, from 5 ms doubling to 1 s between tries, as net/http's server does:
 // fasthttp would take such an error as permanent and stop serving for good
 // while the socket, still open, queues connections nobody accepts. Close
-// ends the wait.
+// ends the wait. An error about the one connection being accepted (a
+// network error it met before accept, a firewall's EPERM: see
+// connectionError) is skipped, and Accept takes the next connection.
 func (l *Listener) Accept() (net.Conn, error) {
 	var wait time.Duration
 	for {
@@ -1648,6 +1656,17 @@ func (l *Listener) Accept() (net.Conn, error) {
 				l.mu.Unlock()
 			}
 			return cc, nil
+		}
+		if connectionError(err) {
+			// One connection's failure, not the listener's: the next
+			// one may be fine (a close was reported just now, at most
+			// one a second, so that a flood of them cannot flood the
+			// log).
+			if now := time.Now(); l.OnAcceptError != nil && now.Sub(l.lastNotice) >= time.Second {
+				l.lastNotice = now
+				l.OnAcceptError(err, 0)
+			}
+			continue
 		}
 		if !exhausted(err) {
 			return nil, err
@@ -1717,6 +1736,26 @@ func (l *Listener) Close() error {
 
 // exhausted reports whether err is an accept failing for want of a
 // resource that frees up again.
+// connectionError reports whether an accept error is about the connection
+// being accepted rather than the listener: Linux passes a new connection's
+// pending network error to accept(2), whose manual asks to retry these as
+// EAGAIN (Go's accept retries ECONNABORTED alone), and a firewall rule can
+// refuse one connection with EPERM. fasthttp would take any of them as
+// permanent and stop serving. nginx, too, goes on accepting.
+func connectionError(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EPROTO, syscall.ENOPROTOOPT,
+		syscall.ENETDOWN, syscall.ENONET, syscall.EHOSTDOWN, syscall.EHOSTUNREACH,
+		syscall.ENETUNREACH, syscall.EOPNOTSUPP, syscall.ETIMEDOUT, syscall.EPERM:
+		return true
+	}
+	return false
+}
+
 func exhausted(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)

@@ -713,17 +713,86 @@ func TestHeldWriteAllocatesNothing(t *testing.T) {
 }
 
 // exhaustedListener is a real listener whose first fails Accepts fail
-// with EMFILE, as when the process is out of file descriptors.
+// with errno (EMFILE unless set), as when the process is out of file
+// descriptors.
 type exhaustedListener struct {
 	net.Listener
 	fails atomic.Int32
+	errno syscall.Errno
 }
 
 func (l *exhaustedListener) Accept() (net.Conn, error) {
 	if l.fails.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		errno := l.errno
+		if errno == 0 {
+			errno = syscall.EMFILE
+		}
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
 	}
 	return l.Listener.Accept()
+}
+
+// TestAcceptSkipsConnectionErrors: an accept error about the connection
+// being accepted (accept(2) lists the network errors to retry; EPERM is a
+// firewall's refusal) is skipped at once and reported at most once a
+// second, and Accept returns the next connection; an error about the
+// listener itself is returned, for the server to stop.
+func TestAcceptSkipsConnectionErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		errno   syscall.Errno
+		skipped bool
+	}{
+		{"protocol error", syscall.EPROTO, true},
+		{"network unreachable", syscall.ENETUNREACH, true},
+		{"host unreachable", syscall.EHOSTUNREACH, true},
+		{"firewall", syscall.EPERM, true},
+		{"reset", syscall.ECONNRESET, true},
+		{"not a socket", syscall.ENOTSOCK, false},
+		{"not listening", syscall.EINVAL, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tcp, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner := &exhaustedListener{Listener: tcp, errno: tt.errno}
+			inner.fails.Store(3)
+			ln := NewListener(inner)
+			defer ln.Close()
+			var reported []time.Duration
+			ln.OnAcceptError = func(err error, retryIn time.Duration) {
+				if !errors.Is(err, tt.errno) {
+					t.Errorf("reported %v, want %v", err, tt.errno)
+				}
+				reported = append(reported, retryIn)
+			}
+			peer, err := net.Dial("tcp", tcp.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			start := time.Now()
+			c, err := ln.Accept()
+			if !tt.skipped {
+				if !errors.Is(err, tt.errno) {
+					t.Fatalf("Accept() = %v, want %v returned", err, tt.errno)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Accept() = %v, want the connection after 3 skipped errors", err)
+			}
+			c.Close()
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("Accept took %v, want no wait for a skipped error", d)
+			}
+			if want := []time.Duration{0}; fmt.Sprint(reported) != fmt.Sprint(want) {
+				t.Errorf("reported retry waits %v, want %v (one report a second)", reported, want)
+			}
+		})
+	}
 }
 
 // TestAcceptWaitsOutExhaustion: EMFILE from accept is retried with a

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,6 +112,9 @@ type server struct {
 	addr   string
 	done   chan struct{}
 	drains bool
+	// failed is set when the listener stopped on an error of its own,
+	// not a close: nothing accepts on it any more.
+	failed atomic.Bool
 }
 
 func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name string) *server {
@@ -118,6 +122,7 @@ func startServer(srv *fasthttp.Server, ln net.Listener, log zerolog.Logger, name
 	go func() {
 		defer close(s.done)
 		if err := srv.Serve(ln); err != nil {
+			s.failed.Store(true)
 			log.Error().Err(err).Str("listener", name).Str("listen", s.addr).Msg("listener stopped")
 		}
 	}()

@@ -74,6 +74,9 @@ type app struct {
 	lastErrTime time.Time
 	// ready turns false the moment shutdown starts (readiness probe).
 	ready atomic.Bool
+	// frontNow is the front server serving now, for the readiness probe
+	// (a.front is the reload path's).
+	frontNow atomic.Pointer[server]
 	// watch is the config file watcher's while watch_config is on;
 	// reloadMu guards it. watchers counts the watcher goroutines, stopped
 	// ones included until they return.
@@ -291,7 +294,16 @@ func (a *app) startFront(cfg *config.Config, ln net.Listener) *server {
 	s := startServer(a.newFrontServer(cfg), nl, a.log, "proxy")
 	s.drains = true
 	a.refused.add(s.srv)
+	a.frontNow.Store(s)
 	return s
+}
+
+// isReady answers the readiness probe: started, not stopping, and the
+// proxy listener still accepting (one stopped by an error of its own
+// would leave a process that looks well but takes no connection).
+func (a *app) isReady() bool {
+	s := a.frontNow.Load()
+	return a.ready.Load() && s != nil && !s.failed.Load()
 }
 
 // wrapListener wraps ln in netconn's listener, which logs the accept
@@ -324,7 +336,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler: admin.Handler(admin.Options{
 			Controller: stoppingGuard{a},
-			Ready:      a.ready.Load,
+			Ready:      a.isReady,
 			Reload: func(ctx context.Context) error {
 				// Ended by a shutdown too: the admin server's stop waits
 				// for this request, which may be resolving DNS.
