@@ -84,8 +84,15 @@ func (e *Ejector) EjectAmong(addr string, now time.Time, poolSize, ejected int) 
 	} else {
 		ent.count = e.decayed(ent, now)
 	}
-	ent.until = now.Add(e.duration(ent.count))
-	ent.count++
+	d := e.duration(ent.count)
+	ent.until = now.Add(d)
+	if e.cfg.MaxEjectionTime <= 0 || d < e.cfg.MaxEjectionTime {
+		// The count stops growing at the cap, as Envoy's multiplier
+		// does: ejections at max_ejection_time added to it, and a backend
+		// that flapped all day stayed at the cap for hours of good
+		// behaviour (found by review).
+		ent.count++
+	}
 	ent.ejected = true
 	return ent.until, true
 }
