@@ -344,3 +344,20 @@ func TestParseProbeErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestBackendAddress(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"127.0.0.1:9001", "127.0.0.1:9001"},
+		{"127.0.0.1:09001", "127.0.0.1:9001"},
+		{"[::FFFF:127.0.0.1]:80", "127.0.0.1:80"},
+		{"[2001:DB8:0:0:0:0:0:1]:443", "[2001:db8::1]:443"},
+		{"api.internal.:080", "api.internal.:80"},
+		{"API.internal:8080", "API.internal:8080"},
+		{"not an address", "not an address"},
+	}
+	for _, tt := range tests {
+		if got := BackendAddress(tt.give); got != tt.want {
+			t.Errorf("BackendAddress(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}

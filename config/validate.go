@@ -315,6 +315,27 @@ func canonicalAddress(addr string) string {
 	return net.JoinHostPort(host, strconv.Itoa(p))
 }
 
+// BackendAddress is a backend's address in the one spelling sluice uses
+// for it everywhere (its identity in a pool, metrics, logs, the admin
+// API, hashing): an IP literal in its canonical form, as discovery writes
+// it (an IPv4-mapped IPv6 one as IPv4), and the port in decimal without
+// leading zeros. A host name stays as written: a trailing dot changes how
+// it resolves. An address that is not host:port is returned as it is.
+func BackendAddress(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
+}
+
 // SameSocket reports whether two valid listen addresses would bind the
 // same port on a shared address: the same port, and the same host or one
 // that is every interface.

@@ -312,6 +312,10 @@ func (c *Controller) reconcile(now time.Time) error {
 		had[k.pool] = true
 	}
 	add := func(pool, addr string, weight uint32, order int, static bool) {
+		// One spelling per socket: the file's 127.0.0.1:09001 and a DNS
+		// answer's 127.0.0.1:9001 are one backend (found by review: they
+		// were two, each with a full share).
+		addr = config.BackendAddress(addr)
 		k := memberKey{pool, addr}
 		if seen[k] {
 			return // listed statically and discovered: the file wins

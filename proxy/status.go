@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"sluice/config"
 )
 
 // Backend states as reported by the admin API and metrics.
@@ -192,7 +194,7 @@ func (c *Controller) member(pool, addr string) (*member, error) {
 	if c.cfg == nil || c.cfg.Pools[pool] == nil {
 		return nil, fmt.Errorf("pool %q: %w", pool, ErrNotFound)
 	}
-	m, ok := c.members[memberKey{pool, addr}]
+	m, ok := c.members[memberKey{pool, config.BackendAddress(addr)}]
 	if !ok {
 		return nil, fmt.Errorf("backend %q in pool %q: %w", addr, pool, ErrNotFound)
 	}
