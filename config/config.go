@@ -517,6 +517,18 @@ func (c *Config) Line(path string) int {
 	return 0
 }
 
+// FirstLine is Line of the first of paths placed in the file, 0 if none
+// is: an error about a field left at its default is placed at the line
+// of the field it clashes with.
+func (c *Config) FirstLine(paths ...string) int {
+	for _, p := range paths {
+		if l := c.Line(p); l > 0 {
+			return l
+		}
+	}
+	return 0
+}
+
 // PoolNames returns the pool names in sorted order.
 func (c *Config) PoolNames() []string {
 	names := make([]string, 0, len(c.Pools))

@@ -137,6 +137,10 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		sub := join(path, k.Value)
+		if k.Kind != yaml.ScalarNode {
+			d.fail(k.Line, sub, "%s", badKey(k))
+			continue
+		}
 		if seen[k.Value] {
 			d.fail(k.Line, sub, "defined twice")
 			continue
@@ -167,6 +171,12 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		sub := join(path, k.Value)
+		if msg := badKey(k); msg != "" {
+			// Taken as a name, "<<: *w" under pools made a pool named
+			// "<<", and "*w:" one named "w" (found by review).
+			d.fail(k.Line, sub, "%s", msg)
+			continue
+		}
 		key := reflect.ValueOf(k.Value).Convert(v.Type().Key())
 		if v.MapIndex(key).IsValid() {
 			d.fail(k.Line, sub, "defined twice")
@@ -182,6 +192,21 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int)
 		d.decode(val, elem, sub, depth+1)
 		v.SetMapIndex(key, elem)
 	}
+}
+
+// badKey says why key node k cannot name a map entry ("" if it can): a
+// merge key, refused as in a struct (where it is an unknown field), an
+// alias or a key that is not a scalar.
+func badKey(k *yaml.Node) string {
+	switch {
+	case k.Kind == yaml.AliasNode:
+		return "an alias (*name) cannot be a key"
+	case k.Kind != yaml.ScalarNode:
+		return "a key must be a name"
+	case k.ShortTag() == "!!merge":
+		return "merge keys (<<) are not supported"
+	}
+	return ""
 }
 
 func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, depth int) {

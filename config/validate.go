@@ -33,7 +33,10 @@ func (c *Config) validate() Errors {
 	if c.Admin.Listen != "" {
 		v.address("admin.listen", c.Admin.Listen)
 		if CheckAddress(c.Listen) == nil && CheckAddress(c.Admin.Listen) == nil && SameSocket(c.Listen, c.Admin.Listen) {
-			v.fail("admin.listen", "%s takes the port of listen (%s): they must differ", c.Admin.Listen, c.Listen)
+			// At listen's line when admin.listen is left at its default
+			// (found by review: the error had no line).
+			v.errs = append(v.errs, FieldError{File: c.File, Line: c.FirstLine("admin.listen", "listen"), Path: "admin.listen",
+				Msg: fmt.Sprintf("%s takes the port of listen (%s): they must differ", c.Admin.Listen, c.Listen)})
 		}
 	}
 	v.positive("timeouts.connect", int64(c.Timeouts.Connect))

@@ -417,10 +417,15 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 		st.front = ln
-	} else if cfg.ListenReusePort != old.ListenReusePort {
-		a.log.Warn().Msg("listen_reuseport changes need a restart; keeping the listener as it is")
-	} else if serverSettingsChanged(old, cfg) {
-		a.log.Warn().Msg("client timeouts and limits apply to new listeners only: change listen or restart to apply them")
+	} else {
+		// The listener is kept: each setting it holds that changed is
+		// told of (found by review: a reuseport change hid the other).
+		if cfg.ListenReusePort != old.ListenReusePort {
+			a.log.Warn().Msg("listen_reuseport changes need a restart; keeping the listener as it is")
+		}
+		if serverSettingsChanged(old, cfg) {
+			a.log.Warn().Msg("client timeouts and limits apply to new listeners only: change listen or restart to apply them")
+		}
 	}
 	if cfg.Log != old.Log {
 		// The logger is built once, at start; saying so beats a log.level

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,10 +21,18 @@ import (
 // Kubernetes ConfigMaps replace files by rename or symlink swap, which a
 // watch on the file itself would lose.
 //
+// When a symlink is met on the way to the file (the file itself, or a
+// directory such as a release link: -config /srv/app/current/sluice.yaml
+// with current swapped from releases/v1 to releases/v2), the directories
+// holding those links and the one holding the file they lead to are
+// watched too (watchDirs), set again after every burst, since inotify
+// follows a link only once, when the watch is added (found by review: a
+// change through such a link was never seen).
+//
 // Only events that can change what path reads count: those naming the
 // file itself, and those naming a "..something" entry (a ConfigMap swaps
-// its "..data" symlink). When path is itself a symlink its target may be
-// anywhere in the directory, so every event counts. The first event that
+// its "..data" symlink). When a symlink is met on the way, its target may
+// be anywhere, so every event counts. The first event that
 // counts starts a burst; debounce later the file is read, whatever came in
 // between, so a busy neighbour (an access log flushed every 100ms) can
 // delay a reload by at most debounce, never postpone it. A reload happens
@@ -39,6 +48,7 @@ import (
 func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
+	dirs, linked := watchDirs(path)
 	var lastTried, leftRunning []byte
 	tried := false // a reload ran since the file last read as the running config
 	// The first round runs at once, as if the file had just changed: an
@@ -58,7 +68,7 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			if !ok {
 				return
 			}
-			if !pending && concerns(ev.Name, name, path) {
+			if !pending && (linked || concerns(ev.Name, name)) {
 				pending = true
 				timer.Reset(debounce)
 			}
@@ -69,6 +79,7 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			log.Warn().Err(err).Msg("config watch error")
 		case <-timer.C:
 			pending = false
+			dirs, linked = rewatch(w, dirs, path, log)
 			data, err := config.ReadFile(path)
 			if errors.Is(err, config.ErrNotConfigFile) {
 				// It will not come right by waiting: the reload says why
@@ -106,22 +117,71 @@ func openWatch(path string, log zerolog.Logger) *fsnotify.Watcher {
 		log.Error().Err(err).Msg("config watch unavailable")
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := w.Add(dir); err != nil {
-		log.Error().Err(err).Str("dir", dir).Msg("config watch unavailable")
+	dirs, _ := watchDirs(path)
+	if err := w.Add(dirs[0]); err != nil {
+		log.Error().Err(err).Str("dir", dirs[0]).Msg("config watch unavailable")
 		w.Close()
 		return nil
+	}
+	for _, d := range dirs[1:] {
+		if err := w.Add(d); err != nil {
+			log.Warn().Err(err).Str("dir", d).Msg("config watch cannot follow a symlink")
+		}
 	}
 	return w
 }
 
-// concerns reports whether an event on the entry event of the watched
-// directory may change what the config at path, named name, reads.
-func concerns(event, name, path string) bool {
-	base := filepath.Base(event)
-	if base == name || strings.HasPrefix(base, "..") {
-		return true
+// watchDirs returns the directories whose entries decide what path reads:
+// path's own first; then, for each symlink on the way (path itself or a
+// directory above it), the directory holding the link; and the directory
+// of the file path leads to. linked reports whether a symlink was met.
+func watchDirs(path string) (dirs []string, linked bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return []string{filepath.Dir(path)}, false
 	}
-	fi, err := os.Lstat(path)
-	return err == nil && fi.Mode()&os.ModeSymlink != 0
+	dirs = []string{filepath.Dir(abs)}
+	add := func(d string) {
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for p := abs; filepath.Dir(p) != p; p = filepath.Dir(p) {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			linked = true
+			add(filepath.Dir(p))
+		}
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+		linked = true
+		add(filepath.Dir(real))
+	}
+	return dirs, linked
+}
+
+// rewatch moves w's watches to path's watchDirs as they are now (a link
+// may have been swapped), and returns them.
+func rewatch(w *fsnotify.Watcher, old []string, path string, log zerolog.Logger) ([]string, bool) {
+	dirs, linked := watchDirs(path)
+	for _, d := range old {
+		if !slices.Contains(dirs, d) {
+			_ = w.Remove(d) // gone with its directory, perhaps
+		}
+	}
+	for _, d := range dirs {
+		if !slices.Contains(old, d) {
+			if err := w.Add(d); err != nil {
+				log.Warn().Err(err).Str("dir", d).Msg("config watch cannot follow a symlink")
+			}
+		}
+	}
+	return dirs, linked
+}
+
+// concerns reports whether an event on the entry event of the watched
+// directory may change what the config file named name reads, when no
+// symlink leads to it.
+func concerns(event, name string) bool {
+	base := filepath.Base(event)
+	return base == name || strings.HasPrefix(base, "..")
 }

@@ -61,9 +61,13 @@ func checkWorkers(path string, cfg *config.Config, n int) error {
 }
 
 // overrideError places an error of workerOverrides, which only changes
-// admin.listen, at that field's line in path.
+// admin.listen, at that field's line in path, or listen's when
+// admin.listen is left at its default (found by review: "FILE:0:").
 func overrideError(path string, cfg *config.Config, err error) error {
-	return fmt.Errorf("%s:%d: %w", path, cfg.Line("admin.listen"), err)
+	if line := cfg.FirstLine("admin.listen", "listen"); line > 0 {
+		return fmt.Errorf("%s:%d: %w", path, line, err)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // startGrace: a worker that exits with an error status (not killed by a
