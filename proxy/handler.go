@@ -588,6 +588,12 @@ func badResponse(resp *fasthttp.Response, found headerSet) string {
 func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 	h := &ctx.Request.Header
 	switch {
+	case bareLFEnd(h.RawHeaders()):
+		// netconn's head watch catches such a head at the start of a
+		// turn's first read; one pipelined behind another request or a
+		// body, or with a method not in capitals, reaches here parsed,
+		// the next request read from past its bare LF (found by review).
+		return fasthttp.StatusBadRequest, "400 request head ends in a bare LF, not CRLF\n"
 	case found.smuggled():
 		// Content-Length beside chunked framing: the two ends of a proxy
 		// may disagree on where this message ends (request smuggling).
@@ -614,6 +620,14 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 		return fasthttp.StatusBadRequest, "400 no host name in Host\n"
 	}
 	return checkTarget(h.RequestURI())
+}
+
+// bareLFEnd reports whether a request's raw header fields (the head after
+// its request line, blank line included) end otherwise than in CRLFCRLF:
+// a bare LF ends the blank line or the line before it. (Fields that are
+// empty leave nothing to look at: a request line and its blank line.)
+func bareLFEnd(raw []byte) bool {
+	return len(raw) > 0 && !bytes.HasSuffix(raw, strCRLFCRLF)
 }
 
 // maxHostLen bounds a Host header (and fits normalizeHost's buffer).
@@ -1004,7 +1018,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, f
 	return buf
 }
 
-var strHTTP11 = []byte("HTTP/1.1")
+var (
+	strHTTP11   = []byte("HTTP/1.1")
+	strCRLFCRLF = []byte("\r\n\r\n")
+)
 
 // requestKey is the hash of the pool's hash_key for this request, or a
 // random number when the pool does not hash or the request lacks the key.
