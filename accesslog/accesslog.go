@@ -371,6 +371,12 @@ func (l *Logger) run() {
 
 func (l *Logger) write(e *Entry) {
 	l.buf = appendEntry(l.buf[:0], e)
+	if len(l.buf) > pipeBufferSize && l.w.Size() == pipeBufferSize {
+		// A write of at most PIPE_BUF bytes to a pipe is atomic; a longer
+		// line could be spliced with another worker's (found by review:
+		// a 5 KiB path did it).
+		l.buf = fitLine(l.buf, e, pipeBufferSize)
+	}
 	l.recycle(e)
 	if len(l.buf) > l.w.Available() && l.w.Buffered() > 0 {
 		// The writer would flush by itself to make room, and pending
@@ -383,6 +389,30 @@ func (l *Logger) write(e *Entry) {
 		return
 	}
 	l.pending++
+}
+
+// fitLine re-encodes e, the entry encoded in b, with its client-given
+// fields cut (the longest first, by half, each cut marked "…") until the
+// line is at most limit bytes.
+func fitLine(b []byte, e *Entry, limit int) []byte {
+	for len(b) > limit {
+		f := &e.Path
+		for _, g := range []*[]byte{&e.Host, &e.RequestID, &e.Method} {
+			if len(*g) > len(*f) {
+				f = g
+			}
+		}
+		if len(*f) < 8 {
+			break // the rest is sluice's own, and short
+		}
+		n := len(*f) / 2
+		for n > 0 && (*f)[n]&0xc0 == 0x80 {
+			n-- // not inside a UTF-8 sequence
+		}
+		*f = append((*f)[:n], "…"...)
+		b = appendEntry(b[:0], e)
+	}
+	return b
 }
 
 func (l *Logger) flush() {

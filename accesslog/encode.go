@@ -111,6 +111,10 @@ func appendString[T string | []byte](b []byte, s T) []byte {
 			b = append(b, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
 			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		case r >= 0x80 && r <= 0x9f:
+			// The C1 controls: CSI (U+009B) and OSC (U+009D) drive a
+			// terminal as ESC [ and ESC ] do (found by review).
+			b = append(b, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
 		default:
 			b = append(b, s[i:i+size]...)
 		}

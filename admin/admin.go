@@ -271,6 +271,11 @@ func parseWeight(body []byte) (uint32, error) {
 	return uint32(n), nil
 }
 
+// oneLine keeps a text inside a YAML comment: it replaces every line
+// break YAML knows (CR too, found by review: an error naming a key with a
+// CR in it left its comment, and the answer did not parse).
+var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\u0085", " ", "\u2028", " ", "\u2029", " ")
+
 func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 	info := o.Config()
 	out, err := yaml.Marshal(info.Config)
@@ -289,10 +294,10 @@ func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 	case "yaml":
 		// The config as YAML, its history as comments above it.
 		y, _ := yaml.Marshal(tree)
-		head := fmt.Sprintf("# file: %s\n# generation: %d\n# loaded_at: %s\n", info.Config.File, info.Generation,
+		head := fmt.Sprintf("# file: %s\n# generation: %d\n# loaded_at: %s\n", oneLine.Replace(info.Config.File), info.Generation,
 			info.LoadedAt.UTC().Format(time.RFC3339))
 		if info.LastError != "" {
-			head += fmt.Sprintf("# last_reload_error: %s (at %s)\n", strings.ReplaceAll(info.LastError, "\n", " "),
+			head += fmt.Sprintf("# last_reload_error: %s (at %s)\n", oneLine.Replace(info.LastError),
 				info.LastErrorAt.UTC().Format(time.RFC3339))
 		}
 		ctx.SetContentType("application/yaml")

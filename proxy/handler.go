@@ -192,6 +192,10 @@ type outcome struct {
 	hostForwarded bool
 	hostCopied    bool
 	clientHost    []byte
+	// idMade says the X-Request-Id is one sluice generated; sent, that
+	// an attempt's request may have reached a backend (it got past
+	// connecting). The access log shows a generated id only if sent.
+	idMade, sent bool
 }
 
 // forward routes the request, picks a backend and proxies to it, retrying
@@ -264,7 +268,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// (hash_key: header:X-Forwarded-For lost its affinity across a CDN's
 	// egress addresses; found by review).
 	key := pl.requestKey(ctx, host)
-	sc.buf = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
+	sc.buf, out.idMade = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
 	out.hostForwarded = s.forwarding.host
 
 	stuck := -1
@@ -353,6 +357,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			up.series.UpstreamError(metricKind(kind))
 		}
 		out.attempts, out.failure = uint8(attempt), kind
+		if !notSent(kind) {
+			out.sent = true
+		}
 		// Only what says something about the backend counts against it:
 		// not sluice's own connection limit, not a malformed exchange.
 		down := kind == kindConnect || kind == kindConnectTimeout || kind == kindTimeout || kind == kindReset
@@ -838,7 +845,12 @@ func logAccess(al *accesslog.Logger, ctx *fasthttp.RequestCtx, start, end time.T
 	e.BytesIn = len(ctx.Request.Body())
 	e.BytesOut = bodySent(ctx)
 	e.Duration = end.Sub(start)
-	e.RequestID = append(e.RequestID, ctx.Request.Header.PeekBytes(hdrXRequestID)...)
+	if !out.idMade || out.sent {
+		// An id sluice made for a request that reached no backend
+		// names nothing (found by review: a 502 after refused connects
+		// logged one).
+		e.RequestID = append(e.RequestID, ctx.Request.Header.PeekBytes(hdrXRequestID)...)
+	}
 	if out.route != nil {
 		e.Route, e.Pool = out.route.name, out.route.pool.name
 	}
@@ -947,7 +959,7 @@ func newForwarding(c config.Forwarding) forwarding {
 // prepareRequest rewrites the request in place for the upstream: strips
 // hop-by-hop headers, sets the forwarding headers fw asks for, and picks
 // the Host to send.
-func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, fw forwarding, buf []byte) []byte {
+func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, fw forwarding, buf []byte) (_ []byte, idMade bool) {
 	req := &ctx.Request
 	h := &req.Header
 	buf = stripHopByHop(h, found, buf)
@@ -1007,15 +1019,17 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, f
 	case found&hXRequestID == 0:
 		buf = appendRequestID(buf[:0])
 		h.AddBytesKV(hdrXRequestID, buf)
+		idMade = true
 	case len(h.PeekBytes(hdrXRequestID)) == 0:
 		buf = appendRequestID(buf[:0])
 		h.SetBytesKV(hdrXRequestID, buf)
+		idMade = true
 	}
 	// Forward the request-target exactly as received (routing used the
 	// normalised path), and keep the Host header rather than the URI's.
 	req.URI().DisablePathNormalizing = true
 	req.UseHostHeader = true
-	return buf
+	return buf, idMade
 }
 
 var (
@@ -1072,14 +1086,20 @@ const maxIdleRetries = 8
 // connection), and for idempotent methods when the connection broke.
 // Timeouts are not retried: the backend may still be working on it.
 func retryable(kind errKind, req *fasthttp.Request) bool {
-	switch kind {
-	case kindConnect, kindConnectTimeout, kindNoConn:
+	switch {
+	case notSent(kind):
 		return true
-	case kindReset:
+	case kind == kindReset:
 		return isIdempotent(req.Header.Method())
 	default:
 		return false
 	}
+}
+
+// notSent says whether an attempt that failed so never sent its request:
+// no connection was made, or none was free.
+func notSent(kind errKind) bool {
+	return kind == kindConnect || kind == kindConnectTimeout || kind == kindNoConn
 }
 
 func isIdempotent(m []byte) bool {
