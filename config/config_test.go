@@ -352,7 +352,7 @@ func TestBackendAddress(t *testing.T) {
 		{"[::FFFF:127.0.0.1]:80", "127.0.0.1:80"},
 		{"[2001:DB8:0:0:0:0:0:1]:443", "[2001:db8::1]:443"},
 		{"api.internal.:080", "api.internal.:80"},
-		{"API.internal:8080", "API.internal:8080"},
+		{"API.internal:8080", "api.internal:8080"},
 		{"not an address", "not an address"},
 	}
 	for _, tt := range tests {

@@ -322,8 +322,10 @@ func canonicalAddress(addr string) string {
 // for it everywhere (its identity in a pool, metrics, logs, the admin
 // API, hashing): an IP literal in its canonical form, as discovery writes
 // it (an IPv4-mapped IPv6 one as IPv4), and the port in decimal without
-// leading zeros. A host name stays as written: a trailing dot changes how
-// it resolves. An address that is not host:port is returned as it is.
+// leading zeros. A host name is put in lower case (DNS names are not case
+// sensitive; the config refuses WEB:80 beside web:80 as the same socket),
+// and keeps a trailing dot, which changes how it resolves. An address
+// that is not host:port is returned as it is.
 func BackendAddress(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -335,6 +337,8 @@ func BackendAddress(addr string) string {
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()
+	} else {
+		host = strings.ToLower(host)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p))
 }

@@ -1636,9 +1636,11 @@ func NewListener(ln net.Listener) *Listener {
 // while the socket, still open, queues connections nobody accepts. Close
 // ends the wait. An error about the one connection being accepted (a
 // network error it met before accept, a firewall's EPERM: see
-// connectionError) is skipped, and Accept takes the next connection.
+// connectionError) is skipped, and Accept takes the next connection; past
+// maxSkipped of them in a row they are waited out as above.
 func (l *Listener) Accept() (net.Conn, error) {
 	var wait time.Duration
+	skipped := 0
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
@@ -1657,18 +1659,21 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return cc, nil
 		}
-		if connectionError(err) {
+		if skipped++; connectionError(err) && skipped <= maxSkipped {
 			// One connection's failure, not the listener's: the next
-			// one may be fine (a close was reported just now, at most
-			// one a second, so that a flood of them cannot flood the
-			// log).
+			// one may be fine. Reported at most once a second, so that
+			// a flood of them cannot flood the log.
 			if now := time.Now(); l.OnAcceptError != nil && now.Sub(l.lastNotice) >= time.Second {
 				l.lastNotice = now
 				l.OnAcceptError(err, 0)
 			}
 			continue
 		}
-		if !exhausted(err) {
+		// Past maxSkipped in a row, such an error is the listener's too
+		// (a security policy refusing accept itself with EPERM), and is
+		// waited out as below rather than retried in a spin (found by
+		// review).
+		if !exhausted(err) && !connectionError(err) {
 			return nil, err
 		}
 		wait = min(max(2*wait, 5*time.Millisecond), time.Second)
@@ -1734,8 +1739,6 @@ func (l *Listener) Close() error {
 	return err
 }
 
-// exhausted reports whether err is an accept failing for want of a
-// resource that frees up again.
 // connectionError reports whether an accept error is about the connection
 // being accepted rather than the listener: Linux passes a new connection's
 // pending network error to accept(2), whose manual asks to retry these as
@@ -1756,6 +1759,12 @@ func connectionError(err error) bool {
 	return false
 }
 
+// maxSkipped bounds the connection errors (connectionError) in a row that
+// Accept skips at once; more are waited out as exhausted resources are.
+const maxSkipped = 8
+
+// exhausted reports whether err is an accept failing for want of a
+// resource that frees up again.
 func exhausted(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)

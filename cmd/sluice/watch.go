@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -48,7 +49,10 @@ import (
 func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
-	dirs, linked := watchDirs(path)
+	// The directories openWatch watched, as it found them (a link
+	// swapped since is seen by the first round's rewatch).
+	dirs := w.WatchList()
+	_, linked, _ := watchDirs(path)
 	var lastTried, leftRunning []byte
 	tried := false // a reload ran since the file last read as the running config
 	// The first round runs at once, as if the file had just changed: an
@@ -79,7 +83,7 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 			log.Warn().Err(err).Msg("config watch error")
 		case <-timer.C:
 			pending = false
-			dirs, linked = rewatch(w, dirs, path, log)
+			dirs, linked = rewatch(w, dirs, linked, path, log)
 			data, err := config.ReadFile(path)
 			if errors.Is(err, config.ErrNotConfigFile) {
 				// It will not come right by waiting: the reload says why
@@ -117,7 +121,7 @@ func openWatch(path string, log zerolog.Logger) *fsnotify.Watcher {
 		log.Error().Err(err).Msg("config watch unavailable")
 		return nil
 	}
-	dirs, _ := watchDirs(path)
+	dirs, _, _ := watchDirs(path)
 	if err := w.Add(dirs[0]); err != nil {
 		log.Error().Err(err).Str("dir", dirs[0]).Msg("config watch unavailable")
 		w.Close()
@@ -134,11 +138,20 @@ func openWatch(path string, log zerolog.Logger) *fsnotify.Watcher {
 // watchDirs returns the directories whose entries decide what path reads:
 // path's own first; then, for each symlink on the way (path itself or a
 // directory above it), the directory holding the link; and the directory
-// of the file path leads to. linked reports whether a symlink was met.
-func watchDirs(path string) (dirs []string, linked bool) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return []string{filepath.Dir(path)}, false
+// of the file path leads to. linked reports whether a symlink was met;
+// resolved, whether path leads to a file now.
+func watchDirs(path string) (dirs []string, linked, resolved bool) {
+	abs := path
+	if !filepath.IsAbs(path) {
+		// From the working directory as the kernel has it, not $PWD
+		// (filepath.Abs), which may run through a symlink: "../conf"
+		// is then another directory than the one read (found by
+		// review).
+		cwd, err := syscall.Getwd()
+		if err != nil {
+			return []string{filepath.Dir(path)}, false, false
+		}
+		abs = filepath.Join(cwd, path)
 	}
 	dirs = []string{filepath.Dir(abs)}
 	add := func(d string) {
@@ -152,17 +165,29 @@ func watchDirs(path string) (dirs []string, linked bool) {
 			add(filepath.Dir(p))
 		}
 	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+	real, err := filepath.EvalSymlinks(abs)
+	if err == nil && real != abs {
 		linked = true
 		add(filepath.Dir(real))
 	}
-	return dirs, linked
+	return dirs, linked, err == nil
 }
 
 // rewatch moves w's watches to path's watchDirs as they are now (a link
-// may have been swapped), and returns them.
-func rewatch(w *fsnotify.Watcher, old []string, path string, log zerolog.Logger) ([]string, bool) {
-	dirs, linked := watchDirs(path)
+// may have been swapped), and returns them. While path leads nowhere (a
+// link or its target removed, to come back) the old ones are kept too:
+// where it comes back is not known yet (found by review: the watch on
+// the directory it would come back in was dropped).
+func rewatch(w *fsnotify.Watcher, old []string, oldLinked bool, path string, log zerolog.Logger) ([]string, bool) {
+	dirs, linked, resolved := watchDirs(path)
+	if !resolved {
+		for _, d := range old {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
+		linked = linked || oldLinked
+	}
 	for _, d := range old {
 		if !slices.Contains(dirs, d) {
 			_ = w.Remove(d) // gone with its directory, perhaps
