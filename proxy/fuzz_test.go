@@ -354,7 +354,7 @@ func FuzzBothLengths(f *testing.F) {
 			cl = cl || ok && strings.EqualFold(name, "content-length")
 			te = te || ok && strings.EqualFold(name, "transfer-encoding")
 		}
-		if gotCL, gotTE := lengthFields(head); gotCL != cl || gotTE != te {
+		if gotCL, gotTE, _ := lengthFields(head); gotCL != cl || gotTE != te {
 			t.Fatalf("lengthFields(%q) = %v, %v, want %v, %v", head, gotCL, gotTE, cl, te)
 		}
 	})

@@ -304,14 +304,14 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		case code < 100 || code > 599:
 			return true, errBadStatus
 		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
-			cl, te := lengthFields(head)
+			cl, te, encodings := lengthFields(head)
 			if te && !http11 {
 				return true, errTENotHTTP11
 			}
 			// fasthttp keeps one Content-Encoding, the last line's; the
 			// list is taken from the head before the read consumes it.
 			var ce []byte
-			if contentEncodings(head) > 1 {
+			if encodings > 1 {
 				ce = repeatedContentEncoding(head)
 			}
 			switch {
@@ -442,9 +442,10 @@ func takeFixed(r *bufio.Reader, head []byte) []byte {
 // 9112 §6.3 asks of an intermediary that forwards such a message; the
 // same section says it "ought to be handled as an error" (a sign of
 // response splitting), so the connection it came on is not used again,
-// as HAProxy closes it. One IndexByte per line; only lines that start
-// with c or t are compared.
-func lengthFields(head []byte) (cl, te bool) {
+// as HAProxy closes it. It also counts the Content-Encoding lines (the
+// common head has none, or one). One IndexByte per line; only lines that
+// start with c or t are compared.
+func lengthFields(head []byte) (cl, te bool, encodings int) {
 	for len(head) > 0 {
 		i := bytes.IndexByte(head, '\n')
 		if i < 0 {
@@ -457,30 +458,16 @@ func lengthFields(head []byte) (cl, te bool) {
 		}
 		switch line[0] | 0x20 {
 		case 'c':
-			cl = cl || isField(line, hdrContentLength)
+			if isField(line, hdrContentLength) {
+				cl = true
+			} else if isField(line, strContentEncoding) {
+				encodings++
+			}
 		case 't':
 			te = te || isField(line, hdrTransferEncoding)
 		}
 	}
-	return cl, te
-}
-
-// contentEncodings counts a head's Content-Encoding lines, without
-// allocating: the common head has none, or one.
-func contentEncodings(head []byte) int {
-	n := 0
-	for len(head) > 0 {
-		i := bytes.IndexByte(head, '\n')
-		if i < 0 {
-			break
-		}
-		line := head[:i]
-		head = head[i+1:]
-		if len(line) > 0 && line[0]|0x20 == 'c' && isField(line, strContentEncoding) {
-			n++
-		}
-	}
-	return n
+	return cl, te, encodings
 }
 
 // repeatedContentEncoding returns the values of a response head's
@@ -522,7 +509,12 @@ var strContentEncoding = []byte("Content-Encoding")
 // Spaces or tabs before the colon are let pass, as fasthttp's parser lets
 // them.
 func isField(line, name []byte) bool {
-	if len(line) <= len(name) || !bytes.EqualFold(line[:len(name)], name) {
+	if len(line) <= len(name) {
+		return false
+	}
+	// What follows a field name is its colon, or spaces before it: a
+	// look at that byte first spares most other fields the comparison.
+	if c := line[len(name)]; c != ':' && c != ' ' && c != '\t' || !bytes.EqualFold(line[:len(name)], name) {
 		return false
 	}
 	rest := bytes.TrimLeft(line[len(name):], " \t")
