@@ -841,7 +841,8 @@ func (c *Conn) writeStep(fd uintptr) bool {
 // still read the upload: found by review), nor is anything too short to
 // tell yet: the next look decides.
 func (c *Conn) answered1(fd uintptr) bool {
-	var buf [512]byte
+	var small [512]byte
+	buf := small[:]
 	for {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
@@ -853,32 +854,68 @@ func (c *Conn) answered1(fd uintptr) bool {
 		case e != 0 || n == 0:
 			return true // a reset, or the peer's close
 		}
-		return refusesBody(buf[:n])
+		refuses, decided := refusal(buf[:n])
+		if decided || int(n) < len(buf) || len(buf) == maxAnswerPeek {
+			return refuses
+		}
+		// An interim head longer than the first look (a 103 with many
+		// Link lines): look again, as far as a response head may go
+		// (found by review: the 413 behind it was never seen).
+		buf = make([]byte, maxAnswerPeek)
 	}
 }
+
+// maxAnswerPeek bounds how far answered1 looks: the longest response head
+// sluice reads (proxy's upstream read buffer).
+const maxAnswerPeek = 16 << 10
 
 // refusesBody reports whether b, the start of what a peer sent while a
 // request was being written, holds a final status line of 300 or more
 // after any interim answers, or is no HTTP answer at all.
 func refusesBody(b []byte) bool {
+	refuses, _ := refusal(b)
+	return refuses
+}
+
+// refusal is refusesBody, and whether b decides it: not when b ends
+// before the status line of the answer after the interim ones.
+func refusal(b []byte) (refuses, decided bool) {
 	for {
 		const line = len("HTTP/1.1 100")
 		if len(b) < line {
-			return len(b) > 0 && !bytes.HasPrefix([]byte("HTTP/1."), b[:min(len(b), 7)])
+			if len(b) > 0 && !bytes.HasPrefix([]byte("HTTP/1."), b[:min(len(b), 7)]) {
+				return true, true
+			}
+			return false, false
 		}
 		if !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[8] != ' ' || b[9] < '1' || b[9] > '9' {
-			return true // garbage: let the read say so
+			return true, true // garbage: let the read say so
 		}
 		if b[9] != '1' {
-			return b[9] >= '3'
+			return b[9] >= '3', true
 		}
-		end := bytes.Index(b, []byte("\r\n\r\n"))
+		end := headLen(b)
 		if end < 0 {
-			return false // an interim head not whole yet
+			return false, false // an interim head not whole yet
 		}
-		b = b[end+4:]
-		if len(b) == 0 {
-			return false
+		b = b[end:]
+	}
+}
+
+// headLen is the length of the head at the start of b through its empty
+// line, which a CRLF or a bare LF may end, as the proxy's reader takes
+// it (found by review: a 100 in bare LFs hid the 413 behind it); -1 when
+// b does not hold it whole. The first line is a status line, never empty.
+func headLen(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		line := b[i : i+j]
+		i += j + 1
+		if i > j+1 && (len(line) == 0 || len(line) == 1 && line[0] == '\r') {
+			return i
 		}
 	}
 }

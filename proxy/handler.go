@@ -433,9 +433,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 				p.logFailure(ctx, up, int(out.attempts), kindOther, badResponseError(bad), out.end, false)
 				break
 			}
-			if found&hTransferEncoding != 0 {
-				sc.buf, _ = dropTrailers(&resp.Header, nil, sc.buf)
-			}
+			// (A chunked answer's trailer was read past, never into the
+			// headers: readChunked.)
 			sc.buf = stripHopByHop(&resp.Header, found, sc.buf)
 		}
 		// Observed once the answer is known to be passed on: a refused

@@ -240,6 +240,66 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 	return end, nil
 }
 
+// readFinal reads a final answer at the start of r into resp, its body
+// chunked if te (readChunked).
+func readFinal(resp *fasthttp.Response, r *bufio.Reader, maxBody int, te bool) error {
+	if te {
+		return readChunked(resp, r, maxBody)
+	}
+	return resp.ReadLimitBody(r, maxBody)
+}
+
+// readChunked is resp.ReadLimitBody for a final head at the start of r,
+// except that a chunked body's trailer section is read past, not into the
+// headers: trailers are dropped (README, Forwarding), and fasthttp keeps
+// the header section's fields of a name the Trailer field announces with
+// the trailer's, so that deleting the trailer's deleted them too (found by
+// review: Server-Timing, announced, went missing with no trailer sent).
+func readChunked(resp *fasthttp.Response, r *bufio.Reader, maxBody int) error {
+	resp.ResetBody()
+	if err := resp.Header.Read(r); err != nil {
+		return err
+	}
+	if resp.SkipBody || bodyless(resp.StatusCode()) {
+		return nil
+	}
+	if err := resp.ReadBody(r, maxBody); err != nil || resp.Header.ContentLength() != -1 {
+		return err // (not chunked after all: read as fasthttp reads it)
+	}
+	return skipTrailer(r)
+}
+
+// maxTrailer bounds a trailer section, as the head is bounded.
+const maxTrailer = 16 << 10
+
+var errTrailerTooLong = errors.New("trailer section too long")
+
+// skipTrailer reads past a chunked body's trailer section, through its
+// empty line.
+func skipTrailer(r *bufio.Reader) error {
+	for n := 0; ; {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("reading the trailer: %w", err)
+		}
+		if string(line) == "\r\n" {
+			return nil
+		}
+		if n += len(line); n > maxTrailer {
+			return errTrailerTooLong
+		}
+	}
+}
+
+// bodyless reports whether an answer with status code has no body
+// whatever its fields say (RFC 9112 §6.3).
+func bodyless(code int) bool {
+	return code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
+}
+
 // earlyHinter passes a 103 Early Hints answer on to the client: the Link
 // headers then in the response (fasthttp's RequestCtx.EarlyHints, which
 // sends nothing to an HTTP/1.0 client or without a Link header).
@@ -317,11 +377,17 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			switch {
 			case bare:
 				fixed := takeFixed(r, head)
-				suspect, err = true, checkStatus(resp, resp.ReadLimitBody(fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody))
+				suspect, err = true, checkStatus(resp, readFinal(resp, fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody, te))
 			case cl && !te && loan != nil && code >= 200 && !resp.SkipBody:
 				suspect, err = false, readLentBody(resp, r, head, maxBody, loan)
 			default:
-				suspect, err = cl && te, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+				// A body with neither field ends at the connection's close,
+				// which is not to be used again: fasthttp marks the answer
+				// so, except when it says "Connection: Upgrade" (as
+				// Apache's with mod_http2 do), and the closed connection
+				// went back to the idle ones (found by review).
+				toClose := !cl && !te && !resp.SkipBody && !bodyless(code)
+				suspect, err = cl && te || toClose, checkStatus(resp, readFinal(resp, r, maxBody, te))
 			}
 			if ce != nil && err == nil {
 				resp.Header.SetContentEncodingBytes(ce)

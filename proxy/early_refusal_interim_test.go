@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Found by review. What was wrong: a backend that refuses an upload early (RFC 9112 §9.5: a final
+// answer of 300 or more, then it stops reading without closing) gets its
+// answer to the client at once only when what comes before that answer
+// fits in 512 bytes and is framed in CRLFs. netconn's look while the
+// request's write waits for room (Conn.answered1, netconn/conn.go) peeks
+// at most 512 bytes, and refusesBody skips an interim head only when it
+// finds its "\r\n\r\n" inside them: a 103 Early Hints with a few Link
+// fields (over 512 bytes), or a 100 Continue in bare LFs (which README,
+// Forwarding, says sluice reads as CRLFs), hides the 413 behind it for
+// good, and the client gets 504 after timeouts.response instead of the
+// backend's 413. README, Error codes (502 row): "a request's write that
+// waits for room looks at what the backend sent every 100 ms and stops
+// on a close, a reset or a final answer of 300 or more (RFC 9112 §9.5),
+// past any interim 1xx". The same answer without the interim head, or
+// with a short one, passes (TestEarlyAnswerThenHalfOpen). Fix: when an
+// interim head does not end within the peeked bytes, peek more (up to
+// the 16 KiB head limit) or treat a 1xx whose end is not in sight as
+// "look again with a larger buffer"; accept a bare-LF blank line
+// (emptyLine) as the end of an interim head.
+func TestEarlyRefusalBehindInterimHead(t *testing.T) {
+	const body = 16 << 20
+	links := strings.Repeat("Link: </static/app-bundle-0123456789.js>; rel=preload; as=script\r\n", 10)
+	const final = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+	for _, tt := range []struct{ name, answer string }{
+		{"103 over 512 bytes", "HTTP/1.1 103 Early Hints\r\n" + links + "\r\n" + final},
+		{"100 and 413 in bare LFs", "HTTP/1.1 100 Continue\n\n" + strings.ReplaceAll(final, "\r\n", "\n")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			ln := serveRaw(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				if _, err := io.WriteString(c, tt.answer); err != nil {
+					return
+				}
+				_ = c.(*net.TCPConn).CloseWrite()
+				<-release // reads nothing more, closes only at the test's end
+			})
+			t.Cleanup(func() { close(release) })
+			resp, b, took := postUploadFinal(t, ln.Addr().String(), "2s", body)
+			if resp.StatusCode != 413 || !strings.Contains(string(b), "nope") || took > time.Second {
+				t.Fatalf("client got %d %q after %v; want the backend's 413 \"nope\" within a second", resp.StatusCode, b, took)
+			}
+		})
+	}
+}
+
+// postUploadFinal is postUpload (early_answer_test.go) that skips the
+// interim answers the client may get first.
+func postUploadFinal(t *testing.T, backend, response string, n int) (*http.Response, []byte, time.Duration) {
+	t.Helper()
+	px := startProxy(t, "timeouts: { response: "+response+" }\nlimits: { max_body_bytes: 67108864 }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+backend+" }\n")
+	c, br := dialProxy(t, px.addr)
+	go func() {
+		_, _ = io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(n)+"\r\n\r\n")
+		_, _ = c.Write(make([]byte, n))
+	}()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(10 * time.Second))
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer after %v: %v", time.Since(start), err)
+		}
+		if resp.StatusCode >= 200 {
+			took := time.Since(start)
+			b, _ := io.ReadAll(resp.Body)
+			return resp, b, took
+		}
+	}
+}
