@@ -47,7 +47,11 @@ type Controller struct {
 	members  map[memberKey]*member
 	pools    map[string]*poolState
 	draining []*draining
-	ramping  bool
+	// overdue are drains ended by drain_timeout with requests still in
+	// flight: their connections stay open until those end, and count
+	// against max_conns_per_backend if the backend comes back meanwhile.
+	overdue []*draining
+	ramping bool
 	// lastBuild is when the last snapshot was built.
 	lastBuild time.Time
 	// lastSweep is when idle upstream connections were last swept.
@@ -348,7 +352,14 @@ func (c *Controller) reconcile(now time.Time) error {
 			if had[pool] {
 				m.since = now
 			}
-			if d := c.drainingOf(pool, addr); d != nil {
+			d := c.drainingOf(pool, addr)
+			if d == nil {
+				// Or one whose drain ended at drain_timeout with a
+				// request still running on a connection of it (found by
+				// review: the new client opened beside it).
+				d = c.overdueOf(pool, addr)
+			}
+			if d != nil {
 				// Back while a client of its former self still drains:
 				// the same backend (in-flight and latency counters), and
 				// one count of open connections, which the new client's
@@ -599,6 +610,19 @@ func (c *Controller) finishDrains(now time.Time) {
 	}
 	clear(c.draining[len(kept):])
 	c.draining = kept
+	for _, d := range ended {
+		if d.up.client.InFlight() > 0 || d.up.client.ConnsCount() > 0 {
+			c.overdue = append(c.overdue, d)
+		}
+	}
+	over := c.overdue[:0]
+	for _, d := range c.overdue {
+		if d.up.client.InFlight() > 0 || d.up.client.ConnsCount() > 0 {
+			over = append(over, d)
+		}
+	}
+	clear(c.overdue[len(over):])
+	c.overdue = over
 	if len(ended) == 0 || c.Metrics == nil {
 		return
 	}
@@ -620,6 +644,17 @@ func (c *Controller) drainingOf(pool, addr string) *draining {
 	for i := len(c.draining) - 1; i >= 0; i-- {
 		if b := c.draining[i].up.backend; b.Pool == pool && b.Addr == addr {
 			return c.draining[i]
+		}
+	}
+	return nil
+}
+
+// overdueOf is the latest overdue drain of backend addr of pool, nil if
+// none.
+func (c *Controller) overdueOf(pool, addr string) *draining {
+	for i := len(c.overdue) - 1; i >= 0; i-- {
+		if b := c.overdue[i].up.backend; b.Pool == pool && b.Addr == addr {
+			return c.overdue[i]
 		}
 	}
 	return nil

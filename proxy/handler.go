@@ -329,11 +329,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		// idempotent request gets when a reused one broke before any
 		// answer (errStaleConn).
 		staleAgain := true
+		tryStart := start
 		for try := 1; ; try++ {
 			// One deadline for the whole exchange, request write included.
 			// The last try takes a new connection: after a backend
 			// restart every idle one is dead.
-			done, err = up.client.do(req, &ctx.Response, hints, loan, start, s.responseTimeout, try == maxIdleRetries)
+			done, err = up.client.do(req, &ctx.Response, hints, loan, tryStart, s.responseTimeout, try == maxIdleRetries)
 			if err == nil || try == maxIdleRetries {
 				break
 			}
@@ -343,6 +344,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 				break
 			}
 			up.series.UpstreamError(metrics.KindIdle)
+			// Each try has its own timeouts.response, from when the last
+			// one ended (found by review: a resend after a connection
+			// broke late had what the first try left).
+			tryStart = done
 			// The connection was closed, or sent bytes nobody asked for,
 			// while idle, and nothing of the request left; or it broke as
 			// the request went out, before any answer (errStaleConn, once).
