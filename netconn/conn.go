@@ -207,6 +207,11 @@ type Conn struct {
 	readPhase uint8
 	readSet   bool
 	writeSet  bool
+	// writeMark is how much was written when the write deadline was last
+	// set, writeOwn that deadline (none when another, earlier one was in
+	// force): a wait after progress moves it (writeWait).
+	writeMark uint64
+	writeOwn  int64
 
 	// sys is the socket (nil when c is not one): reads and writes go
 	// through it with raw system calls (sysRead, sysWrite); rd and wr
@@ -813,9 +818,8 @@ func (c *Conn) writeStep(fd uintptr) bool {
 			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			if c.timeouts.on && !c.writeSet {
-				c.writeSet = true
-				c.clientDeadline(&c.write, false, c.timeouts.write)
+			if c.timeouts.on {
+				c.writeWait()
 			}
 			if c.client {
 				if c.answered1(fd) {
@@ -978,6 +982,28 @@ func (c *Conn) readTimeout() time.Duration {
 	return c.timeouts.read
 }
 
+// writeWait sets a server connection's client write timeout for a write
+// about to wait for room: at the turn's first such wait, and again at
+// each later one that follows progress, so that timeouts.client_write
+// bounds a client that takes nothing for that long, as nginx's
+// send_timeout does, not the whole of a long answer to a slow but steady
+// reader (found by review: a 32 MiB download was cut at client_write). A
+// deadline set otherwise (a 103's, LingerOnClose's) is left alone.
+func (c *Conn) writeWait() {
+	written := c.sent + uint64(c.wr.n) // (sent counts the writes done)
+	switch {
+	case !c.writeSet:
+		c.writeSet, c.writeMark, c.writeOwn = true, written, none
+		if c.clientDeadline(&c.write, false, c.timeouts.write) {
+			c.writeOwn = c.write.want.Load()
+		}
+	case written > c.writeMark && c.writeOwn != none && c.write.want.Load() == c.writeOwn:
+		c.writeMark = written
+		c.writeOwn = int64(time.Since(c.base) + c.timeouts.write)
+		_ = c.setOffset(&c.write, c.writeOwn, false)
+	}
+}
+
 // clientDeadline sets a server connection's client timeout for the
 // operation about to wait (from inside its RawConn callback, which keeps
 // the descriptor): timeout from now, unless a deadline set during this
@@ -985,15 +1011,16 @@ func (c *Conn) readTimeout() time.Duration {
 // does not wait needs none and reads no clock: fasthttp's server, which
 // would set three deadlines per request, each after reading the clock,
 // is given no timeouts (proxy.NewFrontServer).
-func (c *Conn) clientDeadline(d *direction, read bool, timeout time.Duration) {
+func (c *Conn) clientDeadline(d *direction, read bool, timeout time.Duration) (set bool) {
 	if timeout <= 0 {
-		return
+		return false
 	}
 	n := int64(time.Since(c.base) + timeout)
 	if w := d.want.Load(); w != none && w <= n {
-		return
+		return false
 	}
 	_ = c.setOffset(d, n, read) // a failure (closed) meets the wait
+	return true
 }
 
 // writeOnce makes one raw write of p (not empty) and then more: a sendto,
