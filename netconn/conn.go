@@ -288,6 +288,11 @@ type Conn struct {
 	linger   atomic.Bool
 	lingers  *lingerGroup
 	received bool
+	// spoke is received for Listener.Drain's goroutine; hushed says Drain
+	// ended the wait of a connection that had sent nothing, whose read
+	// then fails as a closed one (see Drain).
+	spoke  atomic.Bool
+	hushed atomic.Bool
 	// ln is the listener that accepted the connection (nil for one it
 	// did not): its count of open connections and its draining flag.
 	// closed makes Close count the connection out once.
@@ -568,12 +573,20 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if n == 0 && !c.ended && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
 			c.ended, c.sawEOF = true, err == io.EOF
 		}
-		c.received = c.received || n > 0
+		if n > 0 && !c.received {
+			c.received = true
+			c.spoke.Store(true)
+		}
 		c.answered = c.answered || n > 0
 		if c.client || c.yield {
 			// A read that did not fill p emptied the socket; any other
 			// may have left data the poller already reported.
 			c.unread.Store(!(n > 0 && n < len(p)))
+		}
+		if n == 0 && err != nil && !c.received && c.hushed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+			// A graceful stop ended the wait for a first request that
+			// never began: closed, for the server to let it go quietly.
+			return 0, c.opError("read", net.ErrClosed)
 		}
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
@@ -1302,7 +1315,7 @@ func (c *Conn) awaitingWrite(p, more []byte) (int, error) {
 	return n, err
 }
 
-// interruptAwait ends a wait in awaitingWrite: the read timer fires now,
+// interruptAwait ends a wait in awaitingWrite, or a read's (Drain): the read timer fires now,
 // while the read deadline wanted stays (a timer that fires early, which
 // Read re-arms, see the package doc).
 func (c *Conn) interruptAwait() {
@@ -1771,12 +1784,24 @@ func (l *Listener) WaitLingering(ctx context.Context) error {
 //
 // Connections waiting for their client's next request inside the write
 // of an answer (AwaitNextRequest) stop waiting, so that the server sees
-// them idle and closes them.
+// them idle and closes them; so do those waiting for a first request of
+// which no byte came (their read fails as closed, which the server takes
+// quietly). Only connections of a Listener with an IdleTimeout are known
+// to Drain.
 func (l *Listener) Drain() error {
 	l.draining.Store(true)
 	l.mu.Lock()
 	for c := range l.conns {
-		if c.awaiting.Load() {
+		switch {
+		case c.awaiting.Load():
+			c.interruptAwait()
+		case !c.spoke.Load():
+			// Nothing sent yet (a browser's preconnect, a balancer's
+			// spare): fasthttp would wait 5 s from its opening before it
+			// counted it idle, and a stop waited for it (found by
+			// review). Its read ends now, as closed; one whose first
+			// bytes come meanwhile reads on.
+			c.hushed.Store(true)
 			c.interruptAwait()
 		}
 	}
