@@ -1084,7 +1084,13 @@ func (c *Conn) Turns() uint64 {
 // noteServerWrite keeps what the head watch needs to know of a server
 // Conn's writes (see headWatch).
 func (c *Conn) noteServerWrite(p []byte) {
-	c.midAnswer = len(p) == ServerWriteBufferSize
+	// A full buffer may be an answer's end as well as its middle; the
+	// server reads in the middle of one only when a pipelined request
+	// waits in its reader, and none can when the turn's read brought the
+	// request's head and nothing after it (found by review: an answer of
+	// exactly 4096 bytes was taken for the middle of one, the next turn
+	// went unwatched and uncounted).
+	c.midAnswer = len(p) == ServerWriteBufferSize && !c.headOnly
 	if c.bodyNext {
 		if c.continued {
 			c.bodyNext = false // the answer: the body came with the head
