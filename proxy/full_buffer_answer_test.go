@@ -67,6 +67,7 @@ func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, path string) (head, body
 //     (README: a backend's 103 is passed on);
 //   - the answer does not wait for the next request (AwaitNextRequest),
 //     its write ends with n == ServerWriteBufferSize.
+//
 // The length of a write does not tell an answer's end from a full buffer
 // in its middle; the handler knows the answer's length (it already does
 // for HoldNextWrite) and could tell the Conn where the answer ends.
