@@ -34,17 +34,8 @@ func TestWatchSymlinkTargetMissingAtDebounce(t *testing.T) {
 		create func(t *testing.T, root string)
 	}{
 		{
-			name: "file link elsewhere, target removed then written",
-			setup: func(t *testing.T, root string) string {
-				for _, d := range []string{"etc", "opt"} {
-					if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeFile(t, filepath.Join(root, "opt", "sluice.yaml"), "generation: 1\n")
-				symlink(t, filepath.Join(root, "opt", "sluice.yaml"), filepath.Join(root, "etc", "sluice.yaml"))
-				return filepath.Join(root, "etc", "sluice.yaml")
-			},
+			name:  "file link elsewhere, target removed then written",
+			setup: fileLink,
 			remove: func(t *testing.T, root string) {
 				if err := os.Remove(filepath.Join(root, "opt", "sluice.yaml")); err != nil {
 					t.Fatal(err)
@@ -55,18 +46,8 @@ func TestWatchSymlinkTargetMissingAtDebounce(t *testing.T) {
 			},
 		},
 		{
-			name: "release link removed then made again",
-			setup: func(t *testing.T, root string) string {
-				for _, v := range []string{"v1", "v2"} {
-					if err := os.MkdirAll(filepath.Join(root, "releases", v), 0o700); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeFile(t, filepath.Join(root, "releases", "v1", "sluice.yaml"), "generation: 1\n")
-				writeFile(t, filepath.Join(root, "releases", "v2", "sluice.yaml"), "generation: 2\n")
-				symlink(t, filepath.Join("releases", "v1"), filepath.Join(root, "current"))
-				return filepath.Join(root, "current", "sluice.yaml")
-			},
+			name:  "release link removed then made again",
+			setup: releaseLink,
 			remove: func(t *testing.T, root string) {
 				if err := os.Remove(filepath.Join(root, "current")); err != nil {
 					t.Fatal(err)
@@ -90,14 +71,7 @@ func TestWatchSymlinkTargetMissingAtDebounce(t *testing.T) {
 			if b, err := os.ReadFile(path); err != nil || string(b) != "generation: 2\n" {
 				t.Fatalf("test setup: %s reads %q, %v; want generation 2", path, b, err)
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for w.reloads.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if w.reloads.Load() == 0 {
-				t.Fatalf("%s reads generation 2 again after being briefly missing, but the watcher did not reload within 2 s (running: %q)",
-					path, *w.running.Load())
-			}
+			w.waitReloads(1, 2*time.Second)
 		})
 	}
 }

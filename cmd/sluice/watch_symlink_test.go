@@ -31,18 +31,8 @@ func TestWatchSeesChangesThroughSymlinks(t *testing.T) {
 		replace func(t *testing.T, root string)
 	}{
 		{
-			name: "release link",
-			setup: func(t *testing.T, root string) string {
-				for _, v := range []string{"v1", "v2"} {
-					if err := os.MkdirAll(filepath.Join(root, "releases", v), 0o700); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeFile(t, filepath.Join(root, "releases", "v1", "sluice.yaml"), "generation: 1\n")
-				writeFile(t, filepath.Join(root, "releases", "v2", "sluice.yaml"), "generation: 2\n")
-				symlink(t, filepath.Join("releases", "v1"), filepath.Join(root, "current"))
-				return filepath.Join(root, "current", "sluice.yaml")
-			},
+			name:  "release link",
+			setup: releaseLink,
 			replace: func(t *testing.T, root string) {
 				// ln -sfn's atomic form: a new link renamed over the old.
 				symlink(t, filepath.Join("releases", "v2"), filepath.Join(root, "current.tmp"))
@@ -52,17 +42,8 @@ func TestWatchSeesChangesThroughSymlinks(t *testing.T) {
 			},
 		},
 		{
-			name: "file link elsewhere",
-			setup: func(t *testing.T, root string) string {
-				for _, d := range []string{"etc", "opt"} {
-					if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeFile(t, filepath.Join(root, "opt", "sluice.yaml"), "generation: 1\n")
-				symlink(t, filepath.Join(root, "opt", "sluice.yaml"), filepath.Join(root, "etc", "sluice.yaml"))
-				return filepath.Join(root, "etc", "sluice.yaml")
-			},
+			name:  "file link elsewhere",
+			setup: fileLink,
 			replace: func(t *testing.T, root string) {
 				tmp := filepath.Join(root, "opt", ".sluice.yaml.tmp")
 				writeFile(t, tmp, "generation: 2\n")
@@ -84,13 +65,35 @@ func TestWatchSeesChangesThroughSymlinks(t *testing.T) {
 			if b, err := os.ReadFile(path); err != nil || string(b) != "generation: 2\n" {
 				t.Fatalf("test setup: %s reads %q, %v; want generation 2", path, b, err)
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for w.reloads.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if w.reloads.Load() == 0 {
-				t.Fatalf("%s now reads generation 2, but the watcher did not reload within 2 s (running: %q)", path, *w.running.Load())
-			}
+			w.waitReloads(1, 2*time.Second)
 		})
 	}
+}
+
+// releaseLink makes root/current a link to root/releases/v1 (generation
+// 1), beside releases/v2 (generation 2), and returns the config path
+// through it.
+func releaseLink(t *testing.T, root string) string {
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.MkdirAll(filepath.Join(root, "releases", v), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "releases", "v1", "sluice.yaml"), "generation: 1\n")
+	writeFile(t, filepath.Join(root, "releases", "v2", "sluice.yaml"), "generation: 2\n")
+	symlink(t, filepath.Join("releases", "v1"), filepath.Join(root, "current"))
+	return filepath.Join(root, "current", "sluice.yaml")
+}
+
+// fileLink makes root/etc/sluice.yaml a link to root/opt/sluice.yaml
+// (generation 1) and returns the link's path.
+func fileLink(t *testing.T, root string) string {
+	for _, d := range []string{"etc", "opt"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "opt", "sluice.yaml"), "generation: 1\n")
+	symlink(t, filepath.Join(root, "opt", "sluice.yaml"), filepath.Join(root, "etc", "sluice.yaml"))
+	return filepath.Join(root, "etc", "sluice.yaml")
 }
