@@ -48,28 +48,7 @@ func TestChurnConnLimitAcrossReloads(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			release := make(chan struct{})
-			var once sync.Once
-			free := func() { once.Do(func() { close(release) }) }
-			var open, peak atomic.Int64
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				<-release
-				_, _ = io.WriteString(w, "done")
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				switch s {
-				case http.StateNew:
-					n := open.Add(1)
-					for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-					}
-				case http.StateClosed, http.StateHijacked:
-					open.Add(-1)
-				}
-			}
-			srv.Start()
-			t.Cleanup(srv.Close)
-			t.Cleanup(free) // before Close, which waits for the handlers
-			addr := srv.Listener.Addr().String()
+			addr, free, open, peak := gatedBackend(t, func(string) bool { return true })
 			other, _ := startChurnBackend(t, "other", func(w http.ResponseWriter, r *http.Request) {})
 			px := startProxy(t, connLimitYAML(addr, "5s"))
 
@@ -124,4 +103,35 @@ limits: { max_conns_per_backend: 2 }
 drain_timeout: 10s
 timeouts: { response: %s, upstream_idle: 30s }
 `, addr, response)
+}
+
+// gatedBackend starts a backend whose answers to the paths gated says
+// wait until free is called (or the test ends), and that counts its open
+// connections and their peak.
+func gatedBackend(t *testing.T, gated func(path string) bool) (addr string, free func(), open, peak *atomic.Int64) {
+	t.Helper()
+	release := make(chan struct{})
+	var once sync.Once
+	free = func() { once.Do(func() { close(release) }) }
+	open, peak = new(atomic.Int64), new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gated(r.URL.Path) {
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			n := open.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Cleanup(free) // before Close, which waits for the handlers
+	return srv.Listener.Addr().String(), free, open, peak
 }

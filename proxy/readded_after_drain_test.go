@@ -2,19 +2,14 @@ package proxy
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"sluice/metrics"
 )
 
-func r18PoolReaddYAML(addr string) string {
+func readdYAML(addr string) string {
 	return fmt.Sprintf(`routes: [{ pool: p }]
 pools:
   p: { backends: [{ address: %s }] }
@@ -46,33 +41,10 @@ timeouts: { response: 5s, upstream_idle: 30s }
 // until the deadline; or keep the per-backend `open` counter in a map on
 // the controller that outlives any one client.
 func TestReaddedAfterDrainDeadlineKeepsConnLimit(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	var open, peak atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			<-release
-		}
-		_, _ = io.WriteString(w, "done")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			n := open.Add(1)
-			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-			}
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	t.Cleanup(free) // before Close, which waits for the handlers
-	addr := srv.Listener.Addr().String()
+	addr, free, open, peak := gatedBackend(t, func(path string) bool { return path == "/slow" })
 	other := startBackend(t, "other", nil)
 	m := metrics.New("test")
-	px := startProxyWith(t, r18PoolReaddYAML(addr), m)
+	px := startProxyWith(t, readdYAML(addr), m)
 
 	slow := make(chan int, 1)
 	go func() {
@@ -87,11 +59,11 @@ func TestReaddedAfterDrainDeadlineKeepsConnLimit(t *testing.T) {
 	}()
 	waitFor(t, "the slow request's connection at the backend", 5*time.Second, func() bool { return open.Load() == 1 })
 
-	apply(t, px, r18PoolReaddYAML(other.addr()))
+	apply(t, px, readdYAML(other.addr()))
 	waitFor(t, "the removed backend to leave the admin status", 5*time.Second, func() bool {
 		return len(leavingOf(t, px, addr)) == 0
 	})
-	apply(t, px, r18PoolReaddYAML(addr))
+	apply(t, px, readdYAML(addr))
 	if open.Load() != 1 {
 		t.Fatalf("backend has %d connections open, want 1 (the slow request's)", open.Load())
 	}

@@ -12,21 +12,21 @@ import (
 	"time"
 )
 
-// r18PoolDyingBackend serves keep-alive requests on raw connections. A
+// dyingBackend serves keep-alive requests on raw connections. A
 // /warm request is answered after warmDelay (so that concurrent ones open
 // connections of their own). The first /x request overall is read whole
 // and, after dieAfter, its connection is closed without an answer (a
 // worker that died, or closed its keep-alive connection, with the request
 // read); later /x requests are answered after answerAfter.
-type r18PoolDyingBackend struct {
+type dyingBackend struct {
 	ln                               net.Listener
 	warmDelay, dieAfter, answerAfter time.Duration
 	xHits                            atomic.Int64
 	conns                            atomic.Int64
 }
 
-func startReview18PoolDyingBackend(t *testing.T, warmDelay, dieAfter, answerAfter time.Duration) *r18PoolDyingBackend {
-	b := &r18PoolDyingBackend{warmDelay: warmDelay, dieAfter: dieAfter, answerAfter: answerAfter}
+func startDyingBackend(t *testing.T, warmDelay, dieAfter, answerAfter time.Duration) *dyingBackend {
+	b := &dyingBackend{warmDelay: warmDelay, dieAfter: dieAfter, answerAfter: answerAfter}
 	b.ln = serveRaw(t, func(c net.Conn) {
 		b.conns.Add(1)
 		br := bufio.NewReader(c)
@@ -79,7 +79,7 @@ func TestStaleReplayGetsItsOwnResponseTimeout(t *testing.T) {
 		{"replay on a new connection", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startReview18PoolDyingBackend(t, 150*time.Millisecond, 700*time.Millisecond, 400*time.Millisecond)
+			b := startDyingBackend(t, 150*time.Millisecond, 700*time.Millisecond, 400*time.Millisecond)
 			px := startProxy(t, fmt.Sprintf(`routes: [{pool: p}]
 pools:
   p:
