@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -21,17 +19,7 @@ func TestAdminListenerMoveLogged(t *testing.T) {
 	}
 	path := writeConfig(t, render(admin1))
 	stderr := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(10 * time.Second):
-			t.Error("sluice did not stop")
-		}
-	})
+	runInProcessLog(t, path, stderr)
 	waitReady(t, "http://"+admin1+"/readyz")
 
 	replaceFile(t, path, render(admin2))

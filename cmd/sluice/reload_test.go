@@ -101,9 +101,15 @@ func TestReloadInProcess(t *testing.T) {
 // stop (SIGTERM's), and then checks that it stops within 10 s.
 func runInProcess(t *testing.T, path string) (stop func()) {
 	t.Helper()
+	return runInProcessLog(t, path, io.Discard)
+}
+
+// runInProcessLog is runInProcess with the process log written to stderr.
+func runInProcessLog(t *testing.T, path string, stderr io.Writer) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, io.Discard) }()
+	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Found by review. What was wrong: README (Hot reload) says client-side settings (timeouts.client_*,
@@ -29,17 +26,7 @@ func TestReloadWarnsClientSettingsWithReuseport(t *testing.T) {
 	}
 	path := writeConfig(t, render(false, "30s"))
 	stderr := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() { exit <- run(ctx, []string{"-config", path}, io.Discard, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exit:
-		case <-time.After(10 * time.Second):
-			t.Error("sluice did not stop")
-		}
-	})
+	runInProcessLog(t, path, stderr)
 	waitReady(t, "http://"+admin+"/readyz")
 
 	// Control: client_read alone warns.
