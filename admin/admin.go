@@ -319,8 +319,8 @@ func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 	writeJSON(ctx, 200, resp)
 }
 
-// redact blanks values whose key names a secret. sluice has no secret
-// settings today; this keeps /admin/config safe when some are added.
+// redact blanks values whose key names a secret (a sticky cookie's
+// secret today; any added later too), never a pool's name.
 func redact(v any) {
 	switch t := v.(type) {
 	case map[string]any:
@@ -329,6 +329,15 @@ func redact(v any) {
 			if strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") ||
 				strings.HasSuffix(lk, "key") && lk != "hash_key" {
 				t[k] = "REDACTED"
+				continue
+			}
+			if pools, ok := val.(map[string]any); ok && k == "pools" {
+				// Its keys are pool names, which the operator chose: a
+				// pool named turkey or auth-token is not a secret (found
+				// by review: it was shown as "REDACTED").
+				for _, pool := range pools {
+					redact(pool)
+				}
 				continue
 			}
 			redact(val)
