@@ -584,9 +584,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.unread.Store(!(n > 0 && n < len(p)))
 		}
 		if n == 0 && err != nil && !c.received && c.hushed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-			// A graceful stop ended the wait for a first request that
-			// never began: closed, for the server to let it go quietly.
-			return 0, c.opError("read", net.ErrClosed)
+			if !c.waiting() {
+				// A graceful stop ended the wait for a first request
+				// that never began: closed, for the server to let it go
+				// quietly.
+				return 0, c.opError("read", net.ErrClosed)
+			}
+			// Its first bytes came before the stop ended the wait (the
+			// read had not run since): read on (found by review).
+			c.hushed.Store(false)
 		}
 		// A deadline error comes before anything is read: retrying
 		// loses nothing.
@@ -1569,6 +1575,16 @@ func (c *Conn) peek(fd uintptr) {
 		c.peekN, c.peekErr = n, e
 		return
 	}
+}
+
+// waiting reports whether bytes wait on the socket, unread (one
+// recv(MSG_PEEK); a graceful stop's rare path).
+func (c *Conn) waiting() bool {
+	c.peekN, c.peekErr = 0, 0
+	if c.sys == nil || c.sys.Control(c.peek) != nil {
+		return false
+	}
+	return c.peekErr == 0 && c.peekN > 0
 }
 
 // ReadTimedOut reports whether a Read returned because its deadline had

@@ -610,14 +610,19 @@ func (c *Controller) finishDrains(now time.Time) {
 	}
 	clear(c.draining[len(kept):])
 	c.draining = kept
+	// Only its own requests in flight keep a drain overdue: the count of
+	// open connections it shares with the backend's current client (found
+	// by review: on a busy backend every settings reload left one behind
+	// for good). A closed client closes a connection as its request ends,
+	// before that request leaves the in-flight count.
 	for _, d := range ended {
-		if d.up.client.InFlight() > 0 || d.up.client.ConnsCount() > 0 {
+		if d.up.client.InFlight() > 0 {
 			c.overdue = append(c.overdue, d)
 		}
 	}
 	over := c.overdue[:0]
 	for _, d := range c.overdue {
-		if d.up.client.InFlight() > 0 || d.up.client.ConnsCount() > 0 {
+		if d.up.client.InFlight() > 0 {
 			over = append(over, d)
 		}
 	}
