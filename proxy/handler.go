@@ -820,7 +820,7 @@ func holdLongResponse(ctx *fasthttp.RequestCtx) {
 	if len(resp.Body()) < ClientWriteBufferSize || resp.SkipBody || ctx.IsHead() {
 		return
 	}
-	if code := resp.StatusCode(); code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
+	if bodyless(resp.StatusCode()) {
 		return
 	}
 	if c, ok := ctx.Conn().(writeHolder); ok {
