@@ -30,27 +30,7 @@ func TestEarlyAnswerThenHalfOpen(t *testing.T) {
 		{"100 only", "HTTP/1.1 100 Continue\r\n\r\n", 504},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			release := make(chan struct{})
-			ln := serveRaw(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if _, err := io.WriteString(c, tt.answer); err != nil {
-					return
-				}
-				if tt.want == 413 {
-					_ = c.(*net.TCPConn).CloseWrite()
-				}
-				<-release // reads nothing more, closes only at the test's end
-			})
-			t.Cleanup(func() { close(release) }) // before serveRaw's wait
+			ln := answeringBackend(t, tt.answer, tt.want == 413)
 			resp, b, took := postUpload(t, ln.Addr().String(), "2s", body)
 			if resp.StatusCode != tt.want {
 				t.Fatalf("answer %d %q after %v, want %d", resp.StatusCode, b, took, tt.want)
@@ -64,7 +44,8 @@ func TestEarlyAnswerThenHalfOpen(t *testing.T) {
 
 // postUpload sends a POST with a body of n zero bytes through a proxy
 // whose one backend is at backend (timeouts.response response), and
-// returns the answer, its body and how long it took to begin.
+// returns the final answer (past any interim one), its body and how long
+// it took to begin.
 func postUpload(t *testing.T, backend, response string, n int) (*http.Response, []byte, time.Duration) {
 	t.Helper()
 	px := startProxy(t, fmt.Sprintf("timeouts: { response: %s }\nlimits: { max_body_bytes: %d }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", response, 2*n, backend))
@@ -75,11 +56,45 @@ func postUpload(t *testing.T, backend, response string, n int) (*http.Response, 
 	}()
 	start := time.Now()
 	_ = c.SetReadDeadline(start.Add(10 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer after %v: %v", time.Since(start), err)
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer after %v: %v", time.Since(start), err)
+		}
+		if resp.StatusCode < 200 {
+			continue // an interim answer passed on
+		}
+		took := time.Since(start)
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b, took
 	}
-	took := time.Since(start)
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b, took
+}
+
+// answeringBackend starts a backend that reads a request's head, writes
+// answer, half-closes if closeWrite, and reads nothing more: it closes
+// only at the test's end.
+func answeringBackend(t *testing.T, answer string, closeWrite bool) net.Listener {
+	t.Helper()
+	release := make(chan struct{})
+	ln := serveRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		if _, err := io.WriteString(c, answer); err != nil {
+			return
+		}
+		if closeWrite {
+			_ = c.(*net.TCPConn).CloseWrite()
+		}
+		<-release
+	})
+	t.Cleanup(func() { close(release) }) // before serveRaw's wait
+	return ln
 }

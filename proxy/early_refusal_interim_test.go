@@ -1,11 +1,6 @@
 package proxy
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,54 +34,11 @@ func TestEarlyRefusalBehindInterimHead(t *testing.T) {
 		{"100 and 413 in bare LFs", "HTTP/1.1 100 Continue\n\n" + strings.ReplaceAll(final, "\r\n", "\n")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			release := make(chan struct{})
-			ln := serveRaw(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if _, err := io.WriteString(c, tt.answer); err != nil {
-					return
-				}
-				_ = c.(*net.TCPConn).CloseWrite()
-				<-release // reads nothing more, closes only at the test's end
-			})
-			t.Cleanup(func() { close(release) })
-			resp, b, took := postUploadFinal(t, ln.Addr().String(), "2s", body)
+			ln := answeringBackend(t, tt.answer, true)
+			resp, b, took := postUpload(t, ln.Addr().String(), "2s", body)
 			if resp.StatusCode != 413 || !strings.Contains(string(b), "nope") || took > time.Second {
 				t.Fatalf("client got %d %q after %v; want the backend's 413 \"nope\" within a second", resp.StatusCode, b, took)
 			}
 		})
-	}
-}
-
-// postUploadFinal is postUpload (early_answer_test.go) that skips the
-// interim answers the client may get first.
-func postUploadFinal(t *testing.T, backend, response string, n int) (*http.Response, []byte, time.Duration) {
-	t.Helper()
-	px := startProxy(t, "timeouts: { response: "+response+" }\nlimits: { max_body_bytes: 67108864 }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: "+backend+" }\n")
-	c, br := dialProxy(t, px.addr)
-	go func() {
-		_, _ = io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(n)+"\r\n\r\n")
-		_, _ = c.Write(make([]byte, n))
-	}()
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(10 * time.Second))
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("no answer after %v: %v", time.Since(start), err)
-		}
-		if resp.StatusCode >= 200 {
-			took := time.Since(start)
-			b, _ := io.ReadAll(resp.Body)
-			return resp, b, took
-		}
 	}
 }
