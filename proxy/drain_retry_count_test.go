@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -89,18 +88,7 @@ func TestRetriesExhaustedCountedAfterDrain(t *testing.T) {
 	w := &slowFinalFailure{}
 	px := startProxyLogged(t, yml(addr), m, nil, zerolog.New(w))
 
-	status := make(chan int, 1)
-	go func() {
-		c := &http.Client{Timeout: 10 * time.Second}
-		resp, err := c.Get("http://" + px.addr + "/")
-		if err != nil {
-			status <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	status := getStatus("http://" + px.addr + "/")
 	select {
 	case <-got:
 	case <-time.After(5 * time.Second):

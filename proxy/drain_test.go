@@ -87,17 +87,7 @@ drain_timeout: 30s
 `, other.addr(), slow.addr())
 	px := startProxyWith(t, both, m)
 
-	status := make(chan int, 1)
-	go func() {
-		c := &http.Client{Timeout: 10 * time.Second}
-		resp, err := c.Get("http://" + px.addr + "/q/x")
-		if err != nil {
-			status <- 0
-			return
-		}
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	status := getStatus("http://" + px.addr + "/q/x")
 	waitFor(t, "a request running on slow", 5*time.Second, func() bool { return slow.hits.Load() > 0 })
 	apply(t, px, fmt.Sprintf("routes: [{ pool: p }]\npools:\n  p: { backends: [{ address: %s }] }\ndrain_timeout: 30s\n", other.addr()))
 
@@ -160,17 +150,7 @@ func TestReplacedClientDrainsOnItsOwn(t *testing.T) {
 	}
 	px := startProxy(t, yml("5s"))
 	send := func(path string) chan int {
-		status := make(chan int, 1)
-		go func() {
-			c := &http.Client{Timeout: 10 * time.Second}
-			resp, err := c.Get("http://" + px.addr + path)
-			if err != nil {
-				status <- 0
-				return
-			}
-			resp.Body.Close()
-			status <- resp.StatusCode
-		}()
+		status := getStatus("http://" + px.addr + path)
 		return status
 	}
 

@@ -73,18 +73,7 @@ func TestMetricsDrainForgetsBeforeCount(t *testing.T) {
 		return poolYAML("round_robin", bs, nil) + "drain_timeout: 30s\n"
 	}
 	px := startProxyOn(t, yml(slow), m, func(ln net.Listener) net.Listener { return slowHolds{ln} })
-	status := make(chan int, 1)
-	go func() {
-		c := &http.Client{Timeout: 10 * time.Second}
-		resp, err := c.Get("http://" + px.addr + "/")
-		if err != nil {
-			status <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	status := getStatus("http://" + px.addr + "/")
 	waitFor(t, "the request on slow", 5*time.Second, func() bool { return slow.hits.Load() > 0 })
 	apply(t, px, yml(other))
 	row := `route="/",pool="p",backend="` + slow.addr() + `",code="2xx"`

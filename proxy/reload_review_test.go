@@ -37,17 +37,7 @@ func TestRemovedRouteCountsRequestInFlight(t *testing.T) {
 	}
 	px := startProxyWith(t, yml(true), m)
 
-	status := make(chan int, 1)
-	go func() {
-		c := &http.Client{Timeout: 10 * time.Second}
-		resp, err := c.Get("http://" + px.addr + "/old/slow")
-		if err != nil {
-			status <- 0
-			return
-		}
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	status := getStatus("http://" + px.addr + "/old/slow")
 	waitFor(t, "the request running on b", 5*time.Second, func() bool { return b.hits.Load() > 0 })
 	apply(t, px, yml(false))
 	free()
@@ -156,17 +146,7 @@ func TestUpstreamConnsCountReplacedClient(t *testing.T) {
 		return poolYAML("round_robin", []*testBackend{b}, nil) + "drain_timeout: 30s\ntimeouts: { response: " + response + " }\n"
 	}
 	px := startProxyWith(t, yml("5s"), m)
-	status := make(chan int, 1)
-	go func() {
-		c := &http.Client{Timeout: 10 * time.Second}
-		resp, err := c.Get("http://" + px.addr + "/slow")
-		if err != nil {
-			status <- 0
-			return
-		}
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	status := getStatus("http://" + px.addr + "/slow")
 	waitFor(t, "the request at b", 5*time.Second, func() bool { return b.hits.Load() == 1 })
 	conns := func() float64 {
 		return gatherCounts(t, m, "sluice_upstream_connections")[`pool="p",backend="`+b.addr()+`"`]

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,6 +66,24 @@ func getAsync(px *testProxy, cookie string) chan asyncResult {
 		out <- asyncResult{resp.StatusCode, resp.Header.Get("X-Backend")}
 	}()
 	return out
+}
+
+// getStatus GETs url in the background and delivers the answer's status
+// once its body is read (0 on error).
+func getStatus(url string) chan int {
+	status := make(chan int, 1)
+	go func() {
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			status <- 0
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	return status
 }
 
 func await(t *testing.T, ch chan asyncResult) asyncResult {
