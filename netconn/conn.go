@@ -892,16 +892,11 @@ func (c *Conn) answered1(fd uintptr) bool {
 // sluice reads (proxy's upstream read buffer).
 const maxAnswerPeek = 16 << 10
 
-// refusesBody reports whether b, the start of what a peer sent while a
+// refusal reports whether b, the start of what a peer sent while a
 // request was being written, holds a final status line of 300 or more
-// after any interim answers, or is no HTTP answer at all.
-func refusesBody(b []byte) bool {
-	refuses, _ := refusal(b)
-	return refuses
-}
-
-// refusal is refusesBody, and whether b decides it: not when b ends
-// before the status line of the answer after the interim ones.
+// after any interim answers, or is no HTTP answer at all; and whether b
+// decides it: not when b ends before the status line of the answer after
+// the interim ones.
 func refusal(b []byte) (refuses, decided bool) {
 	for {
 		const line = len("HTTP/1.1 100")

@@ -143,7 +143,7 @@ func FuzzRefusesBody(f *testing.F) {
 		f.Add([]byte(s), []byte("tail"))
 	}
 	f.Fuzz(func(t *testing.T, b, tail []byte) {
-		got := refusesBody(b)
+		got, _ := refusal(b)
 		// A final status line whole in b decides alone: more bytes after
 		// b change nothing.
 		rest := b
@@ -155,7 +155,7 @@ func FuzzRefusesBody(f *testing.F) {
 			rest = rest[end:]
 		}
 		if len(rest) >= 12 {
-			if again := refusesBody(append(append([]byte(nil), b...), tail...)); again != got {
+			if again, _ := refusal(append(append([]byte(nil), b...), tail...)); again != got {
 				t.Fatalf("%q: %v, with %q after it: %v", b, got, tail, again)
 			}
 		}
