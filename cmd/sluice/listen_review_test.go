@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -175,5 +177,25 @@ func TestListenReviewSIGTERMDuringWorkerRestart(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("supervisor still running 20s after SIGTERM\n%s", stderr)
+	}
+}
+
+// TestStopDuringStartupIsClean: a stop that comes before the first config
+// is applied (the SIGTERM a supervisor forwards to a worker it is
+// restarting) ends sluice with status 0, not as a failed start. The
+// controller takes the apply or sees the stop first at random, so the
+// stop is tried many times. (Found by CI: the worker exited 3 and its
+// supervisor 1.)
+func TestStopDuringStartupIsClean(t *testing.T) {
+	up := startElasticBackend(t, "127.0.0.1:0")
+	path := writeConfig(t, fmt.Sprintf("listen: %s\nadmin: {listen: %s}\nwatch_config: false\nroutes: [{pool: p}]\npools: {p: {backends: [{address: %s}]}}\n",
+		freePort(t), freePort(t), up.addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		var log bytes.Buffer
+		if code := run(ctx, []string{"-config", path}, io.Discard, &log); code != 0 {
+			t.Fatalf("try %d: exit %d after a stop during startup, want 0\n%s", i, code, log.String())
+		}
 	}
 }

@@ -187,6 +187,13 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	err := a.ctrl.Apply(applyCtx, cfg)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			// A stop that came during startup (a SIGTERM forwarded to a
+			// worker its supervisor was restarting) is a clean stop, not a
+			// failed start: nothing was served yet, so nothing to drain.
+			a.log.Info().Msg("stopped before serving")
+			return 0
+		}
 		a.log.Error().Err(err).Msg("config apply failed")
 		return opts.notStarted()
 	}
