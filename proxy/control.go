@@ -765,9 +765,6 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 	}
 	pl := &pool{name: name, hashKey: hk, hashName: []byte(hk.Name), preserveHost: cfg.PreserveHost,
 		series: c.Metrics.Pool(name)}
-	for _, m := range members {
-		m.up.series.SetWeight(0) // set again below for those in use
-	}
 	if pc.PreserveHost != nil {
 		pl.preserveHost = *pc.PreserveHost
 	}
@@ -786,9 +783,6 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		}
 	}
 	for _, m := range members {
-		// up: takes new requests; set below for those the snapshot uses
-		// (a drained or weight-0 one does not, one in panic mode does).
-		m.up.series.SetUp(false)
 		m.up.series.SetState(metricState(m.state()))
 	}
 	use := ready
@@ -809,10 +803,17 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		w, ramping := health.SlowStartWeight(m.configWeight()*scale, m.since, now, pc.SlowStart)
 		c.ramping = c.ramping || ramping
 		m.effWeight = float64(w) / float64(scale)
-		m.up.series.SetWeight(m.effWeight)
-		m.up.series.SetUp(true)
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
+	}
+	// Each gauge is set once, to its new value: set to 0 first and then
+	// again for those in use, a scrape in between saw a healthy backend
+	// down, every 250 ms during a slow start (found by review). up: takes
+	// new requests (a drained or weight-0 one does not, one in panic mode
+	// does): those in use, all of weight 1 or more (slow start's floor).
+	for _, m := range members {
+		m.up.series.SetWeight(m.effWeight)
+		m.up.series.SetUp(m.effWeight > 0)
 	}
 	pl.picks = len(pl.targets)
 	algorithm := pc.Algorithm
