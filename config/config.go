@@ -479,8 +479,16 @@ func isAnchorNameByte(c byte) bool {
 }
 
 // parserProblems start the messages of yaml.v3's parser errors
-// (parserc.go); its other syntax errors are the scanner's.
-var parserProblems = []string{"did not find expected ", "found duplicate %", "found incompatible YAML document", "found undefined tag handle"}
+// (parserc.go); its other syntax errors are the scanner's, some of which
+// also start "did not find expected " (a wildcard host left unquoted:
+// "... alphabetic or numeric character"), so each is named in full
+// (found by review: those were named one line late).
+var parserProblems = []string{
+	"did not find expected <stream-start>", "did not find expected <document start>",
+	"did not find expected node content", "did not find expected '-' indicator",
+	"did not find expected key", "did not find expected ',' or ']'", "did not find expected ',' or '}'",
+	"found duplicate %", "found incompatible YAML document", "found undefined tag handle",
+}
 
 // syntaxErrorLine is the 1-based line of a yaml.v3 syntax error it
 // reported at line reported with message msg. yaml.v3 counts lines from
