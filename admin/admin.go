@@ -320,7 +320,9 @@ func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 }
 
 // redact blanks values whose key names a secret (a sticky cookie's
-// secret today; any added later too), never a pool's name.
+// secret today; any added later too), never a pool's name. An unset
+// one stays empty: shown as REDACTED, it told the operator a secret was
+// in force when the cookie was the unkeyed hash (found by review).
 func redact(v any) {
 	switch t := v.(type) {
 	case map[string]any:
@@ -328,7 +330,9 @@ func redact(v any) {
 			lk := strings.ToLower(k)
 			if strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") ||
 				strings.HasSuffix(lk, "key") && lk != "hash_key" {
-				t[k] = "REDACTED"
+				if val != "" && val != nil {
+					t[k] = "REDACTED"
+				}
 				continue
 			}
 			if pools, ok := val.(map[string]any); ok && k == "pools" {
