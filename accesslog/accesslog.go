@@ -183,6 +183,22 @@ func bufferFor(out io.Writer) int {
 	return bufferSize
 }
 
+// Check opens, and closes again, the file cfg's access log writes to, if
+// enabled and not stdout, as New will: sluice -check refuses a config
+// whose log cannot be opened, as nginx -t does (found by review: -check
+// passed a log in a missing directory, which the start then refused). A
+// missing file is created, as New would create it.
+func Check(cfg config.AccessLog) error {
+	if !cfg.Enabled || cfg.Path == "stdout" {
+		return nil
+	}
+	f, err := openFile(cfg.Path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 func openFile(path string) (*os.File, error) {
 	// 0640: access logs hold client addresses. O_NONBLOCK: opening a FIFO
 	// nobody reads fails (ENXIO) instead of blocking the caller (a reload,

@@ -39,3 +39,10 @@ func (es Errors) Error() string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// At is a FieldError for the field at path in c's file, at that field's
+// line (or its nearest parent's): for a problem found beyond parsing, such
+// as a file the config names that cannot be opened.
+func (c *Config) At(path string, err error) FieldError {
+	return FieldError{File: c.File, Line: c.Line(path), Path: path, Msg: err.Error()}
+}

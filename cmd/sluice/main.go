@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"sluice/accesslog"
 	"sluice/config"
 )
 
@@ -110,6 +111,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil && *check && *workers > 0 {
 		err = checkWorkers(*configPath, cfg, *workers)
 	}
+	if err == nil && *check {
+		err = checkAccessLog(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if *check {
@@ -122,6 +126,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return serve(ctx, cfg, options{configPath: *configPath, pprofAddr: *pprofAddr, stderr: stderr, override: override, ready: ready, worker: *workerIndex})
+}
+
+// checkAccessLog is accesslog.Check, its error placed at
+// access_log.path's line in cfg's file.
+func checkAccessLog(cfg *config.Config) error {
+	if err := accesslog.Check(cfg.AccessLog); err != nil {
+		return cfg.At("access_log.path", err)
+	}
+	return nil
 }
 
 // loadConfig loads the file and applies override (a worker's changes).

@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		a.log.Error().Err(err).Msg("config apply failed")
 		return opts.notStarted()
 	}
-	if err := a.setAccessLog(cfg.AccessLog); err != nil {
+	if err := a.setAccessLog(cfg); err != nil {
 		a.log.Error().Err(err).Msg("cannot open the access log")
 		return opts.notStarted()
 	}
@@ -221,11 +221,11 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 		return opts.notStarted()
 	}
 	if opts.pprofAddr != "" {
-		pprofSrv, err := startPprof(opts.pprofAddr, &wg, a.log)
+		pprofSrv, bound, err := startPprof(opts.pprofAddr, &wg, a.log)
 		if err != nil {
 			a.log.Error().Err(err).Msg("cannot start pprof")
 		} else {
-			a.log.Info().Str("listen", opts.pprofAddr).Msg("pprof listening")
+			a.log.Info().Str("listen", bound).Msg("pprof listening")
 			defer pprofSrv.Close()
 		}
 	}
@@ -457,7 +457,7 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 			l, err := accesslog.New(cfg.AccessLog, os.Stdout, a.metrics.AccessLogDropped)
 			if err != nil {
 				st.abort()
-				return nil, fmt.Errorf("access_log: %w", err)
+				return nil, cfg.At("access_log.path", err)
 			}
 			st.access = l
 		}
@@ -568,13 +568,13 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 }
 
 // setAccessLog opens the access log of c (at startup).
-func (a *app) setAccessLog(c config.AccessLog) error {
-	if !c.Enabled {
+func (a *app) setAccessLog(cfg *config.Config) error {
+	if !cfg.AccessLog.Enabled {
 		return nil
 	}
-	l, err := accesslog.New(c, os.Stdout, a.metrics.AccessLogDropped)
+	l, err := accesslog.New(cfg.AccessLog, os.Stdout, a.metrics.AccessLogDropped)
 	if err != nil {
-		return fmt.Errorf("access_log: %w", err)
+		return cfg.At("access_log.path", err)
 	}
 	a.swapAccessLog(l)
 	return nil
@@ -665,10 +665,10 @@ func (a *app) newFrontServer(cfg *config.Config) *fasthttp.Server {
 	return srv
 }
 
-func startPprof(addr string, wg *sync.WaitGroup, log zerolog.Logger) (*http.Server, error) {
+func startPprof(addr string, wg *sync.WaitGroup, log zerolog.Logger) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -684,7 +684,8 @@ func startPprof(addr string, wg *sync.WaitGroup, log zerolog.Logger) (*http.Serv
 			log.Error().Err(err).Msg("pprof server failed")
 		}
 	}()
-	return srv, nil
+	// The address bound, port 0's too (found by review: logged as typed).
+	return srv, ln.Addr().String(), nil
 }
 
 // stoppingGuard is the admin API's view of the controller: once shutdown
