@@ -71,7 +71,7 @@ func (f *failureLog) noBackend(now time.Time, pool string, client net.Addr) {
 	if !ok {
 		return
 	}
-	send(f.log.Warn().Str("pool", pool), client, skipped, "no healthy backend")
+	send(f.log.Warn().Str("pool", pool), client, skipped, "no usable backend")
 }
 
 // send adds the client and the count of lines left out to e and writes it.

@@ -135,7 +135,7 @@ pools:
 				i, l, want.pool, want.backend, want.kind)
 		}
 	}
-	if nb := out.with(t, "no healthy backend"); len(nb) != 1 || nb[0]["pool"] != "empty" {
+	if nb := out.with(t, "no usable backend"); len(nb) != 1 || nb[0]["pool"] != "empty" {
 		t.Errorf("no-backend lines %v, want one for pool empty", nb)
 	}
 

@@ -1126,7 +1126,7 @@ func (p *Proxy) logFailure(ctx *fasthttp.RequestCtx, up *upstream, attempt int, 
 // request to, and counts and logs it.
 func (p *Proxy) noBackend(ctx *fasthttp.RequestCtx, pl *pool, now time.Time) {
 	pl.series.NoBackend()
-	writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no healthy backend\n")
+	writeError(ctx, fasthttp.StatusServiceUnavailable, "503 no usable backend\n")
 	ctx.Response.Header.SetBytesKV(hdrRetryAfter, valueOne)
 	if p.failures != nil {
 		p.failures.noBackend(now, pl.name, ctx.RemoteAddr())
