@@ -205,6 +205,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	raw := ctx.Request.Header.RawHeaders()
 	found := scanRequest(raw)
 	code, msg := rejected(ctx, found)
+	if code == 0 && (tooManyNames(&ctx.Request.Header, found) ||
+		found&hTransferEncoding != 0 && tooManyTrailers(&ctx.Request.Header)) {
+		code, msg = fasthttp.StatusBadRequest, "400 more than 32 names in Connection or Trailer\n"
+	}
 	if code == 0 && found&hTransferEncoding != 0 {
 		var ok bool
 		if sc.buf, ok = dropTrailers(&ctx.Request.Header, raw, sc.buf); !ok {
@@ -590,6 +594,9 @@ func badResponse(resp *fasthttp.Response, found headerSet) string {
 		return "502 upstream switched protocols unasked\n"
 	case found&hBadName != 0:
 		return "502 upstream sent an invalid header field name\n"
+	case tooManyNames(&resp.Header, found):
+		// (A response's trailer section is read past, never merged.)
+		return "502 upstream named more than 32 fields in Connection\n"
 	}
 	return ""
 }

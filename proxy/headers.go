@@ -322,6 +322,40 @@ type header interface {
 	DelBytes(key []byte)
 }
 
+// maxHopNames bounds the names a message may list in Connection and the
+// fields it may announce in Trailer: each name costs a pass over the
+// message's fields (DelBytes, hasField), so a head of many fields listing
+// many names cost time quadratic in its size, seconds of CPU per request
+// at a 256 KiB max_header_bytes (found by review). HAProxy and Envoy cap
+// a head at about 100 fields; real messages list a few names.
+const maxHopNames = 32
+
+// tooManyNames reports whether h lists more than maxHopNames names in its
+// Connection fields (found says it names any besides close and
+// keep-alive).
+func tooManyNames(h header, found headerSet) bool {
+	if found&hConnectionNames == 0 {
+		return false
+	}
+	n := 0
+	for _, v := range h.PeekAll("Connection") {
+		n += bytes.Count(v, []byte(",")) + 1
+	}
+	return n > maxHopNames
+}
+
+// tooManyTrailers reports whether h announces more than maxHopNames
+// trailer fields.
+func tooManyTrailers(h trailerHeader) bool {
+	n := 0
+	for range h.Trailers() {
+		if n++; n > maxHopNames {
+			return true
+		}
+	}
+	return false
+}
+
 // stripHopByHop removes the headers named in Connection, then the fixed
 // hop-by-hop ones, of those found says are there. Names listed in
 // Connection go first: a client could otherwise smuggle X-Forwarded-For or
