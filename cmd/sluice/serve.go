@@ -217,6 +217,13 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.reloadMu.Lock()
 	if err := a.startListeners(ctx, cfg); err != nil {
 		a.reloadMu.Unlock()
+		if ctx.Err() != nil {
+			// A stop during startup (here while the first DNS lookups
+			// ran): a listen address that names a host fails its lookup
+			// on the ended ctx. A clean stop, as during the first apply.
+			a.log.Info().Msg("stopped before serving")
+			return 0
+		}
 		a.log.Error().Err(err).Msg("cannot listen")
 		return opts.notStarted()
 	}
