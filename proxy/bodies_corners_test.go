@@ -577,6 +577,10 @@ func TestBodiesHeapBounded(t *testing.T) {
 		for i := range conns {
 			go func(i int) {
 				for r := range rounds {
+					// A deadline per round: it catches a hung exchange, not a
+					// run that -race (patterned, per byte) and a loaded
+					// machine stretch past 20 s in all.
+					_ = conns[i].SetDeadline(time.Now().Add(20 * time.Second))
 					n := sizes[(i+r)%len(sizes)]
 					body := strings.Repeat("p", sizes[(i+2*r)%len(sizes)]/4)
 					if _, err := fmt.Fprintf(conns[i], "POST /?n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, len(body), body); err != nil {

@@ -56,6 +56,10 @@ func TestSteadySlowReaderNotCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	// Reading 32 MiB at 10 MB/s takes 3.2 s, from here: the answer's
+	// making and buffering (seconds under -race on a loaded machine) ate
+	// into the dial's deadline, and the client's own timeout read as a cut.
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	const rate = 10 << 20 // bytes per second
 	start := time.Now()
 	buf := make([]byte, 64<<10)

@@ -64,15 +64,26 @@ func TestClientTimeouts(t *testing.T) {
 		{
 			name:     "client that does not read is cut after client_write",
 			timeouts: "{ client_write: 300ms }",
-			run: func(t *testing.T, c net.Conn, _ *bufio.Reader) time.Time {
-				start := time.Now()
+			run: func(t *testing.T, c net.Conn, br *bufio.Reader) time.Time {
 				if _, err := io.WriteString(c, "GET /?n="+strconv.Itoa(big)+" HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 					t.Fatal(err)
 				}
+				// The answer is buffered whole before its first byte goes
+				// out, and with -race making it (patterned) and taking it
+				// in take seconds on a loaded machine: the client stops
+				// reading once the first bytes are there, not at a fixed
+				// time after the request, by when the proxy may not have
+				// begun to write (it then never waited client_write).
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				if _, err := br.Peek(1); err != nil {
+					t.Fatalf("no answer: %v", err)
+				}
+				start := time.Now()
+				_ = c.SetDeadline(start.Add(8 * time.Second))
 				time.Sleep(1500 * time.Millisecond) // not reading
 				return start
 			},
-			ends:   3 * time.Second,
+			ends:   4 * time.Second,
 			answer: "HTTP/1.1 200", cut: true,
 		},
 	}
@@ -85,7 +96,7 @@ func TestClientTimeouts(t *testing.T) {
 			took := time.Since(start)
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("the connection was still open after 5 s (%d bytes read)", len(got))
+				t.Fatalf("the connection was still open at its deadline (%d bytes read)", len(got))
 			}
 			if took < tt.atLeast || took > tt.ends {
 				t.Errorf("ended after %v, want between %v and %v", took, tt.atLeast, tt.ends)
@@ -108,7 +119,10 @@ func TestClientTimeouts(t *testing.T) {
 // earlier one does not end a later turn.
 func TestClientTimeoutsSpanRequests(t *testing.T) {
 	b := startBackend(t, "b1", nil)
-	px := startProxy(t, "timeouts: { client_read: 150ms, idle: 250ms }\n"+poolYAML("round_robin", []*testBackend{b}, nil))
+	// The requests take about 2.8 s: four times idle and over five times
+	// client_read, each within them by 400-500 ms (by 50 ms with the 150ms
+	// and 250ms once used, which a loaded machine overran: 408s, resets).
+	px := startProxy(t, "timeouts: { client_read: 500ms, idle: 700ms }\n"+poolYAML("round_robin", []*testBackend{b}, nil))
 	c, br := dialProxy(t, px.addr)
 	for i := range 12 {
 		getOn(t, c, br, "/")

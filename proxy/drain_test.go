@@ -70,11 +70,19 @@ func exported(t *testing.T, m *metrics.Metrics, name, value string) bool {
 // route's series go (found by a probe: they went at once, and the
 // backend was nowhere while its request ran).
 func TestRemovedPoolDrainsVisibly(t *testing.T) {
-	release := make(chan struct{})
-	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) { <-release })
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(free) // before the backend's Close, which waits for it
+	// Two requests run on slow, each ending when it takes a token: the
+	// first ends while the second holds the drain open, so its count is
+	// read before the drain can end. (The drain ends, and the series go,
+	// at the controller's first tick after the last request leaves; read
+	// after the only request's answer, the count raced that tick.)
+	next, done := make(chan struct{}), make(chan struct{})
+	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-next:
+		case <-done:
+		}
+	})
+	t.Cleanup(func() { close(done) }) // before the backend's Close, which waits for it
 	other := startBackend(t, "other", nil)
 	m := metrics.New("test")
 	both := fmt.Sprintf(`routes:
@@ -87,12 +95,12 @@ drain_timeout: 30s
 `, other.addr(), slow.addr())
 	px := startProxyWith(t, both, m)
 
-	status := getStatus("http://" + px.addr + "/q/x")
-	waitFor(t, "a request running on slow", 5*time.Second, func() bool { return slow.hits.Load() > 0 })
+	first, second := getStatus("http://"+px.addr+"/q/x"), getStatus("http://"+px.addr+"/q/y")
+	waitFor(t, "two requests running on slow", 5*time.Second, func() bool { return slow.hits.Load() == 2 })
 	apply(t, px, fmt.Sprintf("routes: [{ pool: p }]\npools:\n  p: { backends: [{ address: %s }] }\ndrain_timeout: 30s\n", other.addr()))
 
-	if got := leavingOf(t, px, slow.addr()); len(got) != 1 || got[0].InFlight != 1 || got[0].State != StateDraining {
-		t.Errorf("Status() entries of the leaving backend = %+v, want one draining, in flight 1", got)
+	if got := leavingOf(t, px, slow.addr()); len(got) != 1 || got[0].InFlight != 2 || got[0].State != StateDraining {
+		t.Errorf("Status() entries of the leaving backend = %+v, want one draining, in flight 2", got)
 	}
 	if v := backendGauge(t, m, "sluice_backend_state", slow.addr(), "draining"); v != 1 {
 		t.Errorf("state draining = %v, want 1", v)
@@ -101,13 +109,25 @@ drain_timeout: 30s
 		t.Errorf("up = %v, want 0", up)
 	}
 
-	free()
-	if code := <-status; code != 200 {
+	answer := func() int {
+		select {
+		case code := <-first:
+			return code
+		case code := <-second:
+			return code
+		}
+	}
+	next <- struct{}{}
+	if code := answer(); code != 200 {
 		t.Fatalf("request in flight across the reload = %d, want 200", code)
 	}
 	row := `route="/q/",pool="q",backend="` + slow.addr() + `",code="2xx"`
 	if got := gatherCounts(t, m, "sluice_requests_total")[row]; got != 1 {
 		t.Errorf("sluice_requests_total{%s} = %v, want 1 before the drain ends", row, got)
+	}
+	next <- struct{}{}
+	if code := answer(); code != 200 {
+		t.Fatalf("second request in flight across the reload = %d, want 200", code)
 	}
 	waitFor(t, "the leaving backend drained", 5*time.Second, func() bool { return len(leavingOf(t, px, slow.addr())) == 0 })
 	for _, l := range [][2]string{{"backend", slow.addr()}, {"pool", "q"}, {"route", "/q/"}} {

@@ -35,9 +35,12 @@ func TestEarlyRefusalBehindInterimHead(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ln := answeringBackend(t, tt.answer, true)
-			resp, b, took := postUpload(t, ln.Addr().String(), "2s", body)
-			if resp.StatusCode != 413 || !strings.Contains(string(b), "nope") || took > time.Second {
-				t.Fatalf("client got %d %q after %v; want the backend's 413 \"nope\" within a second", resp.StatusCode, b, took)
+			// timeouts.response 8s: the 413 must come well before it (the
+			// bug gave a 504 after it); a fixed second was overrun by
+			// taking in the 16 MiB upload on a loaded machine.
+			resp, b, took := postUpload(t, ln.Addr().String(), "8s", body)
+			if resp.StatusCode != 413 || !strings.Contains(string(b), "nope") || took > 4*time.Second {
+				t.Fatalf("client got %d %q after %v; want the backend's 413 \"nope\" well within timeouts.response (8s)", resp.StatusCode, b, took)
 			}
 		})
 	}

@@ -186,16 +186,28 @@ func TestStaleProbeEventIntoReaddedBackend(t *testing.T) {
 			b.healthStatus.Store(200)
 			<-release
 		})
+		// Parsed here, not in the goroutines: under -race on a loaded
+		// machine a parse took longer than the 20 ms head start, and the
+		// re-add was queued before the removal (b then left for good).
+		cfgWithout, cfgWith := mustParse(t, without), mustParse(t, with)
 		removed, readded := make(chan error, 1), make(chan error, 1)
-		go func() { removed <- applyErr(px, without) }()
+		go func() { removed <- px.ctrl.Apply(context.Background(), cfgWithout) }()
 		time.Sleep(20 * time.Millisecond) // queued first
-		go func() { readded <- applyErr(px, with) }()
+		go func() { readded <- px.ctrl.Apply(context.Background(), cfgWith) }()
 		time.Sleep(20 * time.Millisecond)
 		close(release)
 		for _, ch := range []<-chan error{holdDone, removed, readded} {
 			if err := <-ch; err != nil {
 				t.Fatal(err)
 			}
+		}
+		if !inStatus(t, px, b.addr) {
+			// Still queued out of order (a starved goroutine): not the
+			// case under test; put b back and go on.
+			if err := applyErr(px, with); err != nil {
+				t.Fatal(err)
+			}
+			continue
 		}
 		if stateOf(t, px, b.addr).Healthy {
 			time.Sleep(100 * time.Millisecond)
@@ -210,6 +222,32 @@ func TestStaleProbeEventIntoReaddedBackend(t *testing.T) {
 				round, st.State, st.HealthReason, b.probes.Load()-sent)
 		}
 	}
+}
+
+func mustParse(t *testing.T, yml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// inStatus reports whether a backend at addr is listed by Status.
+func inStatus(t *testing.T, px *testProxy, addr string) bool {
+	t.Helper()
+	st, err := px.ctrl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st {
+		for _, b := range p.Backends {
+			if b.Address == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // holdWhileProbeFails keeps the control goroutine busy while b's checks

@@ -18,15 +18,20 @@ import (
 // done, as a removed pool's do (TestRemovedPoolDrainsVisibly). (Found by
 // review: they were deleted at the reload and the request never counted.)
 func TestRemovedRouteCountsRequestInFlight(t *testing.T) {
-	release := make(chan struct{})
+	// Two requests run on the removed route, each ending when it takes a
+	// token: the first is counted while the second keeps the route's
+	// series (the controller's tick forgets them once none is in flight,
+	// which a count read after the only request's answer raced).
+	next, done := make(chan struct{}), make(chan struct{})
 	b := startBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/old/slow" {
-			<-release
+		if strings.HasPrefix(r.URL.Path, "/old/slow") {
+			select {
+			case <-next:
+			case <-done:
+			}
 		}
 	})
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(free)
+	t.Cleanup(func() { close(done) })
 	m := metrics.New("test")
 	yml := func(withOld bool) string {
 		s := "routes:\n"
@@ -37,12 +42,16 @@ func TestRemovedRouteCountsRequestInFlight(t *testing.T) {
 	}
 	px := startProxyWith(t, yml(true), m)
 
-	status := getStatus("http://" + px.addr + "/old/slow")
-	waitFor(t, "the request running on b", 5*time.Second, func() bool { return b.hits.Load() > 0 })
+	first, second := getStatus("http://"+px.addr+"/old/slow1"), getStatus("http://"+px.addr+"/old/slow2")
+	waitFor(t, "the requests running on b", 5*time.Second, func() bool { return b.hits.Load() == 2 })
 	apply(t, px, yml(false))
-	free()
+	next <- struct{}{}
 	select {
-	case code := <-status:
+	case code := <-first:
+		if code != 200 {
+			t.Fatalf("request in flight across the reload = %d, want 200", code)
+		}
+	case code := <-second:
 		if code != 200 {
 			t.Fatalf("request in flight across the reload = %d, want 200", code)
 		}
@@ -56,6 +65,7 @@ func TestRemovedRouteCountsRequestInFlight(t *testing.T) {
 	if total != 1 {
 		t.Errorf("sluice_requests_total summed over every series = %v after one request answered 200, want 1", total)
 	}
+	next <- struct{}{} // the second one ends too
 }
 
 // TestRetryAfterDrainSkipsRemovedBackend: a GET is routed with a snapshot

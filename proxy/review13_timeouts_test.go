@@ -155,7 +155,11 @@ func TestReview13BodyTimeouts(t *testing.T) {
 	pool := poolYAML("round_robin", []*testBackend{b}, nil)
 	px := startProxy(t, "timeouts: { client_read: 400ms, idle: 5s }\n"+pool)
 	t.Run("body in parts within client_read", func(t *testing.T) {
-		c, br := dialProxy(t, px.addr)
+		// A proxy of its own whose client_read leaves 1.8 s to spare
+		// after the 200 ms the parts take (400 ms left 200 ms, which a
+		// loaded machine overran: 408).
+		roomy := startProxy(t, "timeouts: { client_read: 2s, idle: 5s }\n"+pool)
+		c, br := dialProxy(t, roomy.addr)
 		for i := range 2 { // a new connection, then a kept-alive one
 			if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 6\r\n\r\nab"); err != nil {
 				t.Fatal(err)
