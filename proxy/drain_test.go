@@ -10,18 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"sluice/config"
 	"sluice/metrics"
 )
 
 // apply parses yml and makes it the running config of px.
 func apply(t *testing.T, px *testProxy, yml string) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yml))
-	if err != nil {
-		t.Fatalf("config.Parse() error: %v", err)
-	}
-	if err := px.ctrl.Apply(context.Background(), cfg); err != nil {
+	if err := px.ctrl.Apply(context.Background(), mustParse(t, yml)); err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
 }

@@ -201,7 +201,7 @@ func TestStaleProbeEventIntoReaddedBackend(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if !inStatus(t, px, b.addr) {
+		if _, ok := findStatus(t, px, b.addr); !ok {
 			// Still queued out of order (a starved goroutine): not the
 			// case under test; put b back and go on.
 			if err := applyErr(px, with); err != nil {
@@ -231,23 +231,6 @@ func mustParse(t *testing.T, yml string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// inStatus reports whether a backend at addr is listed by Status.
-func inStatus(t *testing.T, px *testProxy, addr string) bool {
-	t.Helper()
-	st, err := px.ctrl.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range st {
-		for _, b := range p.Backends {
-			if b.Address == addr {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // holdWhileProbeFails keeps the control goroutine busy while b's checks

@@ -98,6 +98,16 @@ func modalYAML(backends []*modalBackend, extra string) string {
 // stateOf returns the admin state of a backend.
 func stateOf(t *testing.T, px *testProxy, addr string) BackendStatus {
 	t.Helper()
+	b, ok := findStatus(t, px, addr)
+	if !ok {
+		t.Fatalf("backend %s not in status", addr)
+	}
+	return b
+}
+
+// findStatus returns the admin state of a backend, if Status lists it.
+func findStatus(t *testing.T, px *testProxy, addr string) (BackendStatus, bool) {
+	t.Helper()
 	st, err := px.ctrl.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +115,11 @@ func stateOf(t *testing.T, px *testProxy, addr string) BackendStatus {
 	for _, p := range st {
 		for _, b := range p.Backends {
 			if b.Address == addr {
-				return b
+				return b, true
 			}
 		}
 	}
-	t.Fatalf("backend %s not in status", addr)
-	return BackendStatus{}
+	return BackendStatus{}, false
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {

@@ -59,16 +59,7 @@ func TestDiscoveredDownBackendReaddedFailsFast(t *testing.T) {
 	px := startProxy(t, "routes: [{pool: p}]\npools:\n  p:\n    algorithm: round_robin\n"+
 		"    health_check: { path: /healthz, interval: 300ms, timeout: 100ms, healthy_threshold: 1, unhealthy_threshold: 5 }\n"+
 		"    discovery: {dns: {name: svc.test, port: 80, type: A, interval: 10s}}\n")
-	ctx := context.Background()
-	set := func(addrs ...string) {
-		var ds []DiscoveredBackend
-		for _, s := range addrs {
-			ds = append(ds, DiscoveredBackend{Address: s, Weight: 1})
-		}
-		if err := px.ctrl.SetDiscovered(ctx, "p", dns, ds); err != nil {
-			t.Fatal(err)
-		}
-	}
+	set := discoverer(t, px, dns)
 	set(a.addr, b.addr)
 	b.kill()
 	waitFor(t, "b unhealthy", 5*time.Second, func() bool { return !stateOf(t, px, b.addr).Healthy })
@@ -115,16 +106,7 @@ func TestReaddedWhileDrainingKeepsSeries(t *testing.T) {
 	dns := config.DNSDiscovery{Name: "svc.test", Port: 80, Type: "A", Interval: 10 * time.Second}
 	px := startProxyWith(t, "drain_timeout: 5s\nroutes: [{pool: p}]\npools:\n  p:\n    algorithm: round_robin\n"+
 		"    discovery: {dns: {name: svc.test, port: 80, type: A, interval: 10s}}\n", m)
-	ctx := context.Background()
-	set := func(addrs ...string) {
-		var ds []DiscoveredBackend
-		for _, s := range addrs {
-			ds = append(ds, DiscoveredBackend{Address: s, Weight: 1})
-		}
-		if err := px.ctrl.SetDiscovered(ctx, "p", dns, ds); err != nil {
-			t.Fatal(err)
-		}
-	}
+	set := discoverer(t, px, dns)
 	set(b.addr())
 	c := testClient(t)
 	res := make(chan string, 1)
@@ -159,5 +141,20 @@ func TestReaddedWhileDrainingKeepsSeries(t *testing.T) {
 	}
 	if b.hits.Load() == before {
 		t.Error("returned backend took no new request")
+	}
+}
+
+// discoverer returns a func that makes addrs, weight 1 each, pool p's
+// backends found by dns, as a lookup would.
+func discoverer(t *testing.T, px *testProxy, dns config.DNSDiscovery) func(addrs ...string) {
+	return func(addrs ...string) {
+		t.Helper()
+		var ds []DiscoveredBackend
+		for _, s := range addrs {
+			ds = append(ds, DiscoveredBackend{Address: s, Weight: 1})
+		}
+		if err := px.ctrl.SetDiscovered(context.Background(), "p", dns, ds); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
