@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -87,12 +86,7 @@ func TestHostileHeadsRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel() // each has its own backend and sluice
-			be := startSmuggleBackend(t)
-			px := startProxy(t, poolYAML("round_robin", []*testBackend{{srv: &httptest.Server{Listener: be.ln}}}, nil))
-			c, br := dialProxy(t, px.addr)
-			if _, err := io.WriteString(c, tt.raw+second); err != nil {
-				t.Fatal(err)
-			}
+			be, c, br := sendThroughSmuggle(t, tt.raw+second)
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				var ne net.Error

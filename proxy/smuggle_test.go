@@ -65,6 +65,19 @@ func (l *lockedBuf) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// sendThroughSmuggle starts a smuggleBackend and a sluice in front of it,
+// and writes raw on a new connection to sluice.
+func sendThroughSmuggle(t *testing.T, raw string) (*smuggleBackend, net.Conn, *bufio.Reader) {
+	t.Helper()
+	be := startSmuggleBackend(t)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{{srv: &httptest.Server{Listener: be.ln}}}, nil))
+	c, br := dialProxy(t, px.addr)
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	return be, c, br
+}
+
 func (b *smuggleBackend) snapshot() (raw string, lines []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -190,12 +203,7 @@ func TestSmugglingVectors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel() // each has its own backend and sluice
-			be := startSmuggleBackend(t)
-			px := startProxy(t, poolYAML("round_robin", []*testBackend{{srv: &httptest.Server{Listener: be.ln}}}, nil))
-			c, br := dialProxy(t, px.addr)
-			if _, err := io.WriteString(c, tt.raw+second); err != nil {
-				t.Fatal(err)
-			}
+			be, c, br := sendThroughSmuggle(t, tt.raw+second)
 			var codes []int
 			for i := 0; ; i++ {
 				if i > 0 {

@@ -187,19 +187,10 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	err := a.ctrl.Apply(applyCtx, cfg)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil {
-			// A stop that came during startup (a SIGTERM forwarded to a
-			// worker its supervisor was restarting) is a clean stop, not a
-			// failed start: nothing was served yet, so nothing to drain.
-			a.log.Info().Msg("stopped before serving")
-			return 0
-		}
-		a.log.Error().Err(err).Msg("config apply failed")
-		return opts.notStarted()
+		return a.startFailed(ctx, err, "config apply failed")
 	}
 	if err := a.setAccessLog(cfg); err != nil {
-		a.log.Error().Err(err).Msg("cannot open the access log")
-		return opts.notStarted()
+		return a.startFailed(ctx, err, "cannot open the access log")
 	}
 	defer a.closeAccessLog()
 	a.metrics.Loaded(a.generation, a.loadedAt)
@@ -217,15 +208,7 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.reloadMu.Lock()
 	if err := a.startListeners(ctx, cfg); err != nil {
 		a.reloadMu.Unlock()
-		if ctx.Err() != nil {
-			// A stop during startup (here while the first DNS lookups
-			// ran): a listen address that names a host fails its lookup
-			// on the ended ctx. A clean stop, as during the first apply.
-			a.log.Info().Msg("stopped before serving")
-			return 0
-		}
-		a.log.Error().Err(err).Msg("cannot listen")
-		return opts.notStarted()
+		return a.startFailed(ctx, err, "cannot listen")
 	}
 	if opts.pprofAddr != "" {
 		pprofSrv, bound, err := startPprof(opts.pprofAddr, &wg, a.log)
@@ -267,6 +250,20 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 			a.reopenLogs()
 		}
 	}
+}
+
+// startFailed logs why serve could not start and returns its exit status,
+// unless ctx ended meanwhile: a stop that came during startup (a SIGTERM
+// forwarded to a worker its supervisor was restarting) is a clean stop,
+// status 0, whatever it broke on the way (the first apply's wait, a
+// listen address's host lookup); nothing was served, so nothing drains.
+func (a *app) startFailed(ctx context.Context, err error, msg string) int {
+	if ctx.Err() != nil {
+		a.log.Info().Msg("stopped before serving")
+		return 0
+	}
+	a.log.Error().Err(err).Msg(msg)
+	return a.opts.notStarted()
 }
 
 // startListeners opens the proxy and admin listeners of cfg and serves
