@@ -221,6 +221,10 @@ type Conn struct {
 	read1  func(uintptr) bool
 	write1 func(uintptr) bool
 	rd, wr rawIO
+	// sp is a splice's state (ReadToPipe, WriteFromPipe), for the
+	// callbacks spliceIn1 and spliceOut1.
+	sp                    pipeIO
+	spliceIn1, spliceOut1 func(uintptr) bool
 	// iov and msg back the sendmsg of two buffers (see writeOnce): one
 	// writer at a time uses them.
 	iov [2]syscall.Iovec
@@ -367,6 +371,7 @@ func newConn(c net.Conn, yield bool) *Conn {
 			cc.sys = raw
 			cc.read1, cc.write1 = cc.readStep, cc.writeStep
 			cc.step1 = cc.step
+			cc.spliceIn1, cc.spliceOut1 = cc.spliceIn, cc.spliceOut
 		}
 	}
 	cc.awaitUntil = none

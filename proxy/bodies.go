@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/valyala/fasthttp"
+
+	"sluice/netconn"
 )
 
 // Response bodies are read into buffers the proxy lends to one answer at
@@ -61,6 +63,12 @@ func (p *bodyPools) get(n int) *bodyBuffer {
 type bodyLoan struct {
 	pools *bodyPools
 	buf   *bodyBuffer
+	// pipes pools the pipes long bodies are spliced through; up is the
+	// upstream connection the exchange reads from (nil: no splicing),
+	// pipe the pipe that holds the response's body.
+	pipes *pipePool
+	up    *netconn.Conn
+	pipe  *bodyPipe
 	// plainHead says the response's head was read by readPlainHead, its
 	// hop-by-hop fields left out: the handler has none to look for.
 	plainHead bool
@@ -78,6 +86,10 @@ func (l *bodyLoan) drop() {
 	if l.buf != nil {
 		l.buf.GiveBack()
 		l.buf = nil
+	}
+	if l.pipe != nil {
+		l.pipe.GiveBack()
+		l.pipe = nil
 	}
 }
 
@@ -106,11 +118,71 @@ func readLentBody(resp *fasthttp.Response, r *bufio.Reader, head []byte, maxBody
 	case maxBody > 0 && n > maxBody:
 		return fasthttp.ErrBodyTooLarge
 	}
+	if n >= spliceMinBody && n <= pipeSize && loan.up != nil && loan.pipes != nil && !loan.pipes.off.Load() {
+		if p := loan.pipes.get(); p != nil {
+			return spliceBody(resp, r, n, loan, p)
+		}
+	}
 	b := loan.pools.get(n)
 	if b == nil {
 		return readLongBody(resp, r, n)
 	}
 	if _, err := io.ReadFull(r, b.b[:n]); err != nil {
+		b.GiveBack()
+		return bodyCut(err)
+	}
+	resp.SetBodyRaw(b.b[:n])
+	loan.hold(b)
+	return nil
+}
+
+// spliceBody reads a body of n bytes into pipe p: the part r holds
+// already into a lent buffer, the rest from the upstream connection
+// straight into the pipe. A pipe that runs out of slots before the body
+// ends (a backend that wrote it in many small pieces) gives way to a
+// buffer.
+func spliceBody(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan, p *bodyPipe) error {
+	k := min(r.Buffered(), n)
+	if k > 0 {
+		p.pfx = loan.pools.get(k)
+		p.prefix = p.pfx.b[:k]
+		got, _ := io.ReadFull(r, p.prefix) // buffered: cannot fail
+		p.prefix = p.prefix[:got]
+	}
+	m, err := loan.up.ReadToPipe(p.fds.w, n-len(p.prefix))
+	p.inPipe = m
+	if errors.Is(err, netconn.ErrSpliceUnsupported) {
+		loan.pipes.off.Store(true)
+	}
+	if errors.Is(err, netconn.ErrPipeFull) || errors.Is(err, netconn.ErrSpliceUnsupported) {
+		return unsplice(resp, r, n, loan, p)
+	}
+	if err != nil {
+		p.GiveBack()
+		return bodyCut(err)
+	}
+	resp.SetBodyStream(p, n)
+	loan.drop()
+	loan.pipe = p
+	return nil
+}
+
+// unsplice reads a body of n bytes whose first part is in p (its prefix
+// and what the pipe took) into a lent buffer instead, the rest from r.
+func unsplice(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan, p *bodyPipe) error {
+	b := loan.pools.get(n)
+	got := 0
+	for len(p.prefix) > 0 || p.inPipe > 0 {
+		k, err := p.Read(b.b[got:n])
+		if err != nil {
+			b.GiveBack()
+			p.GiveBack()
+			return err
+		}
+		got += k
+	}
+	p.GiveBack()
+	if _, err := io.ReadFull(r, b.b[got:n]); err != nil {
 		b.GiveBack()
 		return bodyCut(err)
 	}

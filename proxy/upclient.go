@@ -173,7 +173,13 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 	}
 	r := c.bufs.readers.Get().(*bufio.Reader)
 	r.Reset(s.conn)
+	if loan != nil {
+		loan.up, _ = s.conn.(*netconn.Conn)
+	}
 	suspect, err := readResponse(resp, r, c.maxBody, hints, loan)
+	if loan != nil {
+		loan.up = nil
+	}
 	end := time.Now()
 	// Bytes after the response came with it unasked (a body after a HEAD
 	// or 204 answer, a second response): the connection is out of step.

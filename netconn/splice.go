@@ -1,0 +1,233 @@
+package netconn
+
+import (
+	"errors"
+	"io"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Spliced bodies. A long response body can pass through the proxy without
+// being copied into its memory and out again: splice(2) moves it from the
+// upstream socket into a pipe (ReadToPipe) and, when the answer is
+// written, from the pipe to the client's socket (WriteFromPipe). The
+// kernel hands pages over instead of copying 2 × the body through user
+// space, which is most of the proxy's own work for 64 KiB answers.
+
+// spliceFlags: move pages where the kernel can; never block (the sockets
+// are non-blocking, the pipe is made so by the flag).
+const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+
+// ErrPipeFull ends ReadToPipe when the pipe took less than asked while
+// the socket still had data: its slots (one page fragment each) ran out.
+// The caller reads the rest another way.
+var ErrPipeFull = errors.New("netconn: pipe full")
+
+// ErrSpliceUnsupported ends ReadToPipe, having moved nothing, where the
+// system cannot splice from the socket (some sandboxes' kernels): the
+// caller reads the body instead, and need not try again.
+var ErrSpliceUnsupported = errors.New("netconn: splice unsupported")
+
+// unsupported reports whether e is a splice's refusal of the descriptors
+// themselves, not a failure of the connection.
+func unsupported(e syscall.Errno) bool {
+	return e == syscall.EINVAL || e == syscall.ENOSYS || e == syscall.EOPNOTSUPP
+}
+
+// pipeIO is the state of one splice: the pipe end, what is left to move,
+// and the outcome.
+type pipeIO struct {
+	pipe int
+	left int
+	done int
+	eof  bool
+	full bool
+	err  syscall.Errno
+}
+
+// refused reports whether the splice failed at its first byte for the
+// descriptors' sake (unsupported).
+func (s *pipeIO) refused() bool { return s.done == 0 && unsupported(s.err) }
+
+// ReadToPipe moves n bytes from c, a socket, into the pipe whose write end
+// is w, waiting for them under the read deadline as Read does. It returns
+// how many were moved: n, or fewer with an error (io.ErrUnexpectedEOF for
+// an end of stream, ErrPipeFull when the pipe had no room left while the
+// socket had data: the caller reads the rest another way).
+func (c *Conn) ReadToPipe(w, n int) (int, error) {
+	if c.sys == nil {
+		return 0, errors.ErrUnsupported
+	}
+	c.sp = pipeIO{pipe: w, left: n}
+	for c.sp.left > 0 && !c.sp.eof && !c.sp.full && c.sp.err == 0 {
+		err := c.sys.Read(c.spliceIn1)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.rearm(&c.read, true) {
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.readTimedOut = true
+			}
+			return c.sp.done, c.opError("read", err)
+		}
+	}
+	done := c.sp.done
+	if done > 0 {
+		c.answered, c.received = true, true
+	}
+	switch {
+	case c.sp.refused():
+		return 0, ErrSpliceUnsupported
+	case c.sp.err != 0:
+		return done, c.opError("read", os.NewSyscallError("splice", c.sp.err))
+	case c.sp.eof:
+		c.ended, c.sawEOF = true, true
+		return done, io.ErrUnexpectedEOF
+	case c.sp.full:
+		return done, ErrPipeFull
+	}
+	// The splice took exactly what the body had left: whatever comes
+	// after it is unsolicited, found by the idle check before the next
+	// request (checkIdle), not by a wait this read already consumed.
+	c.unread.Store(false)
+	return done, nil
+}
+
+// spliceIn is RawConn.Read's callback for ReadToPipe: false asks to wait
+// for the socket to become readable.
+func (c *Conn) spliceIn(fd uintptr) bool {
+	s := &c.sp
+	for s.left > 0 {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, fd, 0, uintptr(s.pipe), 0, uintptr(s.left), spliceFlags)
+		switch e {
+		case 0:
+			if n == 0 {
+				s.eof = true
+				return true
+			}
+			s.left -= int(n)
+			s.done += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			// The socket is empty, or the pipe has no slot left: a
+			// look at the socket tells which.
+			var one [1]byte
+			m, _, pe := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			if pe == 0 && m > 0 {
+				s.full = true
+				return true
+			}
+			return false
+		default:
+			s.err = e
+			return true
+		}
+	}
+	return true
+}
+
+// WriteFromPipe writes what a server Conn holds (HoldNextWrite: the
+// answer's head), then head, then n bytes from the pipe whose read end is
+// r, as the answer's body. It returns how much of head and the pipe's
+// bytes went out.
+func (c *Conn) WriteFromPipe(head []byte, r, n int) (int, error) {
+	if c.sys == nil {
+		return 0, errors.ErrUnsupported
+	}
+	written := 0
+	switch {
+	case c.held != nil:
+		h := c.held
+		c.held = nil
+		m, err := c.writeAll(h, head)
+		c.releaseHeld()
+		written = max(m-len(h), 0)
+		if err != nil {
+			return written, err
+		}
+	case len(head) > 0:
+		m, err := c.writeAll(head, nil)
+		written = m
+		if err != nil {
+			return written, err
+		}
+	}
+	c.hold = false
+	c.wr = rawIO{} // writeWait counts c.sent, which the splice keeps
+	c.sp = pipeIO{pipe: r, left: n}
+	for c.sp.left > 0 && c.sp.err == 0 {
+		err := c.sys.Write(c.spliceOut1)
+		if c.sp.done > 0 && c.yield {
+			c.wrote.Store(true)
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.rearm(&c.write, false) {
+				continue
+			}
+			return written + c.sp.done, c.opError("write", err)
+		}
+	}
+	if c.sp.refused() {
+		m, err := c.copyFromPipe(r, n)
+		return written + m, err
+	}
+	if c.sp.err != 0 {
+		return written + c.sp.done, c.opError("write", os.NewSyscallError("splice", c.sp.err))
+	}
+	return written + c.sp.done, nil
+}
+
+// copyFromPipe writes n bytes from the pipe r by reading them, where the
+// system refused to splice to the socket.
+func (c *Conn) copyFromPipe(r, n int) (int, error) {
+	buf := make([]byte, min(n, 64<<10))
+	written := 0
+	for written < n {
+		k, err := syscall.Read(r, buf[:min(len(buf), n-written)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || k == 0 {
+			return written, c.opError("write", io.ErrUnexpectedEOF)
+		}
+		m, err := c.writeAll(buf[:k], nil)
+		written += m
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// spliceOut is RawConn.Write's callback for WriteFromPipe: false asks to
+// wait for room.
+func (c *Conn) spliceOut(fd uintptr) bool {
+	s := &c.sp
+	for s.left > 0 {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(s.pipe), 0, fd, 0, uintptr(s.left), spliceFlags)
+		switch e {
+		case 0:
+			if n == 0 {
+				// The pipe is empty before its bytes were all moved:
+				// its writer lied about them.
+				s.err = syscall.EPIPE
+				return true
+			}
+			s.left -= int(n)
+			s.done += int(n)
+			c.sent += uint64(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			if c.timeouts.on {
+				c.writeWait()
+			}
+			return false
+		default:
+			s.err = e
+			return true
+		}
+	}
+	return true
+}

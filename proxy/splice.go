@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"sluice/netconn"
+)
+
+// Long response bodies are moved with splice(2): from the upstream socket
+// into a pipe while the exchange reads the response (the body is still
+// taken whole before the answer starts: retries, timeouts and metrics see
+// the same exchange), and from the pipe to the client's socket when the
+// answer is written. The proxy then copies only the part of the body
+// that came with the head, not the whole body in and out again.
+
+// spliceMinBody is the shortest body spliced: below it the two extra
+// system calls a spliced answer makes (the head apart from the body, the
+// pipe's read) cost more than the copies saved.
+const spliceMinBody = 32 << 10
+
+// pipeSize is the capacity asked of each pipe (F_SETPIPE_SZ): the longest
+// body spliced. A pipe holds one page fragment per slot, 16 by default;
+// this size gives it 32.
+const pipeSize = keptBodyLimit
+
+// maxPipes bounds the pipes open at once (two descriptors each), so that
+// bodies in flight never take the descriptors accept needs; past it
+// bodies are read into buffers.
+const maxPipes = 1024
+
+// pipePool pools the pipes bodies are spliced through. A pipe is a pair
+// of descriptors, which the garbage collector does not see: a pipe the
+// pool drops, or one lent to a connection closed before giving it back,
+// is closed when collected (runtime.AddCleanup), and open counts them.
+type pipePool struct {
+	pool sync.Pool
+	open atomic.Int64
+	// size is the pipes' capacity: pipeSize, smaller in tests.
+	size int
+	// off is set once the system refused to splice from a socket
+	// (netconn.ErrSpliceUnsupported): bodies are read into buffers.
+	off atomic.Bool
+}
+
+// pipeFds are a pipe's descriptors, and the count to take it out of.
+type pipeFds struct {
+	r, w int
+	open *atomic.Int64
+}
+
+func (f pipeFds) close() {
+	_ = syscall.Close(f.r)
+	_ = syscall.Close(f.w)
+	f.open.Add(-1)
+}
+
+// get returns an empty pipe, nil when none can be had.
+func (pp *pipePool) get() *bodyPipe {
+	if p, ok := pp.pool.Get().(*bodyPipe); ok {
+		return p
+	}
+	if pp.open.Add(1) > maxPipes {
+		pp.open.Add(-1)
+		return nil
+	}
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		pp.open.Add(-1)
+		return nil
+	}
+	f := pipeFds{r: fds[0], w: fds[1], open: &pp.open}
+	size := pp.size
+	if size == 0 {
+		size = pipeSize
+	}
+	// A refusal (a user over fs.pipe-user-pages-soft) leaves the pipe
+	// too small to be worth it.
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(f.w), syscall.F_SETPIPE_SZ, uintptr(size)); e != 0 {
+		f.close()
+		return nil
+	}
+	p := &bodyPipe{fds: f, pool: pp}
+	p.cleanup = runtime.AddCleanup(p, pipeFds.close, f)
+	return p
+}
+
+// bodyPipe is a pipe a response body passes through, lent to the answer
+// like a bodyBuffer. prefix is the part of the body that came with the
+// head (in pfx); inPipe is how many bytes the pipe holds.
+type bodyPipe struct {
+	fds     pipeFds
+	inPipe  int
+	prefix  []byte
+	pfx     *bodyBuffer
+	pool    *pipePool
+	cleanup runtime.Cleanup
+	// conn is the client connection that writes the answer, set when
+	// the server is about to write it (armed): WriteTo then splices.
+	conn *netconn.Conn
+}
+
+// GiveBack returns p to its pool, empty; a pipe that still holds bytes
+// (an answer not written whole) is closed.
+func (p *bodyPipe) GiveBack() {
+	if p.pfx != nil {
+		p.pfx.GiveBack()
+		p.pfx = nil
+	}
+	p.prefix, p.conn = nil, nil
+	if p.inPipe != 0 {
+		p.cleanup.Stop()
+		p.fds.close()
+		return
+	}
+	p.pool.pool.Put(p)
+}
+
+// SupportsBodyWriteTo lets fasthttp write the body with WriteTo.
+func (p *bodyPipe) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo writes the body to w: when armed, by splicing it to the client
+// connection after the head the connection holds (w, the server's
+// buffer, was flushed into that hold); otherwise by reading it.
+func (p *bodyPipe) WriteTo(w io.Writer) (int64, error) {
+	if c := p.conn; c != nil {
+		p.conn = nil
+		n, err := c.WriteFromPipe(p.prefix, p.fds.r, p.inPipe)
+		p.inPipe -= max(n-len(p.prefix), 0)
+		p.prefix = p.prefix[min(n, len(p.prefix)):]
+		return int64(n), err
+	}
+	var buf [4096]byte
+	total := int64(0)
+	for len(p.prefix) > 0 || p.inPipe > 0 {
+		n, err := p.Read(buf[:])
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Read reads the body: the prefix, then the pipe.
+func (p *bodyPipe) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	if p.inPipe == 0 {
+		return 0, io.EOF
+	}
+	for {
+		n, err := syscall.Read(p.fds.r, b[:min(len(b), p.inPipe)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.ErrUnexpectedEOF
+		}
+		p.inPipe -= n
+		return n, nil
+	}
+}

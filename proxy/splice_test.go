@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"sluice/netconn"
+)
+
+// TestSplicedAnswers: bodies from spliceMinBody to pipeSize go through a
+// pipe, shorter and longer ones do not, and every one arrives whole, to
+// GET and HEAD, one at a time and pipelined.
+func TestSplicedAnswers(t *testing.T) {
+	b := patternBackend(t)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	base := "http://" + px.addr
+	c := testClient(t)
+	sizes := []struct {
+		n       int
+		spliced bool
+	}{
+		{spliceMinBody - 1, false},
+		{pipeSize + 1, false},
+		{spliceMinBody, true},
+		{64 << 10, true},
+		{pipeSize, true},
+	}
+	for i, sz := range sizes {
+		code, _, body := get(t, c, fmt.Sprintf("%s/%d/%d", base, sz.n, i), nil)
+		if code != http.StatusOK || !bytes.Equal([]byte(body), seeded(sz.n, i)) {
+			t.Fatalf("GET %d bytes: %d, %d bytes, intact %v", sz.n, code, len(body), bytes.Equal([]byte(body), seeded(sz.n, i)))
+		}
+		if open := px.proxy.pipes.open.Load(); (open > 0) != sz.spliced {
+			t.Fatalf("after a body of %d bytes %d pipes are open; spliced: %v", sz.n, open, sz.spliced)
+		}
+		req, _ := http.NewRequest(http.MethodHead, fmt.Sprintf("%s/%d/%d", base, sz.n, i), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(sz.n) {
+			t.Fatalf("HEAD %d bytes: %d, Content-Length %d", sz.n, resp.StatusCode, resp.ContentLength)
+		}
+	}
+
+	t.Run("pipelined", func(t *testing.T) {
+		conn, r := dialProxy(t, px.addr)
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		order := []int{64 << 10, 1000, pipeSize, 40 << 10, 5}
+		var reqs bytes.Buffer
+		for i, n := range order {
+			fmt.Fprintf(&reqs, "GET /%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", n, 50+i)
+		}
+		if _, err := conn.Write(reqs.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range order {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || !bytes.Equal(body, seeded(n, 50+i)) {
+				t.Fatalf("answer %d (%d bytes): %d bytes, %v, intact %v", i, n, len(body), err, bytes.Equal(body, seeded(n, 50+i)))
+			}
+		}
+	})
+}
+
+// TestSplicedBodyCutOrStalled: a backend that stops in the middle of a
+// body being spliced gets the answer a buffered body gets, 502 for a
+// close and 504 for silence, and the pipe that held part of the body is
+// closed, not pooled with bytes in it.
+func TestSplicedBodyCutOrStalled(t *testing.T) {
+	const n, sent = 64 << 10, 40000
+	for _, close := range []bool{true, false} {
+		name, want := "stalled", http.StatusGatewayTimeout
+		if close {
+			name, want = "closed", http.StatusBadGateway
+		}
+		t.Run(name, func(t *testing.T) {
+			ln := serveRaw(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", n)
+				_, _ = c.Write(seeded(sent, 1))
+				if !close {
+					time.Sleep(time.Second) // past the response timeout
+				}
+			})
+			px := startProxy(t, fmt.Sprintf("timeouts: { response: 300ms }\nroutes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", ln.Addr()))
+			code, _, _ := get(t, testClient(t), "http://"+px.addr+"/", nil)
+			if code != want {
+				t.Fatalf("status %d, want %d", code, want)
+			}
+			if open := px.proxy.pipes.open.Load(); open != 0 {
+				t.Fatalf("%d pipes open after the body was cut", open)
+			}
+		})
+	}
+}
+
+// TestAbortedSplicedAnswersCloseTheirPipes: clients that go away before
+// their spliced answer is written leave no pipe open for long: a pipe
+// still holding a body is closed when given back, or when the collector
+// takes the connection it was lent to; the pool's own close when the
+// collector drops them.
+func TestAbortedSplicedAnswersCloseTheirPipes(t *testing.T) {
+	b := patternBackend(t)
+	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
+	for i := range 50 {
+		conn, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", pipeSize, i)
+		_ = conn.(*net.TCPConn).SetLinger(0) // a reset
+		conn.Close()
+	}
+	// Spliced answers that did go out, to pooled pipes.
+	c := testClient(t)
+	for i := range 5 {
+		if code, _, body := get(t, c, fmt.Sprintf("http://%s/%d/%d", px.addr, 64<<10, i), nil); code != http.StatusOK || len(body) != 64<<10 {
+			t.Fatalf("GET: %d, %d bytes", code, len(body))
+		}
+	}
+	if px.proxy.pipes.open.Load() == 0 {
+		t.Fatal("no pipe open after spliced answers")
+	}
+	c.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for px.proxy.pipes.open.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pipes still open once every connection is gone", px.proxy.pipes.open.Load())
+		}
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSpliceFallsBackWhenPipeFull: a pipe that runs out of slots before
+// the body ends (one page fragment a slot; this one has a single slot and
+// the body comes in pieces) gives the body to a lent buffer, whole.
+func TestSpliceFallsBackWhenPipeFull(t *testing.T) {
+	const n = 64 << 10
+	for _, tt := range []struct {
+		name     string
+		pipeSize int
+		spliced  bool
+	}{
+		{"one slot", 4096, false},
+		{"default", 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln := serveRaw(t, func(c net.Conn) {
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", n)
+				body := seeded(n, 3)
+				for i := 0; i < n; i += 8 << 10 {
+					_, _ = c.Write(body[i : i+8<<10])
+					time.Sleep(3 * time.Millisecond)
+				}
+				_, _ = io.Copy(io.Discard, c) // until the test closes
+			})
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn := netconn.NewClient(raw, upstreamWriteBufferSize)
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			loan := &bodyLoan{pools: &bodyPools{}, pipes: &pipePool{size: tt.pipeSize}, up: conn}
+			var resp fasthttp.Response
+			if _, err := readResponse(&resp, bufio.NewReaderSize(conn, upstreamReadBufferSize), 1<<20, nil, loan); err != nil {
+				t.Fatal(err)
+			}
+			if (loan.pipe != nil) != tt.spliced || (loan.buf != nil) == tt.spliced {
+				t.Fatalf("the body went to a pipe: %v, to a buffer: %v; want spliced %v", loan.pipe != nil, loan.buf != nil, tt.spliced)
+			}
+			if got := resp.Body(); !bytes.Equal(got, seeded(n, 3)) {
+				t.Fatalf("body: %d bytes, intact %v", len(got), bytes.Equal(got, seeded(n, 3)))
+			}
+			if cl := resp.Header.Peek("Content-Length"); string(cl) != strconv.Itoa(n) {
+				t.Fatalf("Content-Length %q", cl)
+			}
+			loan.drop()
+		})
+	}
+}
+
+// TestSpliceRefusedTurnsSplicingOff: a system that refuses to splice from
+// a socket (the "pipe" here is a regular file, which splice refuses as
+// some sandboxes refuse sockets) gets the body read into a buffer, whole,
+// and no more splicing from then on.
+func TestSpliceRefusedTurnsSplicingOff(t *testing.T) {
+	const n = 64 << 10
+	ln := serveRaw(t, func(c net.Conn) {
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", n)
+		_, _ = c.Write(seeded(n, 4))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := netconn.NewClient(raw, upstreamWriteBufferSize)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	f, err := os.CreateTemp(t.TempDir(), "notapipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pp := &pipePool{}
+	fake := &bodyPipe{fds: pipeFds{r: int(f.Fd()), w: int(f.Fd()), open: &pp.open}, pool: pp}
+	loan := &bodyLoan{pools: &bodyPools{}, pipes: pp, up: conn}
+	var resp fasthttp.Response
+	r := bufio.NewReaderSize(conn, upstreamReadBufferSize)
+	if err := resp.Header.Read(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := spliceBody(&resp, r, n, loan, fake); err != nil {
+		t.Fatal(err)
+	}
+	if loan.buf == nil || loan.pipe != nil || !bytes.Equal(resp.Body(), seeded(n, 4)) {
+		t.Fatalf("buffer %v, pipe %v, body of %d bytes intact %v", loan.buf != nil, loan.pipe != nil, len(resp.Body()), bytes.Equal(resp.Body(), seeded(n, 4)))
+	}
+	if !pp.off.Load() {
+		t.Fatal("splicing still on after the system refused it")
+	}
+	loan.drop()
+}
