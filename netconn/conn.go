@@ -242,6 +242,7 @@ type Conn struct {
 	// for readiness that is not coming, so the plain write is used.
 	unread     atomic.Bool
 	step1      func(uintptr) bool
+	spliceStep bool
 	pending    [2][]byte
 	pendingN   int
 	pendingErr error
@@ -1257,6 +1258,9 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waite
 		// waits for room under the write deadline.
 		m, err := c.writeAll(after(p, more, n))
 		return n + m, false, false, err
+	case c.spliceStep && (c.sp.left > 0 || c.sp.err != 0):
+		// The pipe's bytes did not all go (WriteFromPipe goes on).
+		return n, false, false, nil
 	}
 	return n, waitErr == nil, true, nil
 }
@@ -1273,7 +1277,7 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waite
 // close", else the idle timeout ends the wait). Only connections accepted
 // by a Listener with an IdleTimeout wait.
 func (c *Conn) AwaitNextRequest(keep bool) {
-	c.await = keep && c.yield && c.step1 != nil && c.ln != nil && c.ln.IdleTimeout > 0
+	c.await = keep && c.canAwait()
 	if c.timeouts.write > 0 || keep && c.timeouts.on {
 		// The answer's write gets its own client timeout, not what a
 		// 103 before it was given (as fasthttp's WriteTimeout would),
@@ -1283,6 +1287,12 @@ func (c *Conn) AwaitNextRequest(keep bool) {
 		c.writeSet = false
 		c.write.want.Store(none)
 	}
+}
+
+// canAwait says the connection can wait for the next request inside the
+// write that ends an answer (AwaitNextRequest).
+func (c *Conn) canAwait() bool {
+	return c.yield && c.step1 != nil && c.ln != nil && c.ln.IdleTimeout > 0
 }
 
 // awaitingWrite writes the end of an answer that keeps the connection
@@ -1353,39 +1363,57 @@ func (c *Conn) step(fd uintptr) bool {
 		return true
 	}
 	c.stepped = true
-	for {
+	if !c.stepWrite(fd) {
+		return true
+	}
+	if c.yield {
+		// A held write went out whole: its buffer goes back to the
+		// pool now, not after the wait (an idle connection keeps none),
+		// and so does what the answer was lent (LendToAnswer).
+		c.releaseHeld()
+		c.giveBack()
+		if c.Draining() {
+			// Drain may have ended this wait before its deadline was
+			// armed, and the arming undone that (awaitingWrite): a
+			// draining listener's connections do not wait.
+			return true
+		}
+		c.peek(fd)
+		return c.peekErr != syscall.EAGAIN // data, EOF or an error
+	}
+	return false
+}
+
+// stepWrite makes step's write: the pending buffers, then the pipe's
+// bytes when WriteFromPipe asked (spliceStep). It reports whether all
+// went; what did not is written the usual way after the wait's end.
+func (c *Conn) stepWrite(fd uintptr) bool {
+	for len(c.pending[0])+len(c.pending[1]) > 0 {
 		n, e := c.writeOnce(fd, c.pending[0], c.pending[1])
 		switch e {
 		case 0:
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return true
+			return false
 		default:
 			c.pendingErr = c.opError("write", os.NewSyscallError("write", e))
-			return true
+			return false
 		}
 		c.pendingN = n
 		if n < len(c.pending[0])+len(c.pending[1]) {
-			return true
+			return false
 		}
-		if c.yield {
-			// A held write went out whole: its buffer goes back to the
-			// pool now, not after the wait (an idle connection keeps none),
-			// and so does what the answer was lent (LendToAnswer).
-			c.releaseHeld()
-			c.giveBack()
-			if c.Draining() {
-				// Drain may have ended this wait before its deadline was
-				// armed, and the arming undone that (awaitingWrite): a
-				// draining listener's connections do not wait.
-				return true
-			}
-			c.peek(fd)
-			return c.peekErr != syscall.EAGAIN // data, EOF or an error
-		}
-		return false
+		break
 	}
+	if c.spliceStep {
+		// spliceOut stops at a full socket (EAGAIN) or an error, both
+		// left to WriteFromPipe.
+		if c.spliceOut(fd); c.sp.left > 0 || c.sp.err != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Lingering close (LingerOnClose): Close waits at most lingerTime in all,

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -131,44 +132,54 @@ func (c *Conn) spliceIn(fd uintptr) bool {
 // WriteFromPipe writes what a server Conn holds (HoldNextWrite: the
 // answer's head), then head, then n bytes from the pipe whose read end is
 // r, as the answer's body. It returns how much of head and the pipe's
-// bytes went out.
-func (c *Conn) WriteFromPipe(head []byte, r, n int) (int, error) {
+// bytes went out. keep says the answer keeps the connection open: as
+// AwaitNextRequest would have it, the write then returns once the next
+// request has come (awaitingWrite), and what the answer was lent
+// (LendToAnswer) is given back before that wait, once all is written.
+// (AwaitNextRequest itself must be told false for such an answer: the
+// server's flush of the head would wait instead.)
+func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 	if c.sys == nil {
 		return 0, errors.ErrUnsupported
 	}
-	written := 0
-	switch {
-	case c.held != nil:
-		h := c.held
-		c.held = nil
-		m, err := c.writeAll(h, head)
-		c.releaseHeld()
-		written = max(m-len(h), 0)
-		if err != nil {
-			return written, err
-		}
-	case len(head) > 0:
-		m, err := c.writeAll(head, nil)
-		written = m
-		if err != nil {
-			return written, err
-		}
-	}
-	c.hold = false
+	h := c.held
+	c.held, c.hold = nil, false
+	defer c.releaseHeld()
 	c.wr = rawIO{} // writeWait counts c.sent, which the splice keeps
 	c.sp = pipeIO{pipe: r, left: n}
+	var m int
+	var err error
+	// Only when the turn's read brought the request's head and nothing
+	// after it (headOnly): a pipelined request may wait in the server's
+	// reader, where the socket's readiness does not show it (see Write).
+	awaited := keep && c.headOnly && c.canAwait() && len(h)+len(head) > 0
+	if awaited {
+		c.spliceStep = true
+		m, err = c.awaitingWrite(h, head)
+		c.spliceStep = false
+	} else {
+		m, err = c.writeAll(h, head)
+	}
+	written := max(m-len(h), 0)
+	if err != nil {
+		return written, err
+	}
+	if awaited && c.sp.left > 0 && c.sp.err == 0 {
+		// No wait: the socket filled before the pipe was through. The
+		// idle time starts once the answer is written, below.
+		defer c.idleFromNow()
+	}
 	for c.sp.left > 0 && c.sp.err == 0 {
 		err := c.sys.Write(c.spliceOut1)
-		if c.sp.done > 0 && c.yield {
-			c.wrote.Store(true)
-		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.rearm(&c.write, false) {
 				continue
 			}
+			c.noteSpliced()
 			return written + c.sp.done, c.opError("write", err)
 		}
 	}
+	c.noteSpliced()
 	if c.sp.refused() {
 		m, err := c.copyFromPipe(r, n)
 		return written + m, err
@@ -177,6 +188,21 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int) (int, error) {
 		return written + c.sp.done, c.opError("write", os.NewSyscallError("splice", c.sp.err))
 	}
 	return written + c.sp.done, nil
+}
+
+// idleFromNow starts the wait for the next request's idle time now, for
+// the read that follows (see awaitingWrite).
+func (c *Conn) idleFromNow() {
+	until := int64(time.Since(c.base) + c.ln.IdleTimeout)
+	_ = c.set(&c.read, c.base.Add(time.Duration(until)), true)
+	c.awaitUntil, c.waited = until, false
+}
+
+// noteSpliced records a splice's bytes as written.
+func (c *Conn) noteSpliced() {
+	if c.sp.done > 0 && c.yield {
+		c.wrote.Store(true)
+	}
 }
 
 // copyFromPipe writes n bytes from the pipe r by reading them, where the

@@ -148,7 +148,7 @@ func TestWriteFromPipe(t *testing.T) {
 			}
 			got <- b
 		}()
-		n, err := srv.WriteFromPipe([]byte("first"), r, len(body))
+		n, err := srv.WriteFromPipe([]byte("first"), r, len(body), false)
 		if err != nil || n != 5+len(body) {
 			t.Fatalf("WriteFromPipe() = %d, %v; want %d, nil", n, err, 5+len(body))
 		}
@@ -173,7 +173,7 @@ func TestWriteFromPipe(t *testing.T) {
 			written += k
 		}
 		_ = srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err := srv.WriteFromPipe(nil, r, len(body))
+		n, err := srv.WriteFromPipe(nil, r, len(body), false)
 		if !errors.Is(err, os.ErrDeadlineExceeded) || n >= len(body) {
 			t.Fatalf("WriteFromPipe() to a peer that reads nothing = %d, %v; want a deadline error", n, err)
 		}
@@ -222,7 +222,7 @@ func TestSpliceRefused(t *testing.T) {
 		}
 		done <- b
 	}()
-	if n, err := srv.WriteFromPipe([]byte("h:"), fd, len(body)); err != nil || n != 2+len(body) {
+	if n, err := srv.WriteFromPipe([]byte("h:"), fd, len(body), false); err != nil || n != 2+len(body) {
 		t.Fatalf("WriteFromPipe(regular file) = %d, %v; want %d, nil", n, err, 2+len(body))
 	}
 	if b := <-done; !bytes.Equal(b, append([]byte("h:"), body...)) {

@@ -99,8 +99,10 @@ type bodyPipe struct {
 	pool    *pipePool
 	cleanup runtime.Cleanup
 	// conn is the client connection that writes the answer, set when
-	// the server is about to write it (armed): WriteTo then splices.
+	// the server is about to write it (armed): WriteTo then splices;
+	// keep says the answer keeps the connection open.
 	conn *netconn.Conn
+	keep bool
 }
 
 // GiveBack returns p to its pool, empty; a pipe that still holds bytes
@@ -110,7 +112,7 @@ func (p *bodyPipe) GiveBack() {
 		p.pfx.GiveBack()
 		p.pfx = nil
 	}
-	p.prefix, p.conn = nil, nil
+	p.prefix, p.conn, p.keep = nil, nil, false
 	if p.inPipe != 0 {
 		p.cleanup.Stop()
 		p.fds.close()
@@ -127,10 +129,15 @@ func (p *bodyPipe) SupportsBodyWriteTo() bool { return true }
 // buffer, was flushed into that hold); otherwise by reading it.
 func (p *bodyPipe) WriteTo(w io.Writer) (int64, error) {
 	if c := p.conn; c != nil {
-		p.conn = nil
-		n, err := c.WriteFromPipe(p.prefix, p.fds.r, p.inPipe)
-		p.inPipe -= max(n-len(p.prefix), 0)
-		p.prefix = p.prefix[min(n, len(p.prefix)):]
+		// The connection gives p back as soon as all is written, before
+		// it waits for the next request (keep): p is not touched after a
+		// write that succeeded, and counts as empty during it.
+		prefix, inPipe, keep := p.prefix, p.inPipe, p.keep
+		p.conn, p.prefix, p.inPipe = nil, nil, 0
+		n, err := c.WriteFromPipe(prefix, p.fds.r, inPipe, keep)
+		if err != nil {
+			p.inPipe = inPipe - max(n-len(prefix), 0)
+		}
 		return int64(n), err
 	}
 	var buf [4096]byte
