@@ -229,3 +229,55 @@ func TestSpliceRefused(t *testing.T) {
 		t.Fatalf("the peer read %d bytes, intact %v", len(b), b != nil && bytes.Equal(b[2:], body))
 	}
 }
+
+// TestWriteFromPipeAwaits: a spliced answer that keeps the connection
+// (keep) returns once the client's next request has come, as an awaited
+// Write does, when the turn's read brought the request's head and nothing
+// more; otherwise, or when not kept, it returns once written.
+func TestWriteFromPipeAwaits(t *testing.T) {
+	const head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	tests := []struct {
+		name  string
+		keep  bool
+		sent  string // what the turn's read brings
+		waits bool
+	}{
+		{"kept", true, head, true},
+		{"not kept", false, head, false},
+		{"more than the head", true, head + "GET", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv, client := awaitPair(t, 5*time.Second)
+			if _, err := client.Write([]byte(tt.sent)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			if n, err := srv.Read(buf); n != len(tt.sent) || err != nil {
+				t.Fatalf("server Read() = %d, %v; want %d bytes", n, err, len(tt.sent))
+			}
+			r, w := testPipe(t, 128<<10)
+			body := pattern(64 << 10)
+			if k, err := syscall.Write(w, body); err != nil || k != len(body) {
+				t.Fatalf("pipe write: %d, %v", k, err)
+			}
+			srv.HoldNextWrite()
+			if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan writeResult, 1)
+			go func() {
+				n, err := srv.WriteFromPipe([]byte("prefix"), r, len(body), tt.keep)
+				done <- writeResult{n, err}
+			}()
+			answered(t, client, "HTTP/1.1 200 OK\r\n\r\nprefix"+string(body))
+			if tt.waits {
+				stillWaiting(t, done)
+				if _, err := client.Write([]byte(head)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			returned(t, done, len("prefix")+len(body))
+		})
+	}
+}
