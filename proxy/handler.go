@@ -72,6 +72,9 @@ type scratch struct {
 // published.
 func New() *Proxy {
 	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
+	if p.pipes.max = maxPipes(); p.pipes.max == 0 {
+		p.pipes.off.Store(true)
+	}
 	p.scratch.New = func() any {
 		return &scratch{buf: make([]byte, 0, 256), loan: bodyLoan{pools: &p.bodies, pipes: &p.pipes}}
 	}

@@ -28,9 +28,17 @@ const spliceMinBody = 32 << 10
 const pipeSize = keptBodyLimit
 
 // maxPipes bounds the pipes open at once (two descriptors each), so that
-// bodies in flight never take the descriptors accept needs; past it
-// bodies are read into buffers.
-const maxPipes = 1024
+// bodies in flight never take the descriptors accept and dials need: at
+// most 1024 pipes, and at most an eighth of the process's descriptor
+// limit in descriptors (RLIMIT_NOFILE, which Go raises to the hard limit
+// at start). Past it bodies are read into buffers.
+func maxPipes() int64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int64(min(1024, lim.Cur/16))
+}
 
 // pipePool pools the pipes bodies are spliced through. A pipe is a pair
 // of descriptors, which the garbage collector does not see: a pipe the
@@ -39,8 +47,10 @@ const maxPipes = 1024
 type pipePool struct {
 	pool sync.Pool
 	open atomic.Int64
-	// size is the pipes' capacity: pipeSize, smaller in tests.
+	// size is the pipes' capacity: pipeSize, smaller in tests; max
+	// bounds open (maxPipes; 0, in tests only: no bound).
 	size int
+	max  int64
 	// off is set once the system refused to splice from a socket
 	// (netconn.ErrSpliceUnsupported): bodies are read into buffers.
 	off atomic.Bool
@@ -63,7 +73,7 @@ func (pp *pipePool) get() *bodyPipe {
 	if p, ok := pp.pool.Get().(*bodyPipe); ok {
 		return p
 	}
-	if pp.open.Add(1) > maxPipes {
+	if pp.open.Add(1) > pp.max && pp.max > 0 {
 		pp.open.Add(-1)
 		return nil
 	}

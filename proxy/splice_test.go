@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +243,30 @@ func TestSpliceRefusedTurnsSplicingOff(t *testing.T) {
 		t.Fatal("splicing still on after the system refused it")
 	}
 	loan.drop()
+}
+
+// TestPipesBounded: no more pipes are open than the pool's bound, which
+// the descriptor limit sets (a sixteenth of it, at most 1024); past it a
+// body is read into a buffer instead.
+func TestPipesBounded(t *testing.T) {
+	pp := &pipePool{max: 1}
+	first := pp.get()
+	if first == nil {
+		t.Fatal("no pipe under the bound")
+	}
+	if second := pp.get(); second != nil {
+		t.Fatalf("a second pipe with %d open and a bound of 1", pp.open.Load())
+	}
+	first.inPipe = 1 // closed, not pooled, when given back
+	first.GiveBack()
+	if open := pp.open.Load(); open != 0 {
+		t.Fatalf("%d pipes open after the only one was closed", open)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := maxPipes(), int64(min(1024, lim.Cur/16)); got != want {
+		t.Fatalf("maxPipes() = %d with a descriptor limit of %d, want %d", got, lim.Cur, want)
+	}
 }
