@@ -176,13 +176,7 @@ func TestSpliceFallsBackWhenPipeFull(t *testing.T) {
 				}
 				_, _ = io.Copy(io.Discard, c) // until the test closes
 			})
-			raw, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			conn := netconn.NewClient(raw, upstreamWriteBufferSize)
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			conn := dialUpstream(t, ln.Addr().String())
 			loan := &bodyLoan{pools: &bodyPools{}, pipes: &pipePool{size: tt.pipeSize}, up: conn}
 			var resp fasthttp.Response
 			if _, err := readResponse(&resp, bufio.NewReaderSize(conn, upstreamReadBufferSize), 1<<20, nil, loan); err != nil {
@@ -213,13 +207,7 @@ func TestSpliceRefusedTurnsSplicingOff(t *testing.T) {
 		_, _ = c.Write(seeded(n, 4))
 		_, _ = io.Copy(io.Discard, c)
 	})
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := netconn.NewClient(raw, upstreamWriteBufferSize)
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialUpstream(t, ln.Addr().String())
 	f, err := os.CreateTemp(t.TempDir(), "notapipe")
 	if err != nil {
 		t.Fatal(err)
@@ -269,4 +257,18 @@ func TestPipesBounded(t *testing.T) {
 	if got, want := maxPipes(), int64(min(1024, lim.Cur/16)); got != want {
 		t.Fatalf("maxPipes() = %d with a descriptor limit of %d, want %d", got, lim.Cur, want)
 	}
+}
+
+// dialUpstream connects to addr as the upstream client does (a NewClient
+// connection), with a deadline of 10 s; closed when the test ends.
+func dialUpstream(t *testing.T, addr string) *netconn.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := netconn.NewClient(raw, upstreamWriteBufferSize)
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
 }
