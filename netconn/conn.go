@@ -1234,6 +1234,7 @@ func (c *Conn) writeThenWait(p, more []byte) (int, error) {
 // that way, not by the deadline, a close or a write the socket did not
 // take whole (those are written the usual way).
 func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waited bool, err error) {
+	p, more = after(p, more, 0) // p empty only if more is (writeOnce)
 	if until != none {
 		if err := c.set(&c.read, c.base.Add(time.Duration(until)), true); err != nil {
 			n, err := c.writeAll(p, more)

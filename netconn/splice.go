@@ -61,6 +61,12 @@ func (c *Conn) ReadToPipe(w, n int) (int, error) {
 		return 0, errors.ErrUnsupported
 	}
 	c.sp = pipeIO{pipe: w, left: n}
+	defer func() {
+		// Bytes came, whatever ended the splice (ResponseBegun).
+		if c.sp.done > 0 {
+			c.answered, c.received = true, true
+		}
+	}()
 	for c.sp.left > 0 && !c.sp.eof && !c.sp.full && c.sp.err == 0 {
 		err := c.sys.Read(c.spliceIn1)
 		if err != nil {
@@ -74,13 +80,13 @@ func (c *Conn) ReadToPipe(w, n int) (int, error) {
 		}
 	}
 	done := c.sp.done
-	if done > 0 {
-		c.answered, c.received = true, true
-	}
 	switch {
 	case c.sp.refused():
 		return 0, ErrSpliceUnsupported
 	case c.sp.err != 0:
+		if c.sp.err == syscall.ECONNRESET {
+			c.ended = true // a reset, not an orderly close (sawEOF)
+		}
 		return done, c.opError("read", os.NewSyscallError("splice", c.sp.err))
 	case c.sp.eof:
 		c.ended, c.sawEOF = true, true
@@ -113,14 +119,23 @@ func (c *Conn) spliceIn(fd uintptr) bool {
 		case syscall.EAGAIN:
 			// The socket is empty, or the pipe has no slot left: a
 			// look at the socket tells which.
+			// A socket at its end (a close or a reset waiting behind
+			// the bytes the pipe had no room for) ends the splice too:
+			// its readiness was reported already and will not come again.
 			var one [1]byte
 			m, _, pe := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
 				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			if pe == 0 && m > 0 {
+			switch {
+			case pe == 0 && m > 0:
 				s.full = true
-				return true
+			case pe == 0:
+				s.eof = true
+			case pe == syscall.EAGAIN || pe == syscall.EINTR:
+				return false
+			default:
+				s.err = pe
 			}
-			return false
+			return true
 		default:
 			s.err = e
 			return true
@@ -144,6 +159,9 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 	}
 	h := c.held
 	c.held, c.hold = nil, false
+	// The splice ends the answer, whatever the head's write looked like
+	// (a full server buffer flushed alone is not the middle of one).
+	c.midAnswer = false
 	defer c.releaseHeld()
 	c.wr = rawIO{} // writeWait counts c.sent, which the splice keeps
 	c.sp = pipeIO{pipe: r, left: n}
@@ -164,9 +182,10 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 	if err != nil {
 		return written, err
 	}
-	if awaited && c.sp.left > 0 && c.sp.err == 0 {
-		// No wait: the socket filled before the pipe was through. The
-		// idle time starts once the answer is written, below.
+	if awaited && (c.sp.left > 0 && c.sp.err == 0 || c.sp.refused()) {
+		// No wait: the socket filled before the pipe was through, or
+		// the system refused to splice to it. The idle time starts once
+		// the answer is written, below.
 		defer c.idleFromNow()
 	}
 	for c.sp.left > 0 && c.sp.err == 0 {
