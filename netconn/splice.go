@@ -58,7 +58,7 @@ func (s *pipeIO) refused() bool { return s.done == 0 && unsupported(s.err) }
 // socket had data: the caller reads the rest another way).
 func (c *Conn) ReadToPipe(w, n int) (int, error) {
 	if c.sys == nil {
-		return 0, errors.ErrUnsupported
+		return 0, ErrSpliceUnsupported // not a socket
 	}
 	c.sp = pipeIO{pipe: w, left: n}
 	defer func() {
@@ -154,9 +154,6 @@ func (c *Conn) spliceIn(fd uintptr) bool {
 // (AwaitNextRequest itself must be told false for such an answer: the
 // server's flush of the head would wait instead.)
 func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
-	if c.sys == nil {
-		return 0, errors.ErrUnsupported
-	}
 	h := c.held
 	c.held, c.hold = nil, false
 	// The splice ends the answer, whatever the head's write looked like
@@ -165,6 +162,9 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 	defer c.releaseHeld()
 	c.wr = rawIO{} // writeWait counts c.sent, which the splice keeps
 	c.sp = pipeIO{pipe: r, left: n}
+	if c.sys == nil {
+		c.sp.err = syscall.EINVAL // not a socket: copied (refused)
+	}
 	var m int
 	var err error
 	// Only when the turn's read brought the request's head and nothing
@@ -175,7 +175,7 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 		c.spliceStep = true
 		m, err = c.awaitingWrite(h, head)
 		c.spliceStep = false
-	} else {
+	} else if len(h)+len(head) > 0 {
 		m, err = c.writeAll(h, head)
 	}
 	written := max(m-len(h), 0)
@@ -201,11 +201,19 @@ func (c *Conn) WriteFromPipe(head []byte, r, n int, keep bool) (int, error) {
 	c.noteSpliced()
 	if c.sp.refused() {
 		m, err := c.copyFromPipe(r, n)
+		if err == nil {
+			c.giveBack()
+		}
 		return written + m, err
 	}
 	if c.sp.err != 0 {
 		return written + c.sp.done, c.opError("write", os.NewSyscallError("splice", c.sp.err))
 	}
+	// All of it went: what the answer was lent (the pipe) goes back now,
+	// not at the next read, which a connection that closes after this
+	// answer never makes (found by review: each such answer left its
+	// pipe to the garbage collector, and a new one was made).
+	c.giveBack()
 	return written + c.sp.done, nil
 }
 

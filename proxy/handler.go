@@ -72,7 +72,7 @@ type scratch struct {
 // published.
 func New() *Proxy {
 	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
-	if p.pipes.max = maxPipes(); p.pipes.max == 0 {
+	if p.pipes.max.Store(maxPipes()); p.pipes.max.Load() == 0 {
 		p.pipes.off.Store(true)
 	}
 	p.scratch.New = func() any {

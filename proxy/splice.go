@@ -50,7 +50,7 @@ type pipePool struct {
 	// size is the pipes' capacity: pipeSize, smaller in tests; max
 	// bounds open (maxPipes; 0, in tests only: no bound).
 	size int
-	max  int64
+	max  atomic.Int64
 	// off is set once the system refused to splice from a socket
 	// (netconn.ErrSpliceUnsupported): bodies are read into buffers.
 	off atomic.Bool
@@ -73,7 +73,7 @@ func (pp *pipePool) get() *bodyPipe {
 	if p, ok := pp.pool.Get().(*bodyPipe); ok {
 		return p
 	}
-	if pp.open.Add(1) > pp.max && pp.max > 0 {
+	if max := pp.max.Load(); pp.open.Add(1) > max && max > 0 {
 		pp.open.Add(-1)
 		return nil
 	}
@@ -87,10 +87,19 @@ func (pp *pipePool) get() *bodyPipe {
 	if size == 0 {
 		size = pipeSize
 	}
-	// A refusal (a user over fs.pipe-user-pages-soft) leaves the pipe
-	// too small to be worth it.
+	// A refusal leaves the pipe too small to be worth it: the user's
+	// pipes hold all the pages fs.pipe-user-pages-soft allows (16384 by
+	// default, 512 pipes of 128 KiB, for all the user's processes; root
+	// is not held to it). The pipes open now are the bound from here on,
+	// so that later bodies do not pay for the refusal again (none open:
+	// splicing off).
 	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(f.w), syscall.F_SETPIPE_SZ, uintptr(size)); e != 0 {
 		f.close()
+		if n := pp.open.Load(); n > 0 {
+			pp.max.Store(n)
+		} else {
+			pp.off.Store(true)
+		}
 		return nil
 	}
 	p := &bodyPipe{fds: f, pool: pp}

@@ -237,7 +237,8 @@ func TestSpliceRefusedTurnsSplicingOff(t *testing.T) {
 // the descriptor limit sets (a sixteenth of it, at most 1024); past it a
 // body is read into a buffer instead.
 func TestPipesBounded(t *testing.T) {
-	pp := &pipePool{max: 1}
+	pp := &pipePool{}
+	pp.max.Store(1)
 	first := pp.get()
 	if first == nil {
 		t.Fatal("no pipe under the bound")
@@ -271,4 +272,29 @@ func dialUpstream(t *testing.T, addr string) *netconn.Conn {
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	return conn
+}
+
+// TestPipeSizeRefused: a system that refuses a pipe its size (a user over
+// fs.pipe-user-pages-soft; here a size no kernel grants) bounds the pipes
+// to those open already, or turns splicing off when none is.
+func TestPipeSizeRefused(t *testing.T) {
+	pp := &pipePool{}
+	held := pp.get()
+	if held == nil {
+		t.Fatal("no pipe")
+	}
+	pp.size = 1<<31 + 4096
+	if p := pp.get(); p != nil {
+		t.Fatal("a pipe of a refused size")
+	}
+	if max, open := pp.max.Load(), pp.open.Load(); max != 1 || open != 1 || pp.off.Load() {
+		t.Fatalf("after a refusal with one pipe open: bound %d, open %d, off %v; want 1, 1, false", max, open, pp.off.Load())
+	}
+	held.inPipe = 1 // closed when given back
+	held.GiveBack()
+
+	none := &pipePool{size: 1<<31 + 4096}
+	if p := none.get(); p != nil || !none.off.Load() || none.open.Load() != 0 {
+		t.Fatalf("a refusal with no pipe open: pipe %v, off %v, open %d; want none, true, 0", p != nil, none.off.Load(), none.open.Load())
+	}
 }
