@@ -66,9 +66,10 @@ type bodyLoan struct {
 	// pipes pools the pipes long bodies are spliced through; up is the
 	// upstream connection the exchange reads from (nil: no splicing),
 	// pipe the pipe that holds the response's body.
-	pipes *pipePool
-	up    *netconn.Conn
-	pipe  *bodyPipe
+	pipes    *pipePool
+	bigPipes *pipePool // for bodies longer than pipeSize
+	up       *netconn.Conn
+	pipe     *bodyPipe
 	// plainHead says the response's head was read by readPlainHead, its
 	// hop-by-hop fields left out: the handler has none to look for.
 	plainHead bool
@@ -118,8 +119,8 @@ func readLentBody(resp *fasthttp.Response, r *bufio.Reader, head []byte, maxBody
 	case maxBody > 0 && n > maxBody:
 		return fasthttp.ErrBodyTooLarge
 	}
-	if n >= spliceMinBody && n <= pipeSize && loan.up != nil && loan.pipes != nil && !loan.pipes.off.Load() {
-		if p := loan.pipes.get(); p != nil {
+	if pp := loan.pipesFor(n); pp != nil {
+		if p := pp.get(); p != nil {
 			return spliceBody(resp, r, n, loan, p)
 		}
 	}
@@ -152,7 +153,11 @@ func spliceBody(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan,
 	m, err := loan.up.ReadToPipe(p.fds.w, n-len(p.prefix))
 	p.inPipe = m
 	if errors.Is(err, netconn.ErrSpliceUnsupported) {
-		loan.pipes.off.Store(true)
+		for _, pp := range [...]*pipePool{loan.pipes, loan.bigPipes} {
+			if pp != nil {
+				pp.off.Store(true)
+			}
+		}
 	}
 	if errors.Is(err, netconn.ErrPipeFull) || errors.Is(err, netconn.ErrSpliceUnsupported) {
 		return unsplice(resp, r, n, loan, p)
@@ -171,24 +176,54 @@ func spliceBody(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan,
 // and what the pipe took) into a lent buffer instead, the rest from r.
 func unsplice(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan, p *bodyPipe) error {
 	b := loan.pools.get(n)
+	var body []byte
+	if b != nil {
+		body = b.b[:n]
+	} else {
+		// Longer than any lent buffer (a big pipe's body): the bytes are
+		// here or on their way, at most bigPipeSize.
+		body = make([]byte, n)
+	}
 	got := 0
 	for len(p.prefix) > 0 || p.inPipe > 0 {
-		k, err := p.Read(b.b[got:n])
+		k, err := p.Read(body[got:])
 		if err != nil {
-			b.GiveBack()
+			if b != nil {
+				b.GiveBack()
+			}
 			p.GiveBack()
 			return err
 		}
 		got += k
 	}
 	p.GiveBack()
-	if _, err := io.ReadFull(r, b.b[got:n]); err != nil {
-		b.GiveBack()
+	if _, err := io.ReadFull(r, body[got:]); err != nil {
+		if b != nil {
+			b.GiveBack()
+		}
 		return bodyCut(err)
 	}
-	resp.SetBodyRaw(b.b[:n])
-	loan.hold(b)
+	resp.SetBodyRaw(body)
+	if b != nil {
+		loan.hold(b)
+	} else {
+		loan.drop()
+	}
 	return nil
+}
+
+// pipesFor is the pool of pipes a body of n bytes is spliced through,
+// nil when it is not spliced: too short, too long, no upstream socket
+// to splice from, or splicing off.
+func (l *bodyLoan) pipesFor(n int) *pipePool {
+	pp := l.pipes
+	if n > pipeSize {
+		pp = l.bigPipes
+	}
+	if n < spliceMinBody || n > bigPipeSize || l.up == nil || pp == nil || pp.off.Load() {
+		return nil
+	}
+	return pp
 }
 
 // bodyCut is the error of a body read that ended early.

@@ -634,14 +634,15 @@ func TestBodiesIdleAfterSlowAnswer(t *testing.T) {
 	addr := echoLenBackend(t)
 	cfg := "timeouts: { idle: 500ms, client_write: 10s, client_read: 5s }\n" + fmt.Sprintf("routes:\n  - pool: p\npools:\n  p:\n    backends:\n      - { address: %s }\n", addr)
 	px := startProxyOn(t, cfg, nil, func(ln net.Listener) net.Listener { return smallSendBuffers{ln} })
-	// 100000 with splicing off: the write that ends the answer waits for
+	// Splicing off. 100000: the write that ends the answer waits for
 	// the next request (AwaitNextRequest); 200000: a yield and a read
-	// after it, as after a spliced answer. A spliced answer is left out:
+	// after it (over keptBodyLimit). Spliced answers are left out:
 	// with these 4 KiB socket buffers the kernel sometimes still holds
 	// tens of KiB of it when its write returns (seen: 658 ms of this
 	// client's reading), which is the client's time, not idle's; so does
 	// a short answer, held whole (30000 bytes: every time).
 	px.proxy.pipes.off.Store(true)
+	px.proxy.bigPipes.off.Store(true)
 	for _, n := range []int{100000, 200000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			c, err := net.Dial("tcp", px.addr)

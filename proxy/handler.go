@@ -37,7 +37,7 @@ type Proxy struct {
 	bodies bodyPools
 	// pipes pools the pipes long response bodies are spliced through
 	// (splice.go).
-	pipes pipePool
+	pipes, bigPipes pipePool
 	// trips receives passive-health trips for the controller; set once
 	// by NewController before serving starts.
 	trips *health.Inbox
@@ -74,9 +74,12 @@ func New() *Proxy {
 	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
 	if p.pipes.max.Store(maxPipes()); p.pipes.max.Load() == 0 {
 		p.pipes.off.Store(true)
+		p.bigPipes.off.Store(true)
 	}
+	p.bigPipes.size = bigPipeSize
+	p.bigPipes.max.Store(min(maxBigPipes, p.pipes.max.Load()))
 	p.scratch.New = func() any {
-		return &scratch{buf: make([]byte, 0, 256), loan: bodyLoan{pools: &p.bodies, pipes: &p.pipes}}
+		return &scratch{buf: make([]byte, 0, 256), loan: bodyLoan{pools: &p.bodies, pipes: &p.pipes, bigPipes: &p.bigPipes}}
 	}
 	return p
 }

@@ -26,7 +26,7 @@ func TestSplicedMixedClients(t *testing.T) {
 	px := startProxyOn(t, poolYAML("round_robin", []*testBackend{b}, nil), nil, func(ln net.Listener) net.Listener {
 		return smallSendBuffers{ln}
 	})
-	sizes := []int{spliceMinBody, 40 << 10, 64 << 10, 100 << 10, pipeSize, 1000, 20 << 10, pipeSize + 1}
+	sizes := []int{spliceMinBody, 40 << 10, 64 << 10, 100 << 10, pipeSize, 1000, 20 << 10, pipeSize + 1, 700 << 10, bigPipeSize + 1}
 	type req struct {
 		method string
 		n, s   int
@@ -140,9 +140,9 @@ func TestSplicedMixedClients(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(8 * time.Second)
-	for px.proxy.pipes.open.Load() > 0 {
+	for px.proxy.pipes.open.Load()+px.proxy.bigPipes.open.Load() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d pipes still open once every connection is gone", px.proxy.pipes.open.Load())
+			t.Fatalf("%d pipes still open once every connection is gone", px.proxy.pipes.open.Load()+px.proxy.bigPipes.open.Load())
 		}
 		runtime.GC()
 		time.Sleep(20 * time.Millisecond)

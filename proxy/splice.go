@@ -22,10 +22,19 @@ import (
 // pipe's read) cost more than the copies saved.
 const spliceMinBody = 32 << 10
 
-// pipeSize is the capacity asked of each pipe (F_SETPIPE_SZ): the longest
-// body spliced. A pipe holds one page fragment per slot, 16 by default;
-// this size gives it 32.
-const pipeSize = keptBodyLimit
+// pipeSize is the capacity asked of each pipe (F_SETPIPE_SZ) for bodies
+// up to it: 32 slots, one page fragment each (16 by default).
+// bigPipeSize is the capacity of the pipes for longer bodies, up to it:
+// the kernel's largest for a process that is not privileged
+// (fs.pipe-max-size). A longer body is read into memory.
+const (
+	pipeSize    = keptBodyLimit
+	bigPipeSize = 1 << 20
+)
+
+// maxBigPipes bounds the big pipes open at once: each may hold 256 pages,
+// and fs.pipe-user-pages-soft allows a user 16384 by default.
+const maxBigPipes = 32
 
 // maxPipes bounds the pipes open at once (two descriptors each), so that
 // bodies in flight never take the descriptors accept and dials need: at
@@ -47,8 +56,8 @@ func maxPipes() int64 {
 type pipePool struct {
 	pool sync.Pool
 	open atomic.Int64
-	// size is the pipes' capacity: pipeSize, smaller in tests; max
-	// bounds open (maxPipes; 0, in tests only: no bound).
+	// size is the pipes' capacity (0: pipeSize); max bounds open
+	// (maxPipes; 0, in tests only: no bound).
 	size int
 	max  atomic.Int64
 	// off is set once the system refused to splice from a socket

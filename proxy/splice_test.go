@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"testing"
@@ -19,30 +20,34 @@ import (
 	"sluice/netconn"
 )
 
-// TestSplicedAnswers: bodies from spliceMinBody to pipeSize go through a
-// pipe, shorter and longer ones do not, and every one arrives whole, to
+// TestSplicedAnswers: bodies from spliceMinBody to bigPipeSize go through
+// a pipe (a big one past pipeSize), shorter and longer ones do not, and every one arrives whole, to
 // GET and HEAD, one at a time and pipelined.
 func TestSplicedAnswers(t *testing.T) {
 	b := patternBackend(t)
 	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
 	base := "http://" + px.addr
 	c := testClient(t)
+	// A collection would close pooled pipes (open then says nothing).
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	sizes := []struct {
 		n       int
 		spliced bool
 	}{
 		{spliceMinBody - 1, false},
-		{pipeSize + 1, false},
+		{bigPipeSize + 1, false},
 		{spliceMinBody, true},
 		{64 << 10, true},
 		{pipeSize, true},
+		{pipeSize + 1, true}, // a big pipe
+		{bigPipeSize, true},
 	}
 	for i, sz := range sizes {
 		code, _, body := get(t, c, fmt.Sprintf("%s/%d/%d", base, sz.n, i), nil)
 		if code != http.StatusOK || !bytes.Equal([]byte(body), seeded(sz.n, i)) {
 			t.Fatalf("GET %d bytes: %d, %d bytes, intact %v", sz.n, code, len(body), bytes.Equal([]byte(body), seeded(sz.n, i)))
 		}
-		if open := px.proxy.pipes.open.Load(); (open > 0) != sz.spliced {
+		if open := px.proxy.pipes.open.Load() + px.proxy.bigPipes.open.Load(); (open > 0) != sz.spliced {
 			t.Fatalf("after a body of %d bytes %d pipes are open; spliced: %v", sz.n, open, sz.spliced)
 		}
 		req, _ := http.NewRequest(http.MethodHead, fmt.Sprintf("%s/%d/%d", base, sz.n, i), nil)
@@ -59,7 +64,7 @@ func TestSplicedAnswers(t *testing.T) {
 	t.Run("pipelined", func(t *testing.T) {
 		conn, r := dialProxy(t, px.addr)
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		order := []int{64 << 10, 1000, pipeSize, 40 << 10, 5}
+		order := []int{64 << 10, 1000, pipeSize, 40 << 10, 5, 600 << 10, 64 << 10}
 		var reqs bytes.Buffer
 		for i, n := range order {
 			fmt.Fprintf(&reqs, "GET /%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", n, 50+i)
