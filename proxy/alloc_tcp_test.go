@@ -34,23 +34,30 @@ type tcpShape struct {
 var tcpShapes = []tcpShape{
 	{"GET 1 KiB", fasthttp.MethodGet, "/1k", 0, 1 << 10},
 	{"GET 64 KiB", fasthttp.MethodGet, "/64k", 0, 64 << 10},
+	{"GET 512 KiB", fasthttp.MethodGet, "/512k", 0, 512 << 10}, // a big pipe
 	{"POST 16 KiB", fasthttp.MethodPost, "/post", 16 << 10, 1 << 10},
 }
 
-// startFastBackend serves /64k with 64 KiB and anything else with 1 KiB,
+// startFastBackend serves /64k with 64 KiB, /512k with 512 KiB and
+// anything else with 1 KiB,
 // from fixed buffers, on 127.0.0.1.
 func startFastBackend(tb testing.TB) string {
 	tb.Helper()
 	small := bytes.Repeat([]byte("a"), 1<<10)
 	large := bytes.Repeat([]byte("b"), 64<<10)
+	huge := bytes.Repeat([]byte("c"), 512<<10)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
-			if string(ctx.Path()) == "/64k" {
+			switch string(ctx.Path()) {
+			case "/64k":
 				ctx.Response.SetBodyRaw(large)
+				return
+			case "/512k":
+				ctx.Response.SetBodyRaw(huge)
 				return
 			}
 			ctx.Response.SetBodyRaw(small)
@@ -96,6 +103,9 @@ func tcpRigWith(tb testing.TB, m *metrics.Metrics, extra string) *fasthttp.HostC
 func exchange(c *fasthttp.HostClient, s tcpShape, fail func(string, ...any)) (do func(), release func()) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
+	// The client keeps its body buffer between requests: fasthttp lets a
+	// long one go at each reset (its allocations are not sluice's).
+	resp.KeepBodyBuffer = true
 	req.SetRequestURI("http://sluice" + s.path)
 	req.Header.SetMethod(s.method)
 	if s.body > 0 {
