@@ -72,12 +72,12 @@ type scratch struct {
 // published.
 func New() *Proxy {
 	p := &Proxy{upBufs: newUpBuffers(upstreamReadBufferSize, upstreamWriteBufferSize)}
-	if p.pipes.max.Store(maxPipes()); p.pipes.max.Load() == 0 {
-		p.pipes.off.Store(true)
-		p.bigPipes.off.Store(true)
-	}
+	small, big := splitPipes(maxPipes())
+	p.pipes.max.Store(small)
+	p.bigPipes.max.Store(big)
 	p.bigPipes.size = bigPipeSize
-	p.bigPipes.max.Store(min(maxBigPipes, p.pipes.max.Load()))
+	p.pipes.off.Store(small == 0)
+	p.bigPipes.off.Store(big == 0)
 	p.scratch.New = func() any {
 		return &scratch{buf: make([]byte, 0, 256), loan: bodyLoan{pools: &p.bodies, pipes: &p.pipes, bigPipes: &p.bigPipes}}
 	}

@@ -49,6 +49,13 @@ func maxPipes() int64 {
 	return int64(min(1024, lim.Cur/16))
 }
 
+// splitPipes shares a budget of pipes (maxPipes) between the pools: big
+// pipes take at most half of it, and maxBigPipes.
+func splitPipes(budget int64) (small, big int64) {
+	big = min(maxBigPipes, budget/2)
+	return budget - big, big
+}
+
 // pipePool pools the pipes bodies are spliced through. A pipe is a pair
 // of descriptors, which the garbage collector does not see: a pipe the
 // pool drops, or one lent to a connection closed before giving it back,
