@@ -32,7 +32,20 @@ func listenerPair(t *testing.T, set func(*Listener)) (*Listener, *Conn, net.Conn
 	nl := NewListener(ln)
 	set(nl)
 	t.Cleanup(func() { nl.Close() })
-	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	srv, client := dialAccept(t, nl, nil)
+	t.Cleanup(func() { client.Close(); srv.Close() })
+	return nl, srv, client
+}
+
+// dialAccept connects a client to nl with dial (nil: net.Dial with a
+// 5 s timeout) and accepts it: the server Conn and the client's end.
+func dialAccept(t *testing.T, nl *Listener, dial func(network, addr string) (net.Conn, error)) (*Conn, net.Conn) {
+	t.Helper()
+	if dial == nil {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		dial = d.Dial
+	}
+	client, err := dial("tcp", nl.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,9 +53,7 @@ func listenerPair(t *testing.T, set func(*Listener)) (*Listener, *Conn, net.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := c.(*Conn)
-	t.Cleanup(func() { client.Close(); srv.Close() })
-	return nl, srv, client
+	return c.(*Conn), client
 }
 
 // request plays one turn: the client sends a request, the server reads it
@@ -492,15 +503,7 @@ func TestDrainEndsWaitBeingArmed(t *testing.T) {
 		}
 		nl := NewListener(ln)
 		nl.IdleTimeout = time.Minute
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := nl.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := c.(*Conn)
+		srv, client := dialAccept(t, nl, nil)
 		request(t, srv, client)
 		if err := srv.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)

@@ -28,15 +28,7 @@ func TestDrainEndsSplicedWait(t *testing.T) {
 		}
 		nl := NewListener(ln)
 		nl.IdleTimeout = time.Minute
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := nl.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := c.(*Conn)
+		srv, client := dialAccept(t, nl, nil)
 		if _, err := client.Write([]byte(req)); err != nil {
 			t.Fatal(err)
 		}

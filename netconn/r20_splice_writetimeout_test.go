@@ -33,15 +33,7 @@ func smallSegmentPair(t *testing.T, wt time.Duration) (*Conn, net.Conn) {
 		}
 		return serr
 	}}
-	client, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := nl.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := c.(*Conn)
+	srv, client := dialAccept(t, nl, d.Dial)
 	t.Cleanup(func() { client.Close(); srv.Close() })
 	return srv, client
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -17,20 +16,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 )
-
-// r20BigPipesClosed waits (collecting) until px has no pipe of
-// either pool open.
-func r20BigPipesClosed(t *testing.T, px *testProxy) {
-	t.Helper()
-	deadline := time.Now().Add(6 * time.Second)
-	for px.proxy.pipes.open.Load()+px.proxy.bigPipes.open.Load() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d small and %d big pipes still open", px.proxy.pipes.open.Load(), px.proxy.bigPipes.open.Load())
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestBigPipeSmallPieces: a backend that writes bodies of
 // 128 KiB+1 to 1 MiB in 1000-byte pieces runs the big pipe out of slots
@@ -82,7 +67,7 @@ func TestBigPipeSmallPieces(t *testing.T) {
 		t.Error(err)
 	}
 	c.CloseIdleConnections()
-	r20BigPipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestBigPipeResponseLimit: limits.max_response_bytes below
@@ -103,7 +88,7 @@ func TestBigPipeResponseLimit(t *testing.T) {
 		}
 	}
 	c.CloseIdleConnections()
-	r20BigPipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestBigPipeCutThenRetry: a GET whose first attempt's big body
@@ -159,7 +144,7 @@ func TestBigPipeCutThenRetry(t *testing.T) {
 				t.Fatal("no request reached the backend that cuts its bodies")
 			}
 			c.CloseIdleConnections()
-			r20BigPipesClosed(t, px)
+			pipesClosed(t, px)
 		})
 	}
 }
@@ -198,7 +183,7 @@ func TestBigPipeSlowSteadyReader(t *testing.T) {
 	if time.Since(start) < 300*time.Millisecond {
 		t.Logf("the read took only %v: not slower than client_write", time.Since(start))
 	}
-	r20BigPipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestBigPipeClosingAnswersReuse: big spliced answers on
@@ -291,7 +276,7 @@ func TestBigPipeBoundedConcurrent(t *testing.T) {
 	if p := peak.Load(); p > 2 {
 		t.Errorf("%d big pipes open at once over a bound of 2", p)
 	}
-	r20BigPipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestBigPipeUnspliceDirect: a big pipe that runs out of slots

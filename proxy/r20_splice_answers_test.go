@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,19 +18,6 @@ import (
 	"sluice/metrics"
 	"sluice/netconn"
 )
-
-// r20PipesClosed waits (collecting) until px has no pipe open.
-func r20PipesClosed(t *testing.T, px *testProxy) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for px.proxy.pipes.open.Load() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d pipes still open", px.proxy.pipes.open.Load())
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestSplicedRetryAfterCutBody: a GET whose first attempt's body
 // breaks off while being spliced (the backend closes after 40000 of 65536
@@ -70,7 +56,7 @@ func TestSplicedRetryAfterCutBody(t *testing.T) {
 				t.Fatal("no request reached the backend that cuts its bodies")
 			}
 			c.CloseIdleConnections()
-			r20PipesClosed(t, px)
+			pipesClosed(t, px)
 		})
 	}
 }
@@ -105,7 +91,7 @@ func TestSplicedStalledReader(t *testing.T) {
 		if len(got) >= n {
 			t.Fatalf("stalled reader got the whole answer (%d bytes): client_write did not apply", len(got))
 		}
-		r20PipesClosed(t, px)
+		pipesClosed(t, px)
 	})
 }
 
@@ -147,7 +133,7 @@ func TestSplicedAnswerThenDrain(t *testing.T) {
 	if _, err := r.Read(make([]byte, 1)); err == nil {
 		t.Fatal("draining connection still open after its closing answer")
 	}
-	r20PipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestSplicedAnswersBackendClosesOrOld: a backend that closes
@@ -323,7 +309,7 @@ func TestSplicedAnswersCounted(t *testing.T) {
 		t.Errorf("sluice_response_bytes_total = %v, want %v", got, total)
 	}
 	conn.Close()
-	r20PipesClosed(t, px)
+	pipesClosed(t, px)
 }
 
 // TestSplicedAnswersToUploads: spliced answers to uploads (after
@@ -415,5 +401,5 @@ func TestSplicedBodyInSmallPieces(t *testing.T) {
 		}
 	}
 	c.CloseIdleConnections()
-	r20PipesClosed(t, px)
+	pipesClosed(t, px)
 }

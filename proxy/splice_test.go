@@ -148,13 +148,21 @@ func TestAbortedSplicedAnswersCloseTheirPipes(t *testing.T) {
 		t.Fatal("no pipe open after spliced answers")
 	}
 	c.CloseIdleConnections()
+	pipesClosed(t, px)
+}
+
+// pipesClosed waits, collecting, at most 10 s, until px has no pipe of
+// either pool open: the pipes pooled and the ones lent to connections
+// gone are closed by the collector.
+func pipesClosed(t *testing.T, px *testProxy) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for px.proxy.pipes.open.Load() > 0 {
+	for px.proxy.pipes.open.Load()+px.proxy.bigPipes.open.Load() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d pipes still open once every connection is gone", px.proxy.pipes.open.Load())
+			t.Fatalf("%d small and %d big pipes still open", px.proxy.pipes.open.Load(), px.proxy.bigPipes.open.Load())
 		}
 		runtime.GC()
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
