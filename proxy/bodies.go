@@ -38,8 +38,12 @@ type bodyBuffer struct {
 	pool *sync.Pool
 }
 
-// GiveBack returns b to its pool (netconn.Lent).
-func (b *bodyBuffer) GiveBack() { b.pool.Put(b) }
+// GiveBack returns b to its pool (netconn.Lent); a nil b is nothing.
+func (b *bodyBuffer) GiveBack() {
+	if b != nil {
+		b.pool.Put(b)
+	}
+}
 
 // get returns a buffer of at least n bytes, nil when n is longer than
 // any class.
@@ -188,9 +192,7 @@ func unsplice(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan, p
 	for len(p.prefix) > 0 || p.inPipe > 0 {
 		k, err := p.Read(body[got:])
 		if err != nil {
-			if b != nil {
-				b.GiveBack()
-			}
+			b.GiveBack()
 			p.GiveBack()
 			return err
 		}
@@ -198,17 +200,11 @@ func unsplice(resp *fasthttp.Response, r *bufio.Reader, n int, loan *bodyLoan, p
 	}
 	p.GiveBack()
 	if _, err := io.ReadFull(r, body[got:]); err != nil {
-		if b != nil {
-			b.GiveBack()
-		}
+		b.GiveBack()
 		return bodyCut(err)
 	}
 	resp.SetBodyRaw(body)
-	if b != nil {
-		loan.hold(b)
-	} else {
-		loan.drop()
-	}
+	loan.hold(b) // (nil for an allocated body: the loan holds none)
 	return nil
 }
 
