@@ -60,12 +60,19 @@ func dialAccept(t *testing.T, nl *Listener, dial func(network, addr string) (net
 // whole (so its socket is empty) and the client is left to answer.
 func request(t *testing.T, srv *Conn, client net.Conn) {
 	t.Helper()
-	if _, err := client.Write([]byte("GET")); err != nil {
+	sendRequest(t, srv, client, "GET")
+}
+
+// sendRequest has the client send req and the server read it, whole in
+// one read.
+func sendRequest(t *testing.T, srv *Conn, client net.Conn, req string) {
+	t.Helper()
+	if _, err := client.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 64)
-	if n, err := srv.Read(buf); n != 3 || err != nil {
-		t.Fatalf("server Read() = %d, %v; want the 3-byte request", n, err)
+	buf := make([]byte, 4096)
+	if n, err := srv.Read(buf); n != len(req) || err != nil {
+		t.Fatalf("server Read() = %d, %v; want the %d-byte request", n, err, len(req))
 	}
 }
 

@@ -29,20 +29,12 @@ func TestDrainEndsSplicedWait(t *testing.T) {
 		nl := NewListener(ln)
 		nl.IdleTimeout = time.Minute
 		srv, client := dialAccept(t, nl, nil)
-		if _, err := client.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := srv.Read(make([]byte, 4096)); n != len(req) || err != nil {
-			t.Fatalf("server Read() = %d, %v", n, err)
-		}
+		sendRequest(t, srv, client, req)
 		if k, err := syscall.Write(w, body); err != nil || k != len(body) {
 			t.Fatalf("pipe write: %d, %v", k, err)
 		}
 		srv.AwaitNextRequest(false)
-		srv.HoldNextWrite()
-		if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
+		holdHead(t, srv)
 		start := make(chan struct{})
 		done := make(chan writeResult, 1)
 		go func() {

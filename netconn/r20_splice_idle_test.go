@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -51,30 +50,13 @@ func TestSpliceIdleFromAnswerEnd(t *testing.T) {
 				}
 				r = int(f.Fd())
 			} else {
-				var w int
-				r, w = testPipe(t, 1<<20)
-				for k := 0; k < len(body); {
-					m, err := syscall.Write(w, body[k:])
-					if err != nil {
-						t.Fatal(err)
-					}
-					k += m
-				}
+				r = filledPipe(t, 1<<20, body)
 			}
 			_, srv, client := awaitPair(t, idle)
 			_ = srv.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
 			_ = client.(*net.TCPConn).SetReadBuffer(16 << 10)
-			if _, err := client.Write([]byte(req)); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 4096)
-			if n, err := srv.Read(buf); n != len(req) || err != nil {
-				t.Fatalf("server Read() = %d, %v", n, err)
-			}
-			srv.HoldNextWrite()
-			if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-				t.Fatal(err)
-			}
+			sendRequest(t, srv, client, req)
+			holdHead(t, srv)
 			// A slow client: the body takes several idle timeouts to read;
 			// it sends its next request as soon as it has all of it.
 			got := make(chan []byte, 1)
@@ -106,7 +88,7 @@ func TestSpliceIdleFromAnswerEnd(t *testing.T) {
 				t.Fatalf("test setup: the answer took %v to write, not twice the idle timeout %v", took, idle)
 			}
 			_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if n, err := srv.Read(buf); n != len(req) || err != nil {
+			if n, err := srv.Read(make([]byte, 4096)); n != len(req) || err != nil {
 				t.Fatalf("Read() of the next request, sent at once after an answer that took %v to write = %d, %v; "+
 					"want it (the idle time %v starts when the answer is written)", took.Round(time.Millisecond), n, err, idle)
 			}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -94,27 +93,15 @@ func TestSplicedWaitEnds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nl, srv, client := awaitPair(t, tt.idle)
-			if _, err := client.Write([]byte(req)); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 4096)
-			if n, err := srv.Read(buf); n != len(req) || err != nil {
-				t.Fatalf("server Read() = %d, %v", n, err)
-			}
+			sendRequest(t, srv, client, req)
 			if tt.before != nil {
 				tt.before(t, client)
 				time.Sleep(50 * time.Millisecond) // the poller takes the readiness
 			}
-			r, w := testPipe(t, 128<<10)
 			body := pattern(64 << 10)
-			if k, err := syscall.Write(w, body); err != nil || k != len(body) {
-				t.Fatalf("pipe write: %d, %v", k, err)
-			}
+			r := filledPipe(t, 128<<10, body)
 			srv.AwaitNextRequest(false)
-			srv.HoldNextWrite()
-			if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-				t.Fatal(err)
-			}
+			holdHead(t, srv)
 			done := make(chan writeResult, 1)
 			go func() {
 				n, err := srv.WriteFromPipe([]byte("prefix"), r, len(body), true)

@@ -59,26 +59,10 @@ func TestSpliceClientWriteTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, client := smallSegmentPair(t, wt)
 			_ = srv.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
-			if _, err := client.Write([]byte(req)); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 4096)
-			if n, err := srv.Read(buf); n != len(req) || err != nil {
-				t.Fatalf("server Read() = %d, %v", n, err)
-			}
-			r, w := testPipe(t, 1<<20)
-			for k := 0; k < len(body); {
-				m, err := syscall.Write(w, body[k:])
-				if err != nil {
-					t.Fatal(err)
-				}
-				k += m
-			}
+			sendRequest(t, srv, client, req)
+			r := filledPipe(t, 1<<20, body)
 			srv.AwaitNextRequest(false)
-			srv.HoldNextWrite()
-			if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-				t.Fatal(err)
-			}
+			holdHead(t, srv)
 			if tt.reader {
 				go func() {
 					_ = client.SetReadDeadline(time.Now().Add(8 * time.Second))

@@ -28,6 +28,31 @@ func testPipe(t *testing.T, size int) (r, w int) {
 	return fds[0], fds[1]
 }
 
+// filledPipe makes a pipe of size bytes (testPipe) holding body, and
+// returns its read end.
+func filledPipe(t *testing.T, size int, body []byte) int {
+	t.Helper()
+	r, w := testPipe(t, size)
+	for k := 0; k < len(body); {
+		m, err := syscall.Write(w, body[k:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		k += m
+	}
+	return r
+}
+
+// holdHead has a server Conn hold an answer's head (HoldNextWrite), as
+// the proxy does before a spliced body.
+func holdHead(t *testing.T, srv *Conn) {
+	t.Helper()
+	srv.HoldNextWrite()
+	if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // drainPipe reads n bytes out of the pipe's read end.
 func drainPipe(t *testing.T, r, n int) []byte {
 	t.Helper()
@@ -252,22 +277,10 @@ func TestWriteFromPipeAwaits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, srv, client := awaitPair(t, 5*time.Second)
-			if _, err := client.Write([]byte(tt.sent)); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 4096)
-			if n, err := srv.Read(buf); n != len(tt.sent) || err != nil {
-				t.Fatalf("server Read() = %d, %v; want %d bytes", n, err, len(tt.sent))
-			}
-			r, w := testPipe(t, 128<<10)
+			sendRequest(t, srv, client, tt.sent)
 			body := pattern(64 << 10)
-			if k, err := syscall.Write(w, body); err != nil || k != len(body) {
-				t.Fatalf("pipe write: %d, %v", k, err)
-			}
-			srv.HoldNextWrite()
-			if _, err := srv.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-				t.Fatal(err)
-			}
+			r := filledPipe(t, 128<<10, body)
+			holdHead(t, srv)
 			done := make(chan writeResult, 1)
 			go func() {
 				n, err := srv.WriteFromPipe([]byte("prefix"), r, len(body), tt.keep)
