@@ -57,9 +57,10 @@ func (b *Backend) InFlight() int64 { return b.inflight.Load() }
 func (b *Backend) EWMA() float64 { return math.Float64frombits(b.ewmaNanos.Load()) }
 
 // ObserveLatency folds one measured upstream latency into the peak-EWMA:
-// a sample above the estimate replaces it at once (peak), a lower one
-// is blended in with a weight that grows with the time since the last
-// sample, so the estimate decays over roughly one window.
+// a sample above the estimate as of now (decayed, as the picker reads
+// it) replaces it at once (peak), a lower one is blended into that with
+// a weight that grows with the time since the last sample, so the
+// estimate never rises on a faster answer and decays over about a window.
 // Lock-free: concurrent observers may lose an update, never corrupt one.
 func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 	rtt := float64(rttNanos)
@@ -68,17 +69,22 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 	}
 	last := b.ewmaStamp.Swap(now)
 	old := b.EWMA()
+	// cur is the estimate the picker read a moment ago (DecayedEWMA):
+	// the sample is weighed against it, not against the stored value, or
+	// an answer faster than the estimate would raise it (found by
+	// review: a backend recovering from a spike was pushed out again by
+	// its first good answer).
+	cur, w := old, 1.0
+	if last != 0 && windowNanos > 0 {
+		w = expNeg(float64(max(now-last, 0)) / float64(windowNanos))
+		cur = old * w
+	}
 	var next float64
 	switch {
-	case last == 0 || old == 0 || rtt > old:
+	case last == 0 || old == 0 || rtt > cur:
 		next = rtt
 	default:
-		elapsed := float64(now - last)
-		if elapsed < 0 {
-			elapsed = 0
-		}
-		w := expNeg(elapsed / float64(windowNanos))
-		next = old*w + rtt*(1-w)
+		next = cur*w + rtt*(1-w)
 	}
 	b.ewmaNanos.Store(math.Float64bits(next))
 }

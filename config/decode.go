@@ -33,6 +33,19 @@ type decoder struct {
 	errs  Errors
 	lines map[string]int
 	nodes int
+	// aliasLine is the line of the alias (*name) being decoded, 0 outside
+	// one: the fields under an alias are placed at the alias, the use
+	// that validation's complaints (a duplicate) are about, not at the
+	// anchor it copies (found by review). Value errors stay at the anchor.
+	aliasLine int
+}
+
+// line is where a field found at line l is placed (see aliasLine).
+func (d *decoder) line(l int) int {
+	if d.aliasLine != 0 {
+		return d.aliasLine
+	}
+	return l
 }
 
 func (d *decoder) fail(line int, path, format string, args ...any) {
@@ -51,11 +64,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		if n.Alias == nil {
 			return
 		}
+		outer := d.aliasLine
+		if outer == 0 {
+			d.aliasLine = n.Line
+		}
 		d.decode(n.Alias, v, path, depth+1)
+		d.aliasLine = outer
 		return
 	}
 	if _, seen := d.lines[path]; !seen {
-		d.lines[path] = n.Line
+		d.lines[path] = d.line(n.Line)
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value keeps the default
@@ -106,6 +124,12 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n.Line, path, "want %s, got %q", describe(v.Type()), n.Value)
 		return
 	}
+	if !isUnmarshaler && isInteger(v.Kind()) && n.ShortTag() == "!!int" && leadingZero(n.Value) {
+		// yaml.v3 reads 010 as YAML 1.1's octal 8 (and refuses 08):
+		// a number that means other than it reads (found by review).
+		d.fail(n.Line, path, "want %s, got %q: a leading 0 reads as octal; write it without", describe(v.Type()), n.Value)
+		return
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		if isUnmarshaler {
 			d.fail(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -151,7 +175,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 			d.fail(k.Line, sub, "unknown field (known: %s)", knownNames(fields))
 			continue
 		}
-		d.lines[sub] = k.Line
+		d.lines[sub] = d.line(k.Line)
 		d.decode(val, v.Field(idx), sub, depth+1)
 	}
 }
@@ -182,7 +206,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int)
 			d.fail(k.Line, sub, "defined twice")
 			continue
 		}
-		d.lines[sub] = k.Line
+		d.lines[sub] = d.line(k.Line)
 		elem := reflect.New(v.Type().Elem()).Elem()
 		if elem.Kind() != reflect.Pointer {
 			if dv, ok := elem.Addr().Interface().(defaulter); ok {
@@ -222,9 +246,35 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, depth int
 				dv.setDefaults()
 			}
 		}
-		d.decode(item, elem, path+"["+strconv.Itoa(i)+"]", depth+1)
+		sub := path + "[" + strconv.Itoa(i) + "]"
+		scalarItem := elem.Kind() != reflect.Struct && elem.Kind() != reflect.Pointer ||
+			reflect.PointerTo(elem.Type()).Implements(unmarshalerType)
+		if scalarItem && isNull(item) {
+			// A list item has no default to keep: an empty one (a "-"
+			// left alone, [~]) would be a zero value no one wrote, such
+			// as the status range 0-0 (found by review). An empty struct
+			// item is left to validation, which names the field it lacks.
+			d.fail(item.Line, sub, "empty item")
+			continue
+		}
+		d.decode(item, elem, sub, depth+1)
 	}
 	v.Set(s)
+}
+
+// leadingZero reports whether s is a decimal-looking integer with a
+// leading 0 (010, -07), which YAML 1.1 reads as octal.
+func leadingZero(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return len(s) > 1 && s[0] == '0' && s[1] >= '0' && s[1] <= '9'
+}
+
+// isNull reports whether n is an empty value, through an alias.
+func isNull(n *yaml.Node) bool {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 // yamlFields maps each YAML key of a struct type to its field index.

@@ -461,8 +461,17 @@ func (v *validator) pool(path string, p *Pool) {
 		// no affinity without a word (found by review).
 		v.fail(path+".hash_key", "only ring_hash and maglev use a hash key (algorithm is %s)", p.Algorithm)
 	}
-	if p.Sticky != nil && !validToken(p.Sticky.Cookie) {
-		v.fail(path+".sticky.cookie", "must be a cookie name")
+	if p.Sticky != nil {
+		switch c := strings.ToLower(p.Sticky.Cookie); {
+		case !validToken(p.Sticky.Cookie):
+			v.fail(path+".sticky.cookie", "must be a cookie name")
+		case strings.HasPrefix(c, "__host-") || strings.HasPrefix(c, "__secure-"):
+			// Browsers keep such a cookie only with Secure, which
+			// sluice (no TLS) does not set: every answer would set a
+			// cookie that is dropped, and no session would stick (found
+			// by review).
+			v.fail(path+".sticky.cookie", "%q: browsers keep __Host- and __Secure- cookies only with Secure, which sluice does not set; choose another name", p.Sticky.Cookie)
+		}
 	}
 	if p.EWMAWindow <= 0 {
 		v.fail(path+".ewma_window", "must be > 0")
@@ -625,9 +634,30 @@ func sortErrors(es Errors) {
 // never match the request it describes, and its traffic would go to a
 // less specific route without a word (found by review). Write the prefix
 // decoded ("/café/", not "/caf%C3%A9/").
+// hasPercentEscape reports whether s holds a %-escape (% and two hex
+// digits). A bare % is a character a decoded path can hold (/100%25off
+// reads /100%off), so a prefix may have one (found by review).
+func hasPercentEscape(s string) bool {
+	for i := strings.IndexByte(s, '%'); i >= 0 && i+2 < len(s); {
+		if isHex(s[i+1]) && isHex(s[i+2]) {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 func checkPathPrefix(p string) error {
 	switch {
-	case strings.ContainsAny(p, "%?#"):
+	case strings.ContainsAny(p, "?#") || hasPercentEscape(p):
 		return fmt.Errorf("%q: write it decoded, without %%-escapes, '?' or '#' (requests are matched on their decoded path)", p)
 	case strings.Contains(p, "//"):
 		return fmt.Errorf("%q: requests are matched with repeated slashes merged", p)

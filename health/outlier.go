@@ -22,16 +22,28 @@ func NewOutlier(threshold int) *Outlier {
 // outlier_detection); <= 0 turns tripping off. A streak that has not
 // tripped yet and already reaches a lowered threshold trips at its next
 // failure: Record trips when the streak equals the threshold, which such
-// a streak, counting on past it, would never do.
+// a streak, counting on past it, would never do. A streak that tripped
+// already does not trip again under a raised threshold.
 func (o *Outlier) SetThreshold(threshold int) {
 	t := int64(threshold)
 	old := o.threshold.Swap(t)
 	for {
 		s := o.streak.Load()
-		if t <= 0 || s < t || (old > 0 && s >= old) {
-			return // below the new threshold, or tripped already
+		next := t - 1
+		switch {
+		case t <= 0:
+			return
+		case old > 0 && s >= old:
+			// Tripped already: a raised threshold must not trip this
+			// streak a second time as it counts on.
+			if s >= t {
+				return
+			}
+			next = t
+		case s < t:
+			return // below the new threshold
 		}
-		if o.streak.CompareAndSwap(s, t-1) {
+		if o.streak.CompareAndSwap(s, next) {
 			return
 		}
 	}
@@ -55,8 +67,15 @@ func (o *Outlier) Record(failed bool) (trip bool) {
 		}
 		return false
 	}
-	t := o.threshold.Load()
-	return t > 0 && o.streak.Add(1) == t
+	if o.threshold.Load() <= 0 {
+		return false
+	}
+	// The threshold is read again after the count: a reload may change
+	// it in between, and the one failure that reaches the new threshold
+	// must compare with it, not with the old one (found by review: with
+	// a lowered threshold the streak could pass it untripped for good).
+	n := o.streak.Add(1)
+	return n == o.threshold.Load()
 }
 
 // Reset starts a new streak.
