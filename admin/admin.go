@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -271,10 +272,27 @@ func parseWeight(body []byte) (uint32, error) {
 	return uint32(n), nil
 }
 
-// oneLine keeps a text inside a YAML comment: it replaces every line
-// break YAML knows (CR too, found by review: an error naming a key with a
-// CR in it left its comment, and the answer did not parse).
-var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\u0085", " ", "\u2028", " ", "\u2029", " ")
+// commentText keeps a text inside a YAML comment: every line break YAML
+// knows becomes a space (CR too, found by review: an error naming a key
+// with a CR in it left its comment, and the answer did not parse), and
+// every other character YAML refuses, or a terminal would act on (ESC,
+// DEL, C1), is written as its Go escape (found by review: an ESC in a
+// quoted key made the whole answer unparsable).
+func commentText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\r' || r == '\n' || r == '\u0085' || r == '\u2028' || r == '\u2029':
+			b.WriteByte(' ')
+		case r == '\t' || r != '\uFEFF' && unicode.IsGraphic(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
 
 func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 	info := o.Config()
@@ -294,10 +312,10 @@ func serveConfig(ctx *fasthttp.RequestCtx, o Options) {
 	case "yaml":
 		// The config as YAML, its history as comments above it.
 		y, _ := yaml.Marshal(tree)
-		head := fmt.Sprintf("# file: %s\n# generation: %d\n# loaded_at: %s\n", oneLine.Replace(info.Config.File), info.Generation,
+		head := fmt.Sprintf("# file: %s\n# generation: %d\n# loaded_at: %s\n", commentText(info.Config.File), info.Generation,
 			info.LoadedAt.UTC().Format(time.RFC3339))
 		if info.LastError != "" {
-			head += fmt.Sprintf("# last_reload_error: %s (at %s)\n", oneLine.Replace(info.LastError),
+			head += fmt.Sprintf("# last_reload_error: %s (at %s)\n", commentText(info.LastError),
 				info.LastErrorAt.UTC().Format(time.RFC3339))
 		}
 		ctx.SetContentType("application/yaml")

@@ -109,6 +109,13 @@ func (c *Config) validate() Errors {
 			v.fail("pools."+name, "a pool needs a name")
 			continue
 		}
+		if name == "<<" {
+			// Quoted it is a name, but YAML's merge key wherever it is
+			// written plain, as yaml.v3 writes it back: /admin/config
+			// showed the pool's fields as pools (found by review).
+			v.fail("pools."+name, "<< is YAML's merge key; choose another name")
+			continue
+		}
 		v.pool("pools."+name, c.Pools[name])
 	}
 	if len(c.Routes) == 0 {

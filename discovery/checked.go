@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -46,6 +47,23 @@ type checkedConn struct {
 	// pending is a checked TCP answer, with its length prefix, being read
 	// out by the resolver.
 	pending []byte
+	// perTry caps the deadline the resolver sets for one try (0: none),
+	// see SetDeadline.
+	perTry time.Duration
+}
+
+// SetDeadline is how Go's resolver bounds one try, by resolv.conf's
+// timeout (5 s by default): no shorter than a whole lookup's bound here
+// (the interval clamped to 1-5 s), so a lost datagram failed the lookup
+// and nothing was asked again (found by review). Capped at perTry, a try
+// ends in time for the resolver's next attempt.
+func (c *checkedConn) SetDeadline(t time.Time) error {
+	if c.perTry > 0 {
+		if limit := time.Now().Add(c.perTry); t.IsZero() || t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetDeadline(t)
 }
 
 // checkedPacketConn is a checkedConn over UDP: Go's resolver frames a
@@ -69,9 +87,9 @@ func (c checkedPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 // checked wraps conn, dialled on network ("udp" or "tcp"), for Go's
-// resolver.
-func checked(conn net.Conn, network string) net.Conn {
-	c := &checkedConn{Conn: conn, tcp: strings.HasPrefix(network, "tcp")}
+// resolver, each try bounded by perTry (0: as the resolver says).
+func checked(conn net.Conn, network string, perTry time.Duration) net.Conn {
+	c := &checkedConn{Conn: conn, tcp: strings.HasPrefix(network, "tcp"), perTry: perTry}
 	if pc, ok := conn.(net.PacketConn); ok && !c.tcp {
 		return checkedPacketConn{checkedConn: c, pc: pc}
 	}

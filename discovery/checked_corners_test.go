@@ -186,7 +186,7 @@ func TestRefusedAnswerStopsSearchWalk(t *testing.T) {
 		m.Truncated = true // over TCP too: refused
 		return mustPack(t, m)
 	})
-	res := &net.Resolver{PreferGo: true, StrictErrors: true, Dial: dialer(r.addr)}
+	res := &net.Resolver{PreferGo: true, StrictErrors: true, Dial: dialer(r.addr, 0)}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := res.LookupNetIP(ctx, "ip4", "api.test.")

@@ -131,16 +131,19 @@ func NewWatcher(pool string, cfg config.DNSDiscovery, opts WatcherOptions) *Watc
 	if cfg.Type == "" {
 		cfg.Type = "A"
 	}
+	timeout := min(max(cfg.Interval, minLookupTimeout), maxLookupTimeout)
 	w := &Watcher{
 		pool:    pool,
 		cfg:     cfg,
-		timeout: min(max(cfg.Interval, minLookupTimeout), maxLookupTimeout),
+		timeout: timeout,
 		resolver: &net.Resolver{
 			PreferGo: cfg.Resolver != "",
 			// A timeout or SERVFAIL while walking the search list ends
 			// the lookup, rather than letting a later name answer.
 			StrictErrors: true,
-			Dial:         dialer(cfg.Resolver),
+			// Each try gets at most half the lookup's time (and
+			// 1 s), so that a lost query is asked again within it.
+			Dial: dialer(cfg.Resolver, min(timeout/2, time.Second)),
 		},
 		log:      opts.Logger,
 		onUpdate: opts.OnUpdate,
@@ -151,13 +154,14 @@ func NewWatcher(pool string, cfg config.DNSDiscovery, opts WatcherOptions) *Watc
 
 // dialer returns the Dial of a net.Resolver that sends every query to
 // server, or where Go's resolver says when server is empty; the network
-// ("udp", or "tcp" after a truncated answer) is the resolver's choice.
+// ("udp", or "tcp" after a truncated answer) is the resolver's choice;
+// each try is bounded by perTry (see checkedConn.SetDeadline).
 //
 // Go's resolver bounds a query by the context's deadline but does not see
 // its cancellation, so a cancelled lookup would wait for its timeout: the
 // connection is closed as soon as the context ends instead. The resolver
 // ends that context after each query, so nothing outlives it.
-func dialer(server string) func(ctx context.Context, network, address string) (net.Conn, error) {
+func dialer(server string, perTry time.Duration) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		if server != "" {
 			address = server
@@ -168,7 +172,7 @@ func dialer(server string) func(ctx context.Context, network, address string) (n
 			return nil, err
 		}
 		context.AfterFunc(ctx, func() { c.Close() })
-		return checked(c, network), nil
+		return checked(c, network, perTry), nil
 	}
 }
 
