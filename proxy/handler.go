@@ -377,7 +377,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// One deadline for the whole exchange, request write included.
 			// The last try takes a new connection: after a backend
 			// restart every idle one is dead.
-			done, err = up.client.do(req, &ctx.Response, hints, loan, tryStart, s.responseTimeout, try == maxIdleRetries)
+			done, err = up.client.do(req, &ctx.Response, hints, loan, tryStart, try == maxIdleRetries)
 			if err == nil || try == maxIdleRetries {
 				break
 			}
@@ -417,7 +417,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 				// A backend that refused, reset or timed out scores as
 				// one that took the whole response timeout: counted as
 				// fast, or not at all, it would win every draw.
-				latency = max(latency, s.responseTimeout)
+				latency = max(latency, up.client.response)
 			}
 			up.backend.ObserveLatency(done.UnixNano(), int64(latency), pl.ewmaWindow)
 		}

@@ -185,6 +185,13 @@ func aliasOf(name []byte) headerSet {
 // (underscores_in_headers off); sluice drops only these (found by
 // review). A header sluice passes as sent keeps its aliases too.
 func dropForwardedAliases(h *fasthttp.RequestHeader, raw []byte, fw forwarding) {
+	// Each deletion is a pass over every field: a name is deleted once,
+	// with all its lines, however many lines repeat it (found by review:
+	// thousands of alias lines in a large head took seconds of CPU).
+	// Three names, each with its hyphens as underscores or not, make at
+	// most 9 names to delete (in any case: deletion ignores it).
+	var deleted [9][]byte
+	n := 0
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -206,8 +213,15 @@ func dropForwardedAliases(h *fasthttp.RequestHeader, raw []byte, fw forwarding) 
 		default:
 			ok = false
 		}
+		for _, d := range deleted[:n] {
+			ok = ok && !bytes.EqualFold(d, name)
+		}
 		if ok {
 			h.DelBytes(name)
+			if n < len(deleted) {
+				deleted[n] = name
+				n++
+			}
 		}
 	}
 }

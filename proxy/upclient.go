@@ -35,7 +35,9 @@ type upClient struct {
 	dial    func(addr string) (net.Conn, error)
 	maxBody int
 	idle    time.Duration
-	bufs    *upBufferPools // shared by every client of a proxy
+	// response is timeouts.response, for each exchange (do).
+	response time.Duration
+	bufs     *upBufferPools // shared by every client of a proxy
 
 	// slots has one entry per connection that may be open
 	// (max_conns_per_backend). A slot is on the idle stack (its
@@ -104,7 +106,7 @@ func newUpBuffers(readSize, writeSize int) *upBufferPools {
 }
 
 func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSettings, bufs *upBufferPools) *upClient {
-	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, bufs: bufs,
+	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, response: s.response, bufs: bufs,
 		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait, open: new(atomic.Int64)}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		c.freeS.push(c.slots, uint32(i))
@@ -113,8 +115,11 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 }
 
 // do sends req on an idle connection, or a new one, and reads the
-// response into resp. now is the caller's clock reading; timeout bounds
-// the whole exchange from now, request write included. It returns when
+// response into resp. now is the caller's clock reading; the client's
+// response timeout (timeouts.response) bounds the whole exchange from
+// now, request write included: a retry through the client a reload made
+// goes by the new timeout (found by review: it took the snapshot's that
+// the request began under). It returns when
 // the exchange ended (the one clock reading it makes: it dates the
 // connection's use, and the caller's metrics). Any error leaves the
 // connection closed. hints, when not nil, is sent each 103 Early Hints
@@ -122,7 +127,7 @@ func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSetti
 // cannot take one (HTTP/1.0). loan, when not nil, takes the response's
 // body if it can be lent (readLentBody). fresh asks for a new connection,
 // not an idle one (see acquire).
-func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, timeout time.Duration, fresh bool) (time.Time, error) {
+func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earlyHinter, loan *bodyLoan, now time.Time, fresh bool) (time.Time, error) {
 	i, reused, err := c.acquire(now.UnixNano(), fresh)
 	if err != nil {
 		return time.Now(), err
@@ -134,7 +139,7 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 		// connect took its time out of the response's).
 		now = time.Now()
 	}
-	if err := s.conn.SetDeadline(now.Add(timeout)); err != nil {
+	if err := s.conn.SetDeadline(now.Add(c.response)); err != nil {
 		c.discard(i)
 		return time.Now(), err
 	}

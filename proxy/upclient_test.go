@@ -38,7 +38,7 @@ func upGet(c *upClient, method, path string, now time.Time) (int, string, error)
 	req.Header.SetMethod(method)
 	req.SetRequestURI(path)
 	req.Header.SetHost(c.addr)
-	_, err := c.do(req, resp, nil, nil, now, 5*time.Second, false)
+	_, err := c.do(req, resp, nil, nil, now, false)
 	return resp.StatusCode(), string(resp.Body()), err
 }
 
@@ -397,7 +397,7 @@ func FuzzUpClientResponse(f *testing.F) {
 	})
 	f.Fuzz(func(t *testing.T, answer []byte, head bool) {
 		resp.Store(&answer)
-		s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
+		s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
 		c := newUpClient(ln.Addr().String(), func(addr string) (net.Conn, error) {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
@@ -650,7 +650,7 @@ func trimMiddle(b []byte) []byte {
 // connections are wrapped by wrap; closed when the test ends.
 func wrappingUpClient(t *testing.T, addr string, wrap func(net.Conn) net.Conn) *upClient {
 	t.Helper()
-	s := clientSettings{connect: time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
+	s := clientSettings{connect: time.Second, response: 5 * time.Second, idle: time.Minute, maxConns: 1, maxResponseBody: 1 << 10}
 	c := newUpClient(addr, func(addr string) (net.Conn, error) {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
