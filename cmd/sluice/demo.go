@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +27,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "proxy listen address")
 	admin := fs.String("admin", "127.0.0.1:9901", "admin listen address")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // as sluice -h
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		// Without this, "sluice demo 127.0.0.1:9090 -admin ..." served
+		// on the defaults, the rest ignored (found by review).
+		fmt.Fprintf(stderr, "sluice demo: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
 		return 2
 	}
 	var wg sync.WaitGroup

@@ -202,6 +202,12 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	if !a.disc.waitFirst(ctx) && ctx.Err() == nil {
 		a.log.Warn().Str("waited", firstLookupWait.String()).Msg("first DNS lookups not done; serving without them")
 	}
+	if err := ctx.Err(); err != nil {
+		// Stopped while waiting for the lookups: nothing was served, so
+		// nothing drains (found by review: an address it could bind
+		// anyway was served, then drained for shutdown_delay).
+		return a.startFailed(ctx, err, "")
+	}
 
 	// Hold the reload lock until startup is done: the admin listener can
 	// take a reload request the moment it is up.
@@ -271,7 +277,9 @@ func (a *app) startFailed(ctx context.Context, err error, msg string) int {
 func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
 	if err != nil {
-		return err
+		// Placed as a reload's is (found by review: no file, line or
+		// field).
+		return cfg.At("listen", err)
 	}
 	if cfg.ListenReusePort && a.opts.override == nil {
 		warnNoMigrate(a.log, migrateReqPath)
@@ -280,7 +288,7 @@ func (a *app) startListeners(ctx context.Context, cfg *config.Config) error {
 	if cfg.Admin.Listen != "" {
 		if aln, err = listen(ctx, cfg.Admin.Listen, false); err != nil {
 			ln.Close()
-			return err
+			return cfg.At("admin.listen", err)
 		}
 		a.warnPublicAdmin(cfg.Admin.Listen)
 	}
@@ -425,7 +433,7 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 	if cfg.Listen != old.Listen && !servesOn(ctx, a.front, cfg.Listen) {
 		ln, err := listen(ctx, cfg.Listen, cfg.ListenReusePort)
 		if err != nil {
-			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+			return nil, cfg.At("listen", err)
 		}
 		st.front = ln
 	} else {
@@ -450,7 +458,7 @@ func (a *app) stage(ctx context.Context, old, cfg *config.Config) (*staged, erro
 			ln, err := listen(ctx, cfg.Admin.Listen, false)
 			if err != nil {
 				st.abort()
-				return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+				return nil, cfg.At("admin.listen", err)
 			}
 			st.admin = ln
 		}
