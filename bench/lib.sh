@@ -223,10 +223,17 @@ start_upstreams() {
 }
 
 # upstream_stats: "req1 acc1 req2 acc2" from both upstreams' stub_status
-# (one curl for both; each read counts itself as one request and one accept).
+# (each read counts itself as one request and one accept). Each upstream
+# is read on its own: a failed read gives "0 0" in its own place (one curl
+# for both put up2's counters in up1's place when up1's read failed:
+# found by review).
 upstream_stats() {
-  curl -s --max-time 2 "http://127.0.0.1:$UP1_PORT/bench-status" "http://127.0.0.1:$UP2_PORT/bench-status" |
-    awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ { v = v " " $3 " " $1; n++ } END { while (n++ < 2) v = v " 0 0"; print substr(v, 2) }'
+  local port v=()
+  for port in "$UP1_PORT" "$UP2_PORT"; do
+    v+=($(curl -s --max-time 2 "http://127.0.0.1:$port/bench-status" |
+      awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ { v = $3 " " $1 } END { print (v == "" ? "0 0" : v) }'))
+  done
+  echo "${v[*]}"
 }
 
 # run_wrk CONNS PATH POST_BYTES SECONDS PORT LOGFILE

@@ -80,6 +80,14 @@ requests() {
   sed -n 's/^BENCHJSON //p' "$1" | tail -n 1 | awk -F'[:,]' '{ for (i = 1; i < NF; i++) if ($i ~ /"requests"/) print $(i + 1) }'
 }
 
+# wrk_errors LOG: the connect, read, write, status and timeout errors of
+# a wrk run (bench.lua's BENCHJSON line): requests answered with an error
+# or lost are no measure of the proxy (found by review).
+wrk_errors() {
+  sed -n 's/^BENCHJSON //p' "$1" | tail -n 1 |
+    awk -F'[:,}]' '{ for (i = 1; i < NF; i++) if ($i ~ /"err_/) e += $(i + 1) } END { print e + 0 }'
+}
+
 log "scenario $SCEN ($CONNS conns, $URLPATH): ${PAIR[0]} on :${PORTS[0]} and ${PAIR[1]} on :${PORTS[1]}, both on CPU $PROXY_CPU; $ROUNDS rounds of ${DURATION} s"
 RATIOS=()
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -116,6 +124,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
   qa=$(requests "$D/r$r-0.wrk.log") qb=$(requests "$D/r$r-1.wrk.log")
   if [ -z "$qa" ] || [ -z "$qb" ] || [ "$qa" -eq 0 ] || [ "$qb" -eq 0 ]; then
     die "round $r: a wrk produced no result (see $D)"
+  fi
+  ea=$(wrk_errors "$D/r$r-0.wrk.log") eb=$(wrk_errors "$D/r$r-1.wrk.log")
+  if [ "$ea" != 0 ] || [ "$eb" != 0 ]; then
+    die "round $r: wrk saw errors (${PAIR[0]} $ea, ${PAIR[1]} $eb; see $D)"
   fi
   line=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v qa="$qa" -v qb="$qb" \
     'BEGIN { ua = a / qa / 1000; ub = b / qb / 1000; printf "%.3f %.3f %d %d %.4f", ua, ub, qa, qb, ub / ua }')

@@ -32,9 +32,14 @@ def derive(run):
     req = w.get("requests", 0)
     dur = w.get("duration_us", 0) / 1e6
     run["requests"] = req
-    run["rps"] = req / dur if dur > 0 else 0.0
-    run["p50_ms"] = w.get("lat_p50_us", 0) / 1000
-    run["p99_ms"] = w.get("lat_p99_us", 0) / 1000
+    if req > 0:
+        run["rps"] = req / dur if dur > 0 else 0.0
+        run["p50_ms"] = w.get("lat_p50_us", 0) / 1000
+        run["p99_ms"] = w.get("lat_p99_us", 0) / 1000
+    else:
+        # No result from wrk: no figures, rather than zeros that a median
+        # takes for the best round (found by review).
+        run["rps"] = run["p50_ms"] = run["p99_ms"] = None
     run["errors"] = sum(w.get(k, 0) for k in
                         ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     lc, pc = run["load_cpu"], run["proxy_cpu"]  # task irq steal idle total (jiffies)
@@ -199,7 +204,7 @@ def checks(runs, sc, t):
     zero = [r["round"] for r in rr if r["requests"] == 0]
     if zero:
         notes.append(f"{t}/{sc}: no responses at all in round(s) {zero} (see the wrk log)")
-    rps = [r["rps"] for r in rr]
+    rps = [r["rps"] for r in rr if r["rps"] is not None]
     spread = (max(rps) - min(rps)) / med(rps) if len(rps) > 1 and med(rps) else None
     return split, conns, load, prox, err, spread, notes
 

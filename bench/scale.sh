@@ -103,7 +103,12 @@ else
   echo "need more than $MAXN cores, have $NCPU" >&2; exit 1
 fi
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
+PROXY_PID=
+cleanup() {
+  for p in "${PIDS[@]}" $PROXY_PID; do kill "$p" 2>/dev/null; done
+  [ -n "$PROXY_PID" ] && pkill -P "$PROXY_PID" 2>/dev/null
+  wait 2>/dev/null; rm -rf "$W"
+}
 trap cleanup EXIT
 
 if [ -n "$BINDIR" ]; then
@@ -188,7 +193,10 @@ $(sluice_forwarding)
 C
 }
 
-start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
+# start_proxy TARGET N DIR: starts the target as this shell's child (not
+# in a command substitution, whose child nobody waits for: found by
+# review), its pid in PROXY_PID.
+start_proxy() {
   local t=$1 n=$2 d=$3 cpus="0-$(( $2 - 1 ))"
   mkdir -p "$d/tmp"
   case $t in
@@ -198,13 +206,13 @@ start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
       sluice_conf 28210 false >"$d/sluice.yaml"
       [ -n "$PPROF_DIR" ] && [ "$t" = sluice ] && pprof=(-pprof 127.0.0.1:28290)
       GOMAXPROCS=$n taskset -c "$cpus" "$bin" -config "$d/sluice.yaml" "${pprof[@]}" >"$d/out.log" 2>&1 &
-      echo $! ;;
+      PROXY_PID=$! ;;
     sluice-w|sluice-w-base)
       local bin=$go_bin
       [ "$t" = sluice-w-base ] && bin=${SCALE_BASE_BIN:?sluice-w-base needs SCALE_BASE_BIN}
       sluice_conf 28230 false >"$d/sluice.yaml"
       taskset -c "$cpus" "$bin" -config "$d/sluice.yaml" -workers "$n" >"$d/out.log" 2>&1 &
-      echo $! ;;
+      PROXY_PID=$! ;;
     sluice-rp)
       # One parent shell, so that the CPU of all N processes is summed.
       (
@@ -214,7 +222,7 @@ start_proxy() { # start_proxy TARGET N DIR -> pid on stdout
         done
         wait
       ) >/dev/null 2>&1 &
-      echo $! ;;
+      PROXY_PID=$! ;;
     nginx)
       cat >"$d/nginx.conf" <<C
 user root;
@@ -239,7 +247,7 @@ $(nginx_forwarded_headers)
 }
 C
       taskset -c "$cpus" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >/dev/null 2>&1 &
-      echo $! ;;
+      PROXY_PID=$! ;;
     haproxy)
       cat >"$d/haproxy.cfg" <<C
 global
@@ -264,7 +272,7 @@ $(haproxy_forwarded_headers)
   server up2 127.0.0.1:28202
 C
       taskset -c "$cpus" haproxy -db -f "$d/haproxy.cfg" >/dev/null 2>&1 &
-      echo $! ;;
+      PROXY_PID=$! ;;
   esac
 }
 
@@ -273,8 +281,18 @@ for round in $(seq 1 "$ROUNDS"); do
   for n in $CORES; do
     for t in $TARGETS; do
       d=$W/$t-$n-$round
-      pid=$(start_proxy "$t" "$n" "$d")
-      for _ in $(seq 1 50); do http_ok 28200 && break; sleep 0.1; done
+      start_proxy "$t" "$n" "$d"
+      pid=$PROXY_PID
+      up=0
+      for _ in $(seq 1 50); do http_ok 28200 && { up=1; break; }; sleep 0.1; done
+      if [ "$up" = 0 ] || ! kill -0 "$pid" 2>/dev/null; then
+        # A proxy that never answered gives no figure, not wrk's zero
+        # (found by review: the 0 went into the median).
+        echo "warning: round $round cores $n $t: the proxy did not start; no figures" >&2
+        kill "$pid" 2>/dev/null; pkill -P "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; PROXY_PID=
+        printf '%s,%s,%s,nan,nan,nan\n' "$t" "$n" "$round" >>"$W/raw.csv"
+        continue
+      fi
       BENCH_POST_BYTES=$POST taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c"$CONNS" -d1s \
         -s "$ROOT/bench/lua/bench.lua" "http://127.0.0.1:28200$URLPATH" >/dev/null 2>&1
       c0=$(cpu_ticks "$pid")
@@ -292,12 +310,21 @@ sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=60).read())'
       c1=$(cpu_ticks "$pid")
       [ -n "$prof" ] && wait "$prof"
       kill "$pid" 2>/dev/null; pkill -P "$pid" 2>/dev/null; pkill -f "$d/" 2>/dev/null; wait "$pid" 2>/dev/null
+      PROXY_PID=
       sleep 0.3
       reqs=$(awk '/requests in/{print $1}' "$d.wrk")
       rps=$(awk '/Requests\/sec/{print $2}' "$d.wrk")
       p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$d.wrk")
       hz=$(getconf CLK_TCK)
       cpu=$(awk -v c=$((c1 - c0)) -v r="${reqs:-0}" -v hz="$hz" 'BEGIN { if (r > 0) printf "%.2f", c / hz * 1e6 / r; else print "nan" }')
+      # Answers other than 2xx/3xx, or socket errors, make the round's
+      # figures meaningless (found by review: 502s were counted as
+      # requests served).
+      errs=$(awk '/Non-2xx or 3xx responses:/ {e += $NF} /Socket errors:/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) e += $i} END {print e + 0}' "$d.wrk")
+      if [ "$errs" != 0 ] || [ -z "$reqs" ]; then
+        echo "warning: round $round cores $n $t: $errs errors or no result from wrk; no figures" >&2
+        rps=nan p99=nan cpu=nan
+      fi
       printf '%s,%s,%s,%s,%s,%s\n' "$t" "$n" "$round" "${rps:-0}" "${p99:-nan}" "$cpu" >>"$W/raw.csv"
       dist=$(awk '$1 ~ /^(50|75|90|99)%$/ {printf " p%s %s", substr($1, 1, length($1) - 1), $2}' "$d.wrk")
       echo "round $round cores $n $t: rps ${rps:-0} p99 ${p99:-?} ms cpu ${cpu} us/req;${dist}" >&2

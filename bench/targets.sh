@@ -20,6 +20,12 @@ start_target() {
   local name=$1 d=$2
   mkdir -p "$d"
   T_PID="" T_PORT=$PROXY_PORT T_STOPSIG=TERM
+  if [ "$name" != direct ] && port_busy "$PROXY_PORT"; then
+    # Something still listens there (a worker an earlier target left):
+    # the target would be measured against it (found by review).
+    warn "$name: port $PROXY_PORT is still in use before the target starts"
+    return 1
+  fi
   case $name in
     direct)
       T_PORT=$UP1_PORT
