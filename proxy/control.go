@@ -615,26 +615,36 @@ func (c *Controller) finishDrains(now time.Time) {
 	// by review: on a busy backend every settings reload left one behind
 	// for good). A closed client closes a connection as its request ends,
 	// before that request leaves the in-flight count.
+	//
+	// A drain is done with once no request of it is in flight: at its
+	// end, or later if it was overdue. Its backend's series stay until
+	// then, so that the requests that outlive drain_timeout are counted
+	// (found by review: they finished into deleted series).
+	var done []*draining
 	for _, d := range ended {
 		if d.up.client.InFlight() > 0 {
 			c.overdue = append(c.overdue, d)
+		} else {
+			done = append(done, d)
 		}
 	}
 	over := c.overdue[:0]
 	for _, d := range c.overdue {
 		if d.up.client.InFlight() > 0 {
 			over = append(over, d)
+		} else {
+			done = append(done, d)
 		}
 	}
 	clear(c.overdue[len(over):])
 	c.overdue = over
-	if len(ended) == 0 || c.Metrics == nil {
+	if len(done) == 0 || c.Metrics == nil {
 		return
 	}
-	for _, d := range ended {
+	for _, d := range done {
 		// Its series go once it has left for good: not back in a pool,
 		// and no other client of it (one replaced for new settings
-		// before it left) still draining.
+		// before it left) still draining or overdue.
 		b := d.up.backend
 		if _, back := c.members[memberKey{b.Pool, b.Addr}]; !back && !c.leaving(b.Pool, b.Addr) {
 			c.Metrics.ForgetBackend(b.Pool, b.Addr)
@@ -665,12 +675,15 @@ func (c *Controller) overdueOf(pool, addr string) *draining {
 	return nil
 }
 
-// leaving reports whether a client of backend addr of pool drains (addr
-// "": any backend of pool).
+// leaving reports whether a client of backend addr of pool drains, or
+// has requests in flight past its drain's deadline (addr "": any backend
+// of pool).
 func (c *Controller) leaving(pool, addr string) bool {
-	for _, d := range c.draining {
-		if d.up.backend.Pool == pool && (addr == "" || d.up.backend.Addr == addr) {
-			return true
+	for _, list := range [2][]*draining{c.draining, c.overdue} {
+		for _, d := range list {
+			if d.up.backend.Pool == pool && (addr == "" || d.up.backend.Addr == addr) {
+				return true
+			}
 		}
 	}
 	return false
