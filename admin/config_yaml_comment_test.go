@@ -13,51 +13,62 @@ import (
 	"sluice/config"
 )
 
-// Found by review. What was wrong: GET /admin/config?format=yaml puts the last reload error in a "#"
-// comment line (README, Runtime admin API: "with the history as #
-// comments") after replacing only "\n" in it. A carriage return is a
-// line break in YAML too (YAML 1.2 §5.4, b-break), and a rejected file's
-// error names its fields raw: a key spelled "pools\rx" (one "\r" escape
-// in a double-quoted key) gives `sluice.yaml:1: pools\rx: unknown field`.
-// The text after the "\r" then leaves the comment and is read as YAML:
-// here it adds a top-level key "x" that the running config does not have
-// (or makes the document unparsable). Expected: the YAML body, read by a
-// YAML parser, has the same keys whatever the last error says. Fix: in
-// serveConfig, replace every line break of the error (and of
-// info.Config.File) — "\r" and "\n" at least — or write it with
-// strconv.Quote.
+// TestAdminConfigYAMLErrorStaysComment: GET /admin/config?format=yaml puts
+// the last reload error in a "#" comment (README, Runtime admin API: "with
+// the history as # comments"), and a rejected file's error names its
+// fields raw, so a double-quoted key can put any character there. Found
+// by review, twice. What was wrong: first only "\n" was replaced, and a
+// CR (a line break to YAML too, 1.2 §5.4) let the text after it leave the
+// comment: here it added a top-level key "x"; then only line breaks were,
+// and a control character (ESC, SOH, DEL, C1's CSI), which YAML forbids
+// anywhere, comments included (§5.1), made the whole answer unparsable,
+// and went raw to the terminal of whoever curled it. Each case: the
+// answer parses, keeps its pools, and has no key the config has not.
 func TestAdminConfigYAMLErrorStaysComment(t *testing.T) {
 	good, err := config.Parse("sluice.yaml", []byte("routes: [{pool: web}]\npools: {web: {backends: [{address: 127.0.0.1:9001}]}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rejected := config.Parse("sluice.yaml", []byte("\"pools\\rx\": 1\n"))
-	if rejected == nil || !strings.Contains(rejected.Error(), "\r") {
-		t.Fatalf("reload error = %q, want one holding a raw CR (the premise)", rejected)
-	}
-	base := serve(t, Handler(Options{
-		Controller: &fakeController{},
-		Config: func() ConfigInfo {
-			return ConfigInfo{Config: good, Generation: 3, LoadedAt: time.Unix(0, 0),
-				LastError: rejected.Error(), LastErrorAt: time.Unix(60, 0)}
-		},
-	}))
-	resp, err := http.Get(base + "/admin/config?format=yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var doc map[string]any
-	if err := yaml.Unmarshal(body, &doc); err != nil {
-		t.Fatalf("/admin/config?format=yaml does not parse as YAML: %v\n%q", err, body)
-	}
-	var keys []string
-	for k := range doc {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	if slices.Contains(keys, "x") {
-		t.Errorf("/admin/config?format=yaml has top-level keys %v: the reload error's text after its CR left the # comment\n%q", keys, body)
+	for _, tt := range []struct{ name, key, raw string }{
+		{"CR", `pools\rx`, "\r"},
+		{"ESC", `pools\ex`, "\x1b"},
+		{"SOH", `pools\x01x`, "\x01"},
+		{"DEL", `pools\x7fx`, "\x7f"},
+		{"CSI", `pools\u009bx`, "\u009b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, rejected := config.Parse("sluice.yaml", []byte(`"`+tt.key+`": 1`+"\n"))
+			if rejected == nil || !strings.Contains(rejected.Error(), tt.raw) {
+				t.Fatalf("reload error = %q, want one holding %q raw (the premise)", rejected, tt.raw)
+			}
+			base := serve(t, Handler(Options{
+				Controller: &fakeController{},
+				Config: func() ConfigInfo {
+					return ConfigInfo{Config: good, Generation: 3, LoadedAt: time.Unix(0, 0),
+						LastError: rejected.Error(), LastErrorAt: time.Unix(60, 0)}
+				},
+			}))
+			resp, err := http.Get(base + "/admin/config?format=yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status = %d, want 200", resp.StatusCode)
+			}
+			var doc map[string]any
+			if err := yaml.Unmarshal(body, &doc); err != nil {
+				t.Fatalf("/admin/config?format=yaml does not parse as YAML: %v\n%q", err, body)
+			}
+			var keys []string
+			for k := range doc {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if doc["pools"] == nil || slices.Contains(keys, "x") {
+				t.Errorf("/admin/config?format=yaml has top-level keys %v (want pools, none from the error's text)\n%q", keys, body)
+			}
+		})
 	}
 }
