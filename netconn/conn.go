@@ -1783,6 +1783,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 					l.conns = make(map[*Conn]struct{})
 				}
 				l.conns[cc] = struct{}{}
+				if l.draining.Load() {
+					// Accepted as Drain went over the connections, after
+					// its pass: hushed here, as Drain would have (Drain
+					// sets draining before it takes mu; found by review:
+					// its first read waited for client_read).
+					cc.hushed.Store(true)
+					cc.interruptAwait()
+				}
 				l.mu.Unlock()
 			}
 			return cc, nil
