@@ -170,6 +170,10 @@ type Conn struct {
 	// the next read keeps; waited says the wait ended with the socket
 	// readable, so that read needs no yield first.
 	await bool
+	// requestDone is set by AwaitNextRequest: the server has a request's
+	// answer, so the next Read begins another request even when nothing
+	// was written in between (see Read).
+	requestDone bool
 	// readTimedOut is set once a Read returned for its deadline
 	// (ReadTimedOut); answeredEarly by writeStep for sysWrite
 	// (ErrAnsweredEarly).
@@ -517,6 +521,20 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// is held goes out before the peer is asked for anything.
 		if _, err := c.writeHeld(nil, false); err != nil {
 			return 0, err
+		}
+	}
+	if c.requestDone {
+		c.requestDone = false
+		if c.timeouts.on && !c.wrote.Load() {
+			// The next request came pipelined behind the last, with
+			// whose body it arrived: the server holds the last answer
+			// unwritten while it reads this one, so no turn begins
+			// below, and this request's body was read under the last
+			// one's client_read deadline (found by review: cut with a
+			// 408 after a second of its own). Its reads get their own.
+			c.readPhase = phaseRequest
+			c.readSet = false
+			c.read.want.Store(none)
 		}
 	}
 	if c.yield && c.wrote.Load() {
@@ -1278,6 +1296,7 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waite
 // close", else the idle timeout ends the wait). Only connections accepted
 // by a Listener with an IdleTimeout wait.
 func (c *Conn) AwaitNextRequest(keep bool) {
+	c.requestDone = true
 	c.await = keep && c.canAwait()
 	if c.timeouts.write > 0 || keep && c.timeouts.on {
 		// The answer's write gets its own client timeout, not what a
