@@ -106,6 +106,14 @@ type poolState struct {
 	outlierCfg config.OutlierDetection
 	discovered []DiscoveredBackend
 	hasDNS     bool
+	// dnsFrom is the discovery whose answers discovered holds; answered
+	// says one has come (or was seeded), firstAnswer that the reconcile
+	// under way takes the first: its backends join at full weight, as
+	// the backends a pool starts with do (found by review: beside the
+	// file's backends, a DNS pool's first answer at start ramped).
+	dnsFrom     config.DNSDiscovery
+	answered    bool
+	firstAnswer bool
 }
 
 // DiscoveredBackend is one address found by service discovery.
@@ -208,6 +216,7 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds map[string][]DiscoveredBackend) error {
 	return c.do(ctx, func() error {
 		now := time.Now()
+		c.keepRampsDone(c.cfg, cfg, now)
 		c.cfg = cfg
 		for name, pc := range cfg.Pools {
 			ps := c.pools[name]
@@ -217,9 +226,15 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 			}
 			ps.hasDNS = pc.Discovery != nil && pc.Discovery.DNS != nil
 			if !ps.hasDNS {
-				ps.discovered = nil
-			} else if seed, ok := seeds[name]; ok {
-				ps.discovered = slices.Clone(seed)
+				ps.discovered, ps.answered = nil, false
+			} else {
+				if *pc.Discovery.DNS != ps.dnsFrom {
+					ps.dnsFrom, ps.answered = *pc.Discovery.DNS, false
+				}
+				if seed, ok := seeds[name]; ok {
+					ps.discovered = slices.Clone(seed)
+					ps.firstAnswer, ps.answered = !ps.answered, true
+				}
 			}
 			od := config.OutlierDetection{}
 			if pc.OutlierDetection != nil {
@@ -297,6 +312,7 @@ func (c *Controller) SetDiscovered(ctx context.Context, pool string, from config
 			return fmt.Errorf("pool %q: %w", pool, ErrNotFound)
 		}
 		ps.discovered = slices.Clone(backends)
+		ps.firstAnswer, ps.answered = !ps.answered, true
 		return c.reconcile(time.Now())
 	})
 }
@@ -349,7 +365,7 @@ func (c *Controller) reconcile(now time.Time) error {
 				healthy:    true,
 				probeEpoch: c.epochs,
 			}
-			if had[pool] {
+			if had[pool] && (static || !c.pools[pool].firstAnswer) {
 				m.since = now
 			}
 			d := c.drainingOf(pool, addr)
@@ -412,8 +428,32 @@ func (c *Controller) reconcile(now time.Time) error {
 				Msg("backend removed, draining")
 		}
 	}
+	for _, ps := range c.pools {
+		ps.firstAnswer = false
+	}
 	c.updateChecks()
 	return c.publish(now)
+}
+
+// keepRampsDone keeps a pool's members whose slow start had ended (or
+// that joined with none) at full weight across a reload that turns
+// slow_start on or lengthens it: a ramp is for a backend that joins or
+// comes back, and since is stamped whether or not the pool ramps (found
+// by review: such a reload cut backends serving at full weight back to a
+// tenth, and moved their hash keys).
+func (c *Controller) keepRampsDone(old, cfg *config.Config, now time.Time) {
+	if old == nil {
+		return
+	}
+	for k, m := range c.members {
+		was, is := old.Pools[k.pool], cfg.Pools[k.pool]
+		if was == nil || is == nil || is.SlowStart <= was.SlowStart || m.since.IsZero() {
+			continue
+		}
+		if was.SlowStart <= 0 || now.Sub(m.since) >= was.SlowStart {
+			m.since = time.Time{}
+		}
+	}
 }
 
 func (c *Controller) outlierThreshold(pool string) int {
