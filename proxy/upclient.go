@@ -388,7 +388,21 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			switch {
 			case bare:
 				fixed := takeFixed(r, head)
-				suspect, err = true, checkStatus(resp, readFinal(resp, fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed), maxBody, te))
+				fr := fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed)
+				if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
+					// As a CRLF head's body: into a lent buffer, or one
+					// that grows as the bytes come; fasthttp's read took
+					// the whole announced length at once (found by
+					// review: 8 MB held per request for one byte sent).
+					// Never spliced: fr has taken body bytes from r.
+					up := loan.up
+					loan.up = nil
+					err = readLentBody(resp, fr, fixed, maxBody, loan)
+					loan.up = up
+				} else {
+					err = readFinal(resp, fr, maxBody, te)
+				}
+				suspect, err = true, checkStatus(resp, err)
 			case cl && !te && loan != nil && code >= 200 && !resp.SkipBody:
 				suspect, err = false, readLentBody(resp, r, head, maxBody, loan)
 			default:
