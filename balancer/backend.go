@@ -57,10 +57,16 @@ func (b *Backend) InFlight() int64 { return b.inflight.Load() }
 func (b *Backend) EWMA() float64 { return math.Float64frombits(b.ewmaNanos.Load()) }
 
 // ObserveLatency folds one measured upstream latency into the peak-EWMA:
-// a sample above the estimate as of now (decayed, as the picker reads
-// it) replaces it at once (peak), a lower one is blended into that with
-// a weight that grows with the time since the last sample, so the
-// estimate never rises on a faster answer and decays over about a window.
+// the estimate becomes the larger of the sample and the estimate as of
+// now (decayed over the window since the last sample, as the picker reads
+// it). A spike counts at once; a faster answer never raises the estimate,
+// which decays over the window toward the answers that follow, as
+// Finagle's peak EWMA does under traffic (it decays on every read).
+// Weighing a sample against the stored, undecayed value, an answer faster
+// than the estimate raised it (found by review: a recovering backend was
+// pushed out again by its first good answer); blending it in as well
+// decayed the estimate twice as fast as the window under traffic (found
+// by review of that fix).
 // Lock-free: concurrent observers may lose an update, never corrupt one.
 func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 	rtt := float64(rttNanos)
@@ -68,24 +74,11 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 		rtt = 0
 	}
 	last := b.ewmaStamp.Swap(now)
-	old := b.EWMA()
-	// cur is the estimate the picker read a moment ago (DecayedEWMA):
-	// the sample is weighed against it, not against the stored value, or
-	// an answer faster than the estimate would raise it (found by
-	// review: a backend recovering from a spike was pushed out again by
-	// its first good answer).
-	cur, w := old, 1.0
+	cur := b.EWMA()
 	if last != 0 && windowNanos > 0 {
-		w = expNeg(float64(max(now-last, 0)) / float64(windowNanos))
-		cur = old * w
+		cur *= expNeg(float64(max(now-last, 0)) / float64(windowNanos))
 	}
-	var next float64
-	switch {
-	case last == 0 || old == 0 || rtt > cur:
-		next = rtt
-	default:
-		next = cur*w + rtt*(1-w)
-	}
+	next := max(cur, rtt)
 	b.ewmaNanos.Store(math.Float64bits(next))
 }
 

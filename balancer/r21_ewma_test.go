@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -47,5 +48,40 @@ func TestEWMAFastSampleLowersEstimate(t *testing.T) {
 		if got := p.Pick(key, t1); got != 0 {
 			t.Fatalf("Pick() after A answered in 100 ms = %d (B, estimate 400 ms), want 0 (A)", got)
 		}
+	}
+}
+
+// TestEWMADecaysOverWindowUnderTraffic: README (ewma) says a spike
+// "decays over ewma_window"; answers faster than the estimate coming all
+// the while do not make it decay faster (found by review of the fix
+// above, which blended them in on top of the decay: after one window of
+// 10 ms answers a 100 ms spike read 17.9 ms, not e^-1 of it).
+func TestEWMADecaysOverWindowUnderTraffic(t *testing.T) {
+	const window = int64(10 * time.Second)
+	for _, tt := range []struct {
+		name  string
+		every int64 // between answers; 0: none
+	}{
+		{"idle", 0},
+		{"an answer every 100 ms", int64(100 * time.Millisecond)},
+		{"an answer every ms", int64(time.Millisecond)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := equalTargets(1)[0].Backend
+			t0 := int64(1e12)
+			b.ObserveLatency(t0, int64(100*time.Millisecond), window)
+			if tt.every > 0 {
+				for now := t0 + tt.every; now <= t0+window; now += tt.every {
+					b.ObserveLatency(now, int64(10*time.Millisecond), window)
+				}
+			}
+			got := b.DecayedEWMA(t0+window, window) / 1e6
+			want := 100 * math.Exp(-1)
+			// Within 3%: expNeg's small error compounds over 10,000
+			// samples (doubled decay would read 13.5 ms).
+			if math.Abs(got-want) > 0.03*want {
+				t.Errorf("estimate a window after a 100 ms spike = %.2f ms, want %.2f ms (e^-1 of it)", got, want)
+			}
+		})
 	}
 }

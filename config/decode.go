@@ -263,9 +263,11 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, depth int
 }
 
 // leadingZero reports whether s is a decimal-looking integer with a
-// leading 0 (010, -07), which YAML 1.1 reads as octal.
+// leading 0 (010, -07, 0_10), which YAML 1.1 reads as octal.
 func leadingZero(s string) bool {
-	s = strings.TrimLeft(s, "+-")
+	// yaml.v3 drops underscores before it reads the digits: 0_10 is 010
+	// (found by review).
+	s = strings.ReplaceAll(strings.TrimLeft(s, "+-"), "_", "")
 	return len(s) > 1 && s[0] == '0' && s[1] >= '0' && s[1] <= '9'
 }
 

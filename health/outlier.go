@@ -7,7 +7,13 @@ import "sync/atomic"
 // any number of goroutines may call it at once. The zero Outlier never trips.
 type Outlier struct {
 	threshold atomic.Int64
-	streak    atomic.Int64
+	// state is the streak's count of failures, shifted left one bit, and
+	// in the low bit whether the streak has tripped: one word, so that
+	// Record counts and decides with one compare-and-swap, whatever a
+	// reload does to the threshold meanwhile (found by review: with the
+	// two kept apart, a threshold changed during a Record could leave a
+	// failing backend never ejected, or trip one streak twice).
+	state atomic.Uint64
 }
 
 // NewOutlier returns an Outlier that trips after threshold consecutive
@@ -21,32 +27,9 @@ func NewOutlier(threshold int) *Outlier {
 // SetThreshold changes the threshold (a reload changed the pool's
 // outlier_detection); <= 0 turns tripping off. A streak that has not
 // tripped yet and already reaches a lowered threshold trips at its next
-// failure: Record trips when the streak equals the threshold, which such
-// a streak, counting on past it, would never do. A streak that tripped
-// already does not trip again under a raised threshold.
+// failure; one that has tripped does not trip again under a raised one.
 func (o *Outlier) SetThreshold(threshold int) {
-	t := int64(threshold)
-	old := o.threshold.Swap(t)
-	for {
-		s := o.streak.Load()
-		next := t - 1
-		switch {
-		case t <= 0:
-			return
-		case old > 0 && s >= old:
-			// Tripped already: a raised threshold must not trip this
-			// streak a second time as it counts on.
-			if s >= t {
-				return
-			}
-			next = t
-		case s < t:
-			return // below the new threshold
-		}
-		if o.streak.CompareAndSwap(s, next) {
-			return
-		}
-	}
+	o.threshold.Store(int64(threshold))
 }
 
 // Record counts the result of one request and reports whether this failure
@@ -62,24 +45,33 @@ func (o *Outlier) Record(failed bool) (trip bool) {
 	if !failed {
 		// Load first: the common all-good path then only reads the
 		// cache line, and does not bounce it between cores.
-		if o.streak.Load() != 0 {
-			o.streak.Store(0)
+		if o.state.Load() != 0 {
+			o.state.Store(0)
 		}
 		return false
 	}
-	if o.threshold.Load() <= 0 {
-		return false
+	for {
+		t := o.threshold.Load()
+		if t <= 0 {
+			return false
+		}
+		s := o.state.Load()
+		n, tripped := s>>1+1, s&1 == 1
+		// At or past the threshold, not only at it: a lowered threshold
+		// below the streak trips at the next failure.
+		trip = !tripped && n >= uint64(t)
+		next := n << 1
+		if tripped || trip {
+			next |= 1
+		}
+		if o.state.CompareAndSwap(s, next) {
+			return trip
+		}
 	}
-	// The threshold is read again after the count: a reload may change
-	// it in between, and the one failure that reaches the new threshold
-	// must compare with it, not with the old one (found by review: with
-	// a lowered threshold the streak could pass it untripped for good).
-	n := o.streak.Add(1)
-	return n == o.threshold.Load()
 }
 
 // Reset starts a new streak.
-func (o *Outlier) Reset() { o.streak.Store(0) }
+func (o *Outlier) Reset() { o.state.Store(0) }
 
 // Streak is the current number of consecutive failures.
-func (o *Outlier) Streak() int64 { return o.streak.Load() }
+func (o *Outlier) Streak() int64 { return int64(o.state.Load() >> 1) }

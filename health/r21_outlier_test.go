@@ -48,8 +48,8 @@ func TestOutlierLoweredThresholdConcurrentFailureStillTrips(t *testing.T) {
 			runtime.Gosched()
 		}
 		o.SetThreshold(3) // a reload lowers consecutive_failures
-		for o.Streak() < 2000 {
-			runtime.Gosched()
+		for base := o.Streak(); o.Streak() < base+1000; {
+			runtime.Gosched() // 1000 more failures
 		}
 		stop.Store(true)
 		wg.Wait()
@@ -65,7 +65,7 @@ func TestOutlierLoweredThresholdConcurrentFailureStillTrips(t *testing.T) {
 	}
 	if missed > 0 {
 		t.Errorf("round %d of a streak of failures only: threshold lowered to 3 past a streak of 1000, "+
-			"then 2000 more failures and no trip (want exactly one: README \"ejects at the next failure\")", rounds)
+			"then 1000 more failures and no trip (want exactly one: README \"ejects at the next failure\")", rounds)
 	} else {
 		t.Logf("%d rounds, each tripped once", rounds)
 	}

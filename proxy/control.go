@@ -228,12 +228,22 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 			if !ps.hasDNS {
 				ps.discovered, ps.answered = nil, false
 			} else {
-				if *pc.Discovery.DNS != ps.dnsFrom {
-					ps.dnsFrom, ps.answered = *pc.Discovery.DNS, false
+				// Another lookup (not only another interval, which
+				// restarts the watcher on the same name: found by
+				// review) answers anew.
+				lookup := *pc.Discovery.DNS
+				lookup.Interval = ps.dnsFrom.Interval
+				if lookup != ps.dnsFrom {
+					ps.answered = false
 				}
+				ps.dnsFrom = *pc.Discovery.DNS
 				if seed, ok := seeds[name]; ok {
 					ps.discovered = slices.Clone(seed)
-					ps.firstAnswer, ps.answered = !ps.answered, true
+					if seed != nil {
+						// (A failed lookup's nil seed starts the pool
+						// empty: the first answer is still to come.)
+						ps.firstAnswer, ps.answered = !ps.answered, true
+					}
 				}
 			}
 			od := config.OutlierDetection{}
