@@ -86,7 +86,12 @@ func TestRetriesExhaustedCountedAfterDrain(t *testing.T) {
 			"retries: { attempts: 2 }\ndrain_timeout: 30s\n"
 	}
 	w := &slowFinalFailure{}
-	px := startProxyLogged(t, yml(addr), m, nil, zerolog.New(w))
+	// The controller ticks every 300 ms: a drain ends at a tick, so a
+	// tick always falls inside the 400 ms the slow log line holds the
+	// request up (the window of the bug), and the count stays readable
+	// until the next one (a 100 ms window was missed once by the poll
+	// below on a loaded machine).
+	px := startProxyTicked(t, yml(addr), m, nil, zerolog.New(w), 300*time.Millisecond)
 
 	status := getStatus("http://" + px.addr + "/")
 	select {

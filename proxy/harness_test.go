@@ -99,6 +99,14 @@ func startProxyOn(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(n
 // failure log) writes to log.
 func startProxyLogged(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(net.Listener) net.Listener, log zerolog.Logger) *testProxy {
 	t.Helper()
+	return startProxyTicked(t, yamlText, m, wrap, log, 0)
+}
+
+// startProxyTicked is startProxyLogged with the controller ticking every
+// tick (0: its default), for tests that need its periodic work (drains
+// ending, ejections expiring) slower or faster.
+func startProxyTicked(t testing.TB, yamlText string, m *metrics.Metrics, wrap func(net.Listener) net.Listener, log zerolog.Logger, tick time.Duration) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config.Parse() error: %v", err)
@@ -106,6 +114,9 @@ func startProxyLogged(t testing.TB, yamlText string, m *metrics.Metrics, wrap fu
 	p := New()
 	ctrl := NewController(p, log)
 	ctrl.Metrics = m
+	if tick > 0 {
+		ctrl.tick = tick
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ctrl.Run(ctx) }()
