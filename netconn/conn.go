@@ -1284,6 +1284,14 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waite
 	return n, waitErr == nil, true, nil
 }
 
+// HeadRequest reports whether the request of the turn under way began
+// with a HEAD request line, as the head watch saw it (a request line that
+// came in more than one read, or pipelined behind another in the same
+// turn, is not seen): the server's own refusal of a request it could not
+// parse must then have no body (RFC 9110 §9.3.2; found by review: the
+// client took the error text for the next answer).
+func (c *Conn) HeadRequest() bool { return c.head.headMethod }
+
 // AwaitNextRequest tells a server Conn whether the answer the server is
 // about to write keeps the connection open (an HTTP/1.1 keep-alive answer
 // with no "Connection: close"). If it does, the write that ends it waits,
@@ -1296,7 +1304,9 @@ func (c *Conn) writeWaiting(p, more []byte, until int64) (n int, readable, waite
 // close", else the idle timeout ends the wait). Only connections accepted
 // by a Listener with an IdleTimeout wait.
 func (c *Conn) AwaitNextRequest(keep bool) {
-	c.requestDone = true
+	// The request is answered: a HEAD seen at the turn's start is not
+	// the next one's (pipelined behind it, unwatched; found by review).
+	c.requestDone, c.head.headMethod = true, false
 	c.await = keep && c.canAwait()
 	if c.timeouts.write > 0 || keep && c.timeouts.on {
 		// The answer's write gets its own client timeout, not what a

@@ -39,6 +39,9 @@ type headWatch struct {
 	// a blank line has at most one, a CR), partCR says the last was a CR.
 	partLen uint8
 	partCR  bool
+	// headMethod says the turn's request line is a HEAD's: an answer the
+	// server makes itself (a refusal) must have no body (HeadRequest).
+	headMethod bool
 }
 
 // headWatch states.
@@ -74,6 +77,9 @@ func (w *headWatch) scan(b []byte) int {
 			case len(rest) == 1 && rest[0] == '\r':
 				w.partCR = true
 			case len(rest) > 0:
+				// A request line that comes in more than one read is not
+				// watched, but a HEAD is told by its first five bytes.
+				w.headMethod = bytes.HasPrefix(rest, []byte("HEAD "))
 				w.state = headOff
 			}
 			return len(b)
@@ -84,6 +90,11 @@ func (w *headWatch) scan(b []byte) int {
 			line = line[:len(line)-1]
 		}
 		i += lf + 1
+		if len(line) > 0 {
+			// Also for a line the watch does not take for a request
+			// line (an odd version): its refusal must know it too.
+			w.headMethod = bytes.HasPrefix(line, []byte("HEAD "))
+		}
 		switch {
 		case len(line) == 0:
 			// An empty line before the request line, which fasthttp

@@ -31,6 +31,11 @@ func ServerErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 		code, msg = fasthttp.StatusRequestTimeout, "request timeout"
 	}
 	ctx.Error(strconv.Itoa(code)+" "+msg+"\n", code)
+	if h, ok := ctx.Conn().(interface{ HeadRequest() bool }); ok && h.HeadRequest() {
+		// fasthttp has reset the request, and with it the method: the
+		// connection saw the HEAD. Its answer ends with its head.
+		ctx.Response.SkipBody = true
+	}
 }
 
 // HeadReceived is fasthttp's Server.HeaderReceived for the proxy's own
