@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// BUG: a GET whose attempt fails (here a reset, retryable for GET) while
+// Found by review. What was wrong: a GET whose attempt fails (here a reset, retryable for GET) while
 // a reload that changes timeouts or limits is being applied gets 502,
 // although the pool has a healthy backend it has not tried. README
 // (Retries): "A connection that broke after the request was sent is
@@ -22,10 +22,10 @@ import (
 // the new clients after rebuilding every pool; a retry in between
 // (retryTarget -> usable, handler.go) finds the current snapshot's
 // targets all with closed clients, takes none, and the failed attempt's
-// 502 stands. The reload storm (TestReview21ReloadStorm) hit it a few
+// 502 stands. The reload storm (TestReloadStorm) hit it a few
 // times per 10,000 GETs; here a pool with a large maglev table (1M slots) widens
 // the window so a held request's reset lands in it every time.
-func TestReview21RetryDuringSettingsReload(t *testing.T) {
+func TestRetryDuringSettingsReload(t *testing.T) {
 	hold := make(chan struct{})
 	t.Cleanup(func() {
 		select {

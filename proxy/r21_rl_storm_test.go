@@ -141,7 +141,7 @@ func (g *stormR21Gen) yaml() string {
 	return b.String()
 }
 
-// TestReview21ReloadStorm: 12 keep-alive clients (GETs and small POSTs,
+// TestReloadStorm: 12 keep-alive clients (GETs and small POSTs,
 // some with cookie jars) run through the proxy while random configs land
 // every few milliseconds for 4 s: backends of the clients' pool added,
 // removed, reordered and reweighted (h0, healthy, always in, weight >= 1),
@@ -159,7 +159,7 @@ func (g *stormR21Gen) yaml() string {
 // upstream client's in-flight counts are 0 at the end; Status lists
 // exactly the last config's backends once drains end; goroutines and
 // fds come back.
-func TestReview21ReloadStorm(t *testing.T) {
+func TestReloadStorm(t *testing.T) {
 	// Which backends each request (by X-Id) reached, to explain a failure.
 	var seenMu sync.Mutex
 	seen := map[string][]string{}
@@ -193,7 +193,7 @@ func TestReview21ReloadStorm(t *testing.T) {
 	bad, _ := startChurnBackend(t, "bad", traced("bad", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		// (No resets: a GET's retry during a settings reload fails,
-		// TestReview21RetryDuringSettingsReload.)
+		// TestRetryDuringSettingsReload.)
 		if badN.Add(1)%5 == 0 {
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = io.WriteString(w, "flaky-fail")
