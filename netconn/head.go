@@ -41,7 +41,12 @@ type headWatch struct {
 	partCR  bool
 	// headMethod says the turn's request line is a HEAD's: an answer the
 	// server makes itself (a refusal) must have no body (HeadRequest).
+	// Only a line at the very start of the turn is taken (began): after
+	// an empty line the turn may continue a head the server flushed an
+	// answer in the middle of, and a body line reading "HEAD ..." took a
+	// POST's 408 text away (found by review).
 	headMethod bool
+	began      bool
 }
 
 // headWatch states.
@@ -54,6 +59,15 @@ const (
 
 // start begins watching a turn.
 func (w *headWatch) start() { *w = headWatch{state: headStart} }
+
+// noteMethod notes whether line, the turn's first, is a HEAD's (see
+// headMethod); an empty line or any later one only ends the noting.
+func (w *headWatch) noteMethod(line []byte) {
+	if !w.began {
+		w.began = true
+		w.headMethod = bytes.HasPrefix(line, []byte("HEAD "))
+	}
+}
 
 // scan looks at b, the bytes a read returned while watching, and returns
 // how many of them the reader gets: all of them, unless the head ends in
@@ -68,7 +82,7 @@ func (w *headWatch) scan(b []byte) int {
 			w.state = headOff
 			return len(b)
 		}
-		i = 1
+		i, w.began = 1, true // (an empty line: see headMethod)
 	}
 	for w.state == headStart {
 		lf := bytes.IndexByte(b[i:], '\n')
@@ -79,7 +93,7 @@ func (w *headWatch) scan(b []byte) int {
 			case len(rest) > 0:
 				// A request line that comes in more than one read is not
 				// watched, but a HEAD is told by its first five bytes.
-				w.headMethod = bytes.HasPrefix(rest, []byte("HEAD "))
+				w.noteMethod(rest)
 				w.state = headOff
 			}
 			return len(b)
@@ -90,11 +104,9 @@ func (w *headWatch) scan(b []byte) int {
 			line = line[:len(line)-1]
 		}
 		i += lf + 1
-		if len(line) > 0 {
-			// Also for a line the watch does not take for a request
-			// line (an odd version): its refusal must know it too.
-			w.headMethod = bytes.HasPrefix(line, []byte("HEAD "))
-		}
+		// Also for a line the watch does not take for a request line
+		// (an odd version): its refusal must know it too.
+		w.noteMethod(line)
 		switch {
 		case len(line) == 0:
 			// An empty line before the request line, which fasthttp

@@ -51,13 +51,11 @@ type Controller struct {
 	// flight: their connections stay open until those end, and count
 	// against max_conns_per_backend if the backend comes back meanwhile.
 	overdue []*draining
-	// toClose are the clients drains took out since the last publish:
-	// closed once the snapshot without them is out (publish), so that
-	// the published one never holds only closed clients (found by
-	// review: a retry in between found every target closed, and the
-	// request got 502 with a healthy backend untried).
-	toClose []*upClient
-	ramping bool
+	// retiring are the clients drains took out since the last publish:
+	// retired once the snapshot without them is out (publish), so that
+	// a retry meanwhile still has them (see upClient.retired).
+	retiring []*upClient
+	ramping  bool
 	// lastBuild is when the last snapshot was built.
 	lastBuild time.Time
 	// lastSweep is when idle upstream connections were last swept.
@@ -636,13 +634,15 @@ func (c *Controller) publishOrLog(now time.Time) {
 // drain takes up out of service: it is already absent from the next
 // snapshot; its connections are closed once idle.
 func (c *Controller) drain(up *upstream, timeout time.Duration, now time.Time) {
-	// No new request takes its idle connections: they close as soon as
-	// the snapshot without this client is published (publish), and the
-	// busy ones as their requests end. Left open, they counted against
-	// max_conns_per_backend, which the backend's clients share, until the
-	// drain ended (found by review: a reload's new client got 503s beside
-	// the old one's idle connections).
-	c.toClose = append(c.toClose, up.client)
+	// No new request takes its idle connections: they close now, and
+	// the busy ones as their requests end. Left open, they counted
+	// against max_conns_per_backend, which the backend's clients share,
+	// until the drain ended (found by review: a reload's new client got
+	// 503s beside the old one's idle connections, also when they were
+	// closed only after the next publish). Retries stop using it once
+	// that publish is out (retiring).
+	up.client.Close()
+	c.retiring = append(c.retiring, up.client)
 	// Until its series are forgotten they say what it is: draining, out
 	// of rotation. (A member replaced for new settings shares its series
 	// with its successor, which the next snapshot sets again.)
@@ -749,12 +749,12 @@ func (c *Controller) leaving(pool, addr string) bool {
 // publish builds a snapshot from the control state and swaps it in.
 func (c *Controller) publish(now time.Time) error {
 	defer func() {
-		// After the swap (or a failed build): see toClose.
-		for _, cl := range c.toClose {
-			cl.Close()
+		// After the swap (or a failed build): see retiring.
+		for _, cl := range c.retiring {
+			cl.retired.Store(true)
 		}
-		clear(c.toClose)
-		c.toClose = c.toClose[:0]
+		clear(c.retiring)
+		c.retiring = c.retiring[:0]
 	}()
 	s, err := c.build(now)
 	if err != nil {

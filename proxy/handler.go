@@ -604,7 +604,7 @@ func (p *Proxy) usable(pl *pool, i int) *upstream {
 	cur := p.snap.Load()
 	if cur == nil || cur.pools[pl.name] == pl {
 		// The request's snapshot is the current one.
-		if up.client.closed.Load() {
+		if up.client.retired.Load() {
 			return nil
 		}
 		return up
@@ -615,7 +615,7 @@ func (p *Proxy) usable(pl *pool, i int) *upstream {
 	// draining too) or took it out of the picks.
 	if cp := cur.pools[pl.name]; cp != nil {
 		for _, t := range cp.targets[:cp.picks] {
-			if t.backend == up.backend && !t.client.closed.Load() {
+			if t.backend == up.backend && !t.client.retired.Load() {
 				return t
 			}
 		}

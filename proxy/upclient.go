@@ -62,8 +62,15 @@ type upClient struct {
 	sweepsStarted, sweepsEnded atomic.Uint64
 	sweepWait                  time.Duration
 	// closed is set once the backend has left (drained): connections
-	// given back from then on are closed.
-	closed atomic.Bool
+	// given back from then on are closed. retired is set once the
+	// snapshot without this client is published: retries no longer go
+	// through it (Proxy.usable). Set apart, so that a reload closes the
+	// idle connections at once (they count against max_conns_per_backend
+	// with its successor's) while a retry until the swap still has a
+	// client to go through (found by review: closed first and tested by
+	// retries, a retry in between found every target closed and got 502).
+	closed  atomic.Bool
+	retired atomic.Bool
 }
 
 // upSlot is one connection's place in an upClient. Only next is shared;
