@@ -75,8 +75,8 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 	}
 	last := b.ewmaStamp.Swap(now)
 	cur := b.EWMA()
-	if last != 0 && windowNanos > 0 {
-		cur *= expNeg(float64(max(now-last, 0)) / float64(windowNanos))
+	if last != 0 {
+		cur = decayed(cur, now-last, windowNanos)
 	}
 	next := max(cur, rtt)
 	b.ewmaNanos.Store(math.Float64bits(next))
@@ -86,11 +86,16 @@ func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
 // toward zero over the window, so a backend that was slow is tried again
 // after a while instead of being shunned forever.
 func (b *Backend) DecayedEWMA(now int64, windowNanos int64) float64 {
-	v := b.EWMA()
+	return decayed(b.EWMA(), b.idle(now), windowNanos)
+}
+
+// decayed is estimate v after idle nanoseconds without a sample: it
+// decays toward zero over the window (idle below 0 counts as none).
+func decayed(v float64, idle, windowNanos int64) float64 {
 	if v == 0 || windowNanos <= 0 {
 		return v
 	}
-	return v * expNeg(float64(b.idle(now))/float64(windowNanos))
+	return v * expNeg(float64(max(idle, 0))/float64(windowNanos))
 }
 
 // idle is the time since the last latency sample, in nanoseconds (0 when

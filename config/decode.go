@@ -75,7 +75,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	if _, seen := d.lines[path]; !seen {
 		d.lines[path] = d.line(n.Line)
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	if isNull(n) {
 		return // an empty value keeps the default
 	}
 	if v.Kind() == reflect.Pointer {
