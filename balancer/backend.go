@@ -23,9 +23,11 @@ type Backend struct {
 
 	inflight atomic.Int64
 	// ewmaNanos holds the peak-EWMA latency in nanoseconds as float64 bits;
-	// ewmaStamp is the unix-nano time of its last update.
-	ewmaNanos atomic.Uint64
-	ewmaStamp atomic.Int64
+	// ewmaStamp is the unix-nano time of its last update. ewmaWriting is
+	// held by the one ObserveLatency updating the two (see there).
+	ewmaNanos   atomic.Uint64
+	ewmaStamp   atomic.Int64
+	ewmaWriting atomic.Bool
 }
 
 // NewBackend returns a backend with zeroed counters.
@@ -67,19 +69,30 @@ func (b *Backend) EWMA() float64 { return math.Float64frombits(b.ewmaNanos.Load(
 // pushed out again by its first good answer); blending it in as well
 // decayed the estimate twice as fast as the window under traffic (found
 // by review of that fix).
-// Lock-free: concurrent observers may lose an update, never corrupt one.
+//
+// One observer updates the estimate and its stamp at a time; a sample
+// that comes while another is being folded in is dropped, never waited
+// for (the two are answers of the same moment). With the two words
+// written by concurrent observers, one could read the other's fresh
+// stamp with the old estimate, and store the old estimate undecayed: a
+// spike long decayed came back (TestEWMAConcurrentSamplesKeepDecay).
+// Pickers read the two words without the flag: during an update they
+// may see the new estimate with the old stamp, for that pick only.
 func (b *Backend) ObserveLatency(now int64, rttNanos int64, windowNanos int64) {
+	if !b.ewmaWriting.CompareAndSwap(false, true) {
+		return
+	}
 	rtt := float64(rttNanos)
 	if rtt < 0 {
 		rtt = 0
 	}
-	last := b.ewmaStamp.Swap(now)
 	cur := b.EWMA()
-	if last != 0 {
+	if last := b.ewmaStamp.Load(); last != 0 {
 		cur = decayed(cur, now-last, windowNanos)
 	}
-	next := max(cur, rtt)
-	b.ewmaNanos.Store(math.Float64bits(next))
+	b.ewmaNanos.Store(math.Float64bits(max(cur, rtt)))
+	b.ewmaStamp.Store(now)
+	b.ewmaWriting.Store(false)
 }
 
 // DecayedEWMA is the estimate as of now: with no fresh samples it decays
