@@ -291,7 +291,9 @@ func CheckAddress(addr string) error {
 	if host == "" {
 		return nil // all interfaces
 	}
-	if net.ParseIP(host) == nil && !validHostname(host) {
+	// A rooted name (api.internal.) is a name: it skips the resolver's
+	// search list, as the README advises (found by review: refused).
+	if net.ParseIP(host) == nil && !validHostname(strings.TrimSuffix(host, ".")) {
 		return fmt.Errorf("bad host %q", host)
 	}
 	return nil
@@ -413,7 +415,7 @@ func checkHostHeader(h string) error {
 		}
 		return nil
 	}
-	if strings.Contains(host, ":") || net.ParseIP(host) == nil && !validHostname(host) {
+	if strings.Contains(host, ":") || net.ParseIP(host) == nil && !validHostname(strings.TrimSuffix(host, ".")) {
 		return bad // an IPv6 address needs brackets in a Host header
 	}
 	return nil
@@ -524,6 +526,11 @@ func (v *validator) pool(path string, p *Pool) {
 			if err := checkHostHeader(hc.Host); err != nil {
 				v.fail(hp+".host", "%v", err)
 			}
+		}
+		if len(hc.ExpectStatus) == 0 {
+			// The prober would pass 200-399 while /admin/config showed
+			// [], which reads as no status passing (found by review).
+			v.fail(hp+".expect_status", "want at least one status or range, such as 200-399")
 		}
 		v.minInterval(hp+".interval", hc.Interval)
 		v.positive(hp+".timeout", int64(hc.Timeout))
