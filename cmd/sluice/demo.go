@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -70,7 +71,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	text := demoConfig
 	for k, v := range vars {
-		text = strings.ReplaceAll(text, k, v)
+		// Quoted: pasted as they are, "[::1]:8080" read as a YAML list
+		// and "" as no value, which kept the default admin listener
+		// (found by review). Go's escapes are YAML's in double quotes.
+		text = strings.ReplaceAll(text, k, strconv.Quote(v))
 	}
 	cfg, err := config.Parse("demo.yaml (embedded)", []byte(text))
 	if err != nil {
@@ -81,9 +85,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 try:
   curl -s http://%[1]s/              # round robin over demo-1..3
   curl -s http://%[1]s/api/hello     # weighted 3:1 over demo-1 and demo-2
-  curl -s http://%[5]s/admin/pools   # admin API: pools, backends, health
-Ctrl-C stops everything.
-`, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"], *admin)
+`, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"])
+	if *admin != "" { // -admin "" turns the admin API off, as admin.listen: ""
+		fmt.Fprintf(stdout, "  curl -s http://%s/admin/pools   # admin API: pools, backends, health\n", *admin)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 	return serve(ctx, cfg, options{stderr: stderr, worker: -1})
 }
 
