@@ -220,7 +220,7 @@ func (c *Controller) Apply(ctx context.Context, cfg *config.Config) error {
 func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds map[string][]DiscoveredBackend) error {
 	return c.do(ctx, func() error {
 		now := time.Now()
-		c.keepRampsDone(c.cfg, cfg, now)
+		c.keepRampsDone(c.cfg, now)
 		c.cfg = cfg
 		for name, pc := range cfg.Pools {
 			ps := c.pools[name]
@@ -449,25 +449,37 @@ func (c *Controller) reconcile(now time.Time) error {
 	return c.publish(now)
 }
 
-// keepRampsDone keeps a pool's members whose slow start had ended (or
-// that joined with none) at full weight across a reload that turns
-// slow_start on or lengthens it: a ramp is for a backend that joins or
-// comes back, and since is stamped whether or not the pool ramps (found
-// by review: such a reload cut backends serving at full weight back to a
-// tenth, and moved their hash keys).
-func (c *Controller) keepRampsDone(old, cfg *config.Config, now time.Time) {
+// keepRampsDone keeps a pool's members that served at full weight under
+// the old config at full weight across a reload: a ramp is for a backend
+// that joins or comes back, and since is stamped whether or not the pool
+// ramps. buildPool forgets since once a member is at full weight; this
+// covers a ramp that ended after the last build (found by review: a
+// reload turning slow_start on, or lengthening it, cut backends serving
+// at full weight back to a tenth and moved their hash keys; one from
+// ring_hash, where weight 1 never ramps, to round_robin cut them to 1/16).
+func (c *Controller) keepRampsDone(old *config.Config, now time.Time) {
 	if old == nil {
 		return
 	}
 	for k, m := range c.members {
-		was, is := old.Pools[k.pool], cfg.Pools[k.pool]
-		if was == nil || is == nil || is.SlowStart <= was.SlowStart || m.since.IsZero() {
+		was := old.Pools[k.pool]
+		if was == nil || m.since.IsZero() {
 			continue
 		}
-		if was.SlowStart <= 0 || now.Sub(m.since) >= was.SlowStart {
+		if _, ramping := health.SlowStartWeight(m.configWeight()*rampScaleOf(was), m.since, now, was.SlowStart); !ramping {
 			m.since = time.Time{}
 		}
 	}
+}
+
+// rampScaleOf is what a pool multiplies weights by for slow start: ramps
+// move in steps of 1/rampScale, except where weights are hash points
+// (ring_hash, maglev), whose count a ramp would keep moving.
+func rampScaleOf(pc *config.Pool) uint32 {
+	if pc.SlowStart > 0 && pc.Algorithm != "ring_hash" && pc.Algorithm != "maglev" {
+		return rampScale
+	}
+	return 1
 }
 
 func (c *Controller) outlierThreshold(pool string) int {
@@ -872,14 +884,21 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		use = candidates
 		pl.panic = true
 	}
-	scale := uint32(1)
-	if pc.SlowStart > 0 && pc.Algorithm != "ring_hash" && pc.Algorithm != "maglev" {
-		scale = rampScale
-	}
+	scale := rampScaleOf(pc)
 	targets := make([]balancer.Target, 0, len(use))
 	for _, m := range use {
 		w, ramping := health.SlowStartWeight(m.configWeight()*scale, m.since, now, pc.SlowStart)
 		c.ramping = c.ramping || ramping
+		if !ramping && w > 0 {
+			m.since = time.Time{} // at full weight: see keepRampsDone
+		}
+		if !ramping && w > 0 {
+			// At full weight: no later reload (slow_start turned on or
+			// lengthened, another algorithm with another scale) ramps it
+			// again (found by review: a switch from ring_hash, where
+			// weight 1 never ramps, cut it to 1/16 for the window).
+			m.since = time.Time{}
+		}
 		m.effWeight = float64(w) / float64(scale)
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})
