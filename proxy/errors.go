@@ -65,7 +65,7 @@ func HeadReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 func refusedBeforeBody(h *fasthttp.RequestHeader) bool {
 	switch n := h.ContentLength(); {
 	case n == -1:
-		return scanRequest(h.RawHeaders()).smuggled()
+		return h.IsConnect() || scanRequest(h.RawHeaders()).smuggled()
 	case n > 0:
 		return h.IsConnect() || !bytes.Equal(h.Protocol(), strHTTP11) && !bytes.Equal(h.Protocol(), strHTTP10)
 	}

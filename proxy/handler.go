@@ -659,6 +659,11 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 		return fasthttp.StatusBadRequest, "400 Transfer-Encoding other than chunked\n"
 	case found&hBadName != 0:
 		return fasthttp.StatusBadRequest, "400 invalid header field name\n"
+	case found&hRepeatedSingleton != 0:
+		// fasthttp keeps the last line only: a filter before sluice that
+		// read the first would disagree with the backend (found by
+		// review). Refused, as a repeated Host or Content-Length is.
+		return fasthttp.StatusBadRequest, "400 repeated Content-Type or User-Agent\n"
 	case !bytes.Equal(h.Protocol(), strHTTP11) && !bytes.Equal(h.Protocol(), strHTTP10):
 		return fasthttp.StatusHTTPVersionNotSupported, "505 HTTP version not supported\n"
 	case h.IsConnect():

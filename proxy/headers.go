@@ -80,6 +80,14 @@ const (
 	// Problems the scan found; never part of hAll.
 	hBadName = hConnectionNames << 1 // a field name that is not a token
 	hBadTE   = hConnectionNames << 2 // a Transfer-Encoding other than chunked
+	// hRepeatedSingleton: a second Content-Type or User-Agent line.
+	hRepeatedSingleton = hConnectionNames << 3
+
+	// Fields that may come once, which fasthttp's parser keeps in one
+	// slot each, a later line replacing an earlier one; never in hAll.
+	hContentType = hConnectionNames << 4
+	hUserAgent   = hConnectionNames << 5
+	singletons   = hContentType | hUserAgent
 )
 
 // knownHeader is a header name and its bit.
@@ -97,6 +105,8 @@ var knownHeaders = func() []knownHeader {
 		{hdrXForwardedHost, hXForwardedHost},
 		{hdrXRequestID, hXRequestID},
 		{hdrExpect, hExpect},
+		{[]byte("Content-Type"), hContentType},
+		{[]byte("User-Agent"), hUserAgent},
 	}
 	for i, name := range hopByHop {
 		k = append(k, knownHeader{name, 1 << i})
@@ -295,6 +305,9 @@ func scanRequest(raw []byte) headerSet {
 		last = 0
 		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
 			last = classifyHeader(name, value)
+			if last&singletons&s != 0 {
+				s |= hRepeatedSingleton
+			}
 			s |= last
 		}
 	}

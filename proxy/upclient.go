@@ -290,10 +290,16 @@ func readChunked(resp *fasthttp.Response, r *bufio.Reader, maxBody int) error {
 // maxTrailer bounds a trailer section, as the head is bounded.
 const maxTrailer = 16 << 10
 
-var errTrailerTooLong = errors.New("trailer section too long")
+var (
+	errTrailerTooLong = errors.New("trailer section too long")
+	errTrailerBareLF  = errors.New("trailer line not ended by CRLF")
+)
 
 // skipTrailer reads past a chunked body's trailer section, through its
-// empty line.
+// empty line. A line ended by a bare LF is refused, as bare LFs are in the
+// chunks: taken for a field, "\n" left the read waiting for an end that
+// had come, until timeouts.response (found by review: 504, counted
+// against the backend).
 func skipTrailer(r *bufio.Reader) error {
 	for n := 0; ; {
 		line, err := r.ReadSlice('\n')
@@ -305,6 +311,9 @@ func skipTrailer(r *bufio.Reader) error {
 		}
 		if string(line) == "\r\n" {
 			return nil
+		}
+		if len(line) < 2 || line[len(line)-2] != '\r' {
+			return errTrailerBareLF
 		}
 		if n += len(line); n > maxTrailer {
 			return errTrailerTooLong
@@ -689,11 +698,13 @@ func crlfLines(dst, head []byte) []byte {
 // write buffer (see README, Performance, for what that saved).
 func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 	if rw, ok := conn.(requestWriter); ok && sendsBodyApart(req) {
+		keepEmptyQuery(req)
 		body := req.Body()
 		b.head = appendRequestHead(b.head[:0], req, len(body))
 		_, err := rw.WriteRequest(b.head, body)
 		return err
 	}
+	keepEmptyQuery(req)
 	b.w.Reset(conn)
 	err := req.Write(b.w)
 	if err == nil {
@@ -701,6 +712,23 @@ func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 	}
 	b.w.Reset(nil)
 	return err
+}
+
+// keepEmptyQuery keeps the "?" of a request-target with an empty query
+// ("/x?"), which the target rebuilt from the parsed URI loses, though RFC
+// 3986 §6.2.3 does not make the two the same (found by review: sent as
+// "/x"): the target is set as received (or as the origin-form an
+// absolute-form one names), so that it goes out as set. Called last
+// before the head is built, as a look at the URI parses it again.
+func keepEmptyQuery(req *fasthttp.Request) {
+	t := req.Header.RequestURI()
+	if len(t) < 2 || t[len(t)-1] != '?' {
+		return
+	}
+	if t[0] != '/' {
+		t = append(req.URI().RequestURI(), '?')
+	}
+	req.SetRequestURIBytes(t)
 }
 
 // requestWriter is a connection that writes a request's head and body
@@ -726,10 +754,11 @@ func sendsBodyApart(req *fasthttp.Request) bool {
 
 // appendRequestHead appends the head that Request.Write sends before a
 // body of n bytes framed by Content-Length: the request-target rebuilt
-// from the URI (which the handler has parsed) and the length set, as it
-// does.
+// from the URI where the handler has parsed it (RequestURI does that;
+// one the handler set, an empty query's, stays as set) and the length
+// set, as it does.
 func appendRequestHead(dst []byte, req *fasthttp.Request, n int) []byte {
-	req.Header.SetRequestURIBytes(req.URI().RequestURI())
+	req.RequestURI()
 	req.Header.SetContentLength(n)
 	return req.Header.AppendBytes(dst)
 }
