@@ -892,13 +892,6 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 		if !ramping && w > 0 {
 			m.since = time.Time{} // at full weight: see keepRampsDone
 		}
-		if !ramping && w > 0 {
-			// At full weight: no later reload (slow_start turned on or
-			// lengthened, another algorithm with another scale) ramps it
-			// again (found by review: a switch from ring_hash, where
-			// weight 1 never ramps, cut it to 1/16 for the window).
-			m.since = time.Time{}
-		}
 		m.effWeight = float64(w) / float64(scale)
 		pl.targets = append(pl.targets, m.up)
 		targets = append(targets, balancer.Target{Backend: m.up.backend, Weight: w})

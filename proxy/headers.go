@@ -311,7 +311,9 @@ func scanRequest(raw []byte) headerSet {
 			s |= last
 		}
 	}
-	return withTrailers(s)
+	// Only a repeat of a singleton is news: one Content-Type is not a
+	// header the proxy rewrites.
+	return withTrailers(s &^ singletons)
 }
 
 // withTrailers widens s to every header when the message is chunked: its

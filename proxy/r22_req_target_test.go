@@ -32,6 +32,13 @@ func TestEmptyQueryForwardedAsSent(t *testing.T) {
 		// A body of 1 KiB or more goes apart from a head sluice builds.
 		{"POST", "/x?", "POST /x?"},
 		{"POST", "http://h/x?", "POST /x?"},
+		// A query that ends in "?" is not empty (the fix above first
+		// sent "http://h/x?a=1?" as "/x?a=1??", found by review).
+		{"GET", "/x?a=1?", "GET /x?a=1?"},
+		{"GET", "http://h/x?a=1?", "GET /x?a=1?"},
+		{"GET", "http://h/x??", "GET /x??"},
+		{"GET", "http://h?a?", "GET /?a?"},
+		{"POST", "http://h/x?a=1?", "POST /x?a=1?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {

@@ -722,8 +722,8 @@ func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 // before the head is built, as a look at the URI parses it again.
 func keepEmptyQuery(req *fasthttp.Request) {
 	t := req.Header.RequestURI()
-	if len(t) < 2 || t[len(t)-1] != '?' {
-		return
+	if len(t) < 2 || bytes.IndexByte(t, '?') != len(t)-1 {
+		return // no query, or one not empty ("/x?a?" is rebuilt as it came)
 	}
 	if t[0] != '/' {
 		t = append(req.URI().RequestURI(), '?')
