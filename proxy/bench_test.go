@@ -124,7 +124,7 @@ func BenchmarkBothLengths(b *testing.B) {
 		"Content-Type: text/plain\r\nContent-Length: 1024\r\nConnection: keep-alive\r\nX-Backend: up1\r\n\r\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if cl, te, _ := lengthFields(head); cl && te {
+		if cl, te, _, _ := lengthFields(head); cl && te {
 			b.Fatal("one length only")
 		}
 	}

@@ -345,17 +345,19 @@ func FuzzBothLengths(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\ncontent-length:2\ntransfer-encoding :x\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length \t: 2\r\nTransfer-Encoding\t:chunked\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTrailer: a\r\nTRAILER :\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, head []byte) {
-		var cl, te bool
+		var cl, te, tr bool
 		lines := strings.Split(string(head), "\n")
 		for _, line := range lines[:len(lines)-1] { // the part after the last LF is no line
 			name, _, ok := strings.Cut(line, ":")
 			name = strings.TrimRight(name, " \t")
 			cl = cl || ok && strings.EqualFold(name, "content-length")
 			te = te || ok && strings.EqualFold(name, "transfer-encoding")
+			tr = tr || ok && strings.EqualFold(name, "trailer")
 		}
-		if gotCL, gotTE, _ := lengthFields(head); gotCL != cl || gotTE != te {
-			t.Fatalf("lengthFields(%q) = %v, %v, want %v, %v", head, gotCL, gotTE, cl, te)
+		if gotCL, gotTE, gotTr, _ := lengthFields(head); gotCL != cl || gotTE != te || gotTr != tr {
+			t.Fatalf("lengthFields(%q) = %v, %v, %v, want %v, %v, %v", head, gotCL, gotTE, gotTr, cl, te, tr)
 		}
 	})
 }

@@ -21,6 +21,7 @@ var (
 	hdrContentLength    = []byte("Content-Length")
 	hdrTransferEncoding = []byte("Transfer-Encoding")
 	hdrExpect           = []byte("Expect")
+	hdrTrailer          = []byte("Trailer")
 	valueHTTP           = []byte("http")
 	valueChunked        = []byte("chunked")
 	valueOne            = []byte("1")

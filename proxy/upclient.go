@@ -391,7 +391,7 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		case code < 100 || code > 599:
 			return true, errBadStatus
 		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
-			cl, te, encodings := lengthFields(head)
+			cl, te, trailer, encodings := lengthFields(head)
 			if te && !http11 {
 				return true, errTENotHTTP11
 			}
@@ -402,8 +402,8 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 				ce = repeatedContentEncoding(head)
 			}
 			switch {
-			case bare:
-				fixed := takeFixed(r, head)
+			case bare || trailer:
+				fixed := takeFixed(r, head, bare)
 				fr := fixedReader(io.MultiReader(bytes.NewReader(fixed), r), fixed)
 				if cl && !te && loan != nil && code >= 200 && !resp.SkipBody {
 					// As a CRLF head's body: into a lent buffer, or one
@@ -437,8 +437,8 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		case n == maxInterim:
 			return true, errTooManyInterim
 		}
-		if bare {
-			fixed := takeFixed(r, head)
+		if _, _, trailer, _ := lengthFields(head); bare || trailer {
+			fixed := takeFixed(r, head, bare)
 			err = resp.Header.Read(fixedReader(bytes.NewReader(fixed), fixed))
 		} else {
 			err = resp.Header.Read(r)
@@ -535,16 +535,50 @@ func fixedReader(src io.Reader, fixed []byte) *bufio.Reader {
 	return bufio.NewReaderSize(src, max(len(fixed)+1, 4096))
 }
 
-// takeFixed consumes head, a head in bare LFs at the start of r, and
-// returns it rewritten with CRLFs (crlfLines) to be read from instead.
-func takeFixed(r *bufio.Reader, head []byte) []byte {
-	fixed := crlfLines(make([]byte, 0, len(head)+len(head)/4+2), head)
+// takeFixed consumes head, a head at the start of r in bare LFs (bare)
+// or with a Trailer field, and returns it rewritten to be read from
+// instead: with CRLFs (crlfLines), and without Trailer fields. Trailer
+// only says which fields may follow a chunked body, and sluice drops both
+// (skipTrailer, and Trailer as hop-by-hop); fasthttp failed the whole
+// head on an empty list element or a name it bars from trailers
+// (Set-Cookie, Content-Type), where nginx passes the answer on (found by
+// review: 502).
+func takeFixed(r *bufio.Reader, head []byte, bare bool) []byte {
+	fixed := make([]byte, 0, len(head)+len(head)/4+2)
+	if bare {
+		fixed = crlfLines(fixed, head)
+	} else {
+		fixed = append(fixed, head...)
+	}
+	fixed = dropTrailerFields(fixed)
 	_, _ = r.Discard(len(head))
 	return fixed
 }
 
+// dropTrailerFields removes the Trailer fields, and the lines folded onto
+// them (obs-fold), from head, a head in CRLF lines, in place.
+func dropTrailerFields(head []byte) []byte {
+	out := head[:0]
+	dropping := false
+	for rest := head; len(rest) > 0; {
+		n := len(rest)
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			n = i + 1
+		}
+		line := rest[:n]
+		rest = rest[n:]
+		if folded := line[0] == ' ' || line[0] == '\t'; !folded {
+			dropping = isField(line, hdrTrailer)
+		}
+		if !dropping {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
 // lengthFields reports whether a response head has a Content-Length
-// field and a Transfer-Encoding field. With both, fasthttp lets the
+// field, a Transfer-Encoding field and a Trailer field. With both, fasthttp lets the
 // Transfer-Encoding win and drops the Content-Length, which is what RFC
 // 9112 §6.3 asks of an intermediary that forwards such a message; the
 // same section says it "ought to be handled as an error" (a sign of
@@ -552,7 +586,7 @@ func takeFixed(r *bufio.Reader, head []byte) []byte {
 // as HAProxy closes it. It also counts the Content-Encoding lines (the
 // common head has none, or one). One IndexByte per line; only lines that
 // start with c or t are compared.
-func lengthFields(head []byte) (cl, te bool, encodings int) {
+func lengthFields(head []byte) (cl, te, trailer bool, encodings int) {
 	for len(head) > 0 {
 		i := bytes.IndexByte(head, '\n')
 		if i < 0 {
@@ -572,9 +606,10 @@ func lengthFields(head []byte) (cl, te bool, encodings int) {
 			}
 		case 't':
 			te = te || isField(line, hdrTransferEncoding)
+			trailer = trailer || isField(line, hdrTrailer)
 		}
 	}
-	return cl, te, encodings
+	return cl, te, trailer, encodings
 }
 
 // repeatedContentEncoding returns the values of a response head's
