@@ -419,6 +419,7 @@ func stripHopByHop(h header, found headerSet, scratch []byte) []byte {
 type trailerHeader interface {
 	Trailers() iter.Seq[[]byte]
 	DelBytes(key []byte)
+	PeekAll(key string) [][]byte
 }
 
 // dropTrailers removes the trailer fields of a chunked message, as nginx
@@ -427,14 +428,23 @@ type trailerHeader interface {
 // deletes it): a field a client hid in the trailer, where a filter in
 // front of sluice does not look, would reach the backend as a header (RFC
 // 9110 §6.5.1 forbids the merge). raw is the message's raw header block,
-// nil if unknown: a trailer name that is also a header there cannot be
-// told apart from it, and dropTrailers reports false (refuse the message).
+// nil if unknown. A name announced that is also a header there is kept
+// if no trailer field of that name came (fasthttp holds the header's own
+// lines with the trailer's then, and deleting Trailer gives them back),
+// and the message is refused (false) if one did: the two would merge.
 // Without raw such a header goes too. Call it before stripHopByHop.
 func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
 	scratch = scratch[:0]
 	for name := range h.Trailers() {
-		if raw != nil && hasField(raw, name) {
-			return scratch, false
+		if raw != nil {
+			if n := countFields(raw, name); n > 0 {
+				// Found by review: refused as a repeat even when the
+				// trailer section was empty (Trailer only announces).
+				if len(h.PeekAll(string(name))) > n {
+					return scratch, false
+				}
+				continue
+			}
 		}
 		scratch = append(scratch, name...)
 		scratch = append(scratch, '\n')
@@ -447,14 +457,15 @@ func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
 	return scratch, true
 }
 
-// hasField reports whether the raw header block has a field named name.
-func hasField(raw, name []byte) bool {
+// countFields is the number of fields named name in the raw header block.
+func countFields(raw, name []byte) int {
+	n := 0
 	for line := range bytes.SplitSeq(raw, []byte("\n")) {
-		if n, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(n), name) {
-			return true
+		if f, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(f), name) {
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // appendIP writes ip in its textual form without allocating.
