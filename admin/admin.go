@@ -225,7 +225,8 @@ func serveBackendOp(ctx *fasthttp.RequestCtx, o Options, method, rest string) {
 	case err != nil:
 		fail(ctx, 500, err.Error())
 	default:
-		writeJSON(ctx, 200, map[string]any{"result": "ok", "pool": pool, "backend": addr, "operation": op})
+		// The spelling sluice uses everywhere, not the caller's.
+		writeJSON(ctx, 200, map[string]any{"result": "ok", "pool": pool, "backend": config.BackendAddress(addr), "operation": op})
 	}
 }
 

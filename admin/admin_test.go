@@ -113,6 +113,9 @@ func TestAdminEndpoints(t *testing.T) {
 		{"config yaml history", "GET", "/admin/config?format=yaml", "", 200, "# generation: 7"},
 		{"config unknown format", "GET", "/admin/config?format=xml", "", 400, "want json or yaml"},
 		{"drain", "POST", "/admin/pools/web/backends/127.0.0.1:9001/drain", "", 200, `"operation": "drain"`},
+		// The answer names the backend as sluice spells it, not as asked
+		// (found by review in session 22).
+		{"drain spelled otherwise", "POST", "/admin/pools/web/backends/127.0.0.1:09001/drain", "", 200, `"backend": "127.0.0.1:9001"`},
 		{"weight json", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight": 5}`, 200, `"result": "ok"`},
 		{"weight number", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `3`, 200, `"result": "ok"`},
 		{"bad weight", "PUT", "/admin/pools/web/backends/127.0.0.1:9002/weight", `{"weight": -1}`, 400, "weight must be from 0"},

@@ -168,7 +168,9 @@ func (c *Controller) SetDrain(ctx context.Context, pool, addr string, drain bool
 		} else {
 			m.since = time.Now() // slow start again
 		}
-		c.log.Info().Str("pool", pool).Str("backend", addr).Bool("drain", drain).Msg("admin drain changed")
+		// The backend's own spelling, as every other line and metric has
+		// it, not the caller's (found by review).
+		c.log.Info().Str("pool", pool).Str("backend", m.up.backend.Addr).Bool("drain", drain).Msg("admin drain changed")
 		return c.publish(time.Now())
 	})
 }
@@ -185,7 +187,7 @@ func (c *Controller) SetWeight(ctx context.Context, pool, addr string, weight ui
 			m.since = now // back from weight 0: slow start, as from the file
 		}
 		m.adminWeight = &weight
-		c.log.Info().Str("pool", pool).Str("backend", addr).Uint32("weight", weight).Msg("admin weight set")
+		c.log.Info().Str("pool", pool).Str("backend", m.up.backend.Addr).Uint32("weight", weight).Msg("admin weight set")
 		return c.publish(now)
 	})
 }

@@ -139,7 +139,16 @@ func checkAccessLog(cfg *config.Config) error {
 
 // loadConfig loads the file and applies override (a worker's changes).
 func loadConfig(path string, override func(*config.Config) error) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseConfig(path, data, override)
+}
+
+// parseConfig is loadConfig for the bytes data read from path.
+func parseConfig(path string, data []byte, override func(*config.Config) error) (*config.Config, error) {
+	cfg, err := config.Parse(path, data)
 	if err != nil || override == nil {
 		return cfg, err
 	}

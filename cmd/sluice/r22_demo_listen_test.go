@@ -61,6 +61,20 @@ func TestDemoServesAnyListenFlags(t *testing.T) {
 			if !served {
 				t.Fatalf("sluice demo -listen %s: no demo answer on it\n%s", tt.listen, out.String())
 			}
+			if tt.admin != "" {
+				// Its config is built in: a reload says so (found by
+				// review: "config: open : no such file or directory",
+				// counted as a failed reload).
+				resp, err := c.Post("http://"+tt.admin+"/admin/reload", "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 503 || !strings.Contains(string(body), "no config file to reload") {
+					t.Errorf("POST /admin/reload on the demo = %d %s, want 503 saying there is no config file", resp.StatusCode, body)
+				}
+			}
 			if tt.admin == "" {
 				if strings.Contains(out.String(), "/admin/pools") {
 					t.Errorf("banner offers the admin API it turned off:\n%s", out.String())

@@ -45,8 +45,12 @@ import (
 // then be applied again).
 // A file put back to the running config after a try that failed calls
 // settled (the failed try's error no longer describes the file).
+// lastTry, when not nil, gives the bytes the last reload from any
+// trigger tried and the running config it left: bytes a SIGHUP or the
+// admin API just tried are not tried again (found by review: an edit
+// rejected on SIGHUP was rejected again by the watcher, two failures).
 // w is the watch openWatch set up on path; watchConfig closes it.
-func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, reload, settled func(), log zerolog.Logger) {
+func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, lastTry func() (data, left []byte), reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
 	// The directories openWatch watched, as it found them (a link
@@ -96,12 +100,18 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 				continue // mid-replace; the event that ends it starts a new burst
 			}
 			running := current()
+			var otherTried, otherLeft []byte
+			if lastTry != nil {
+				otherTried, otherLeft = lastTry()
+			}
 			switch {
 			case bytes.Equal(data, running):
 				if tried {
 					tried = false
 					settled()
 				}
+			case otherTried != nil && bytes.Equal(data, otherTried) && bytes.Equal(running, otherLeft):
+				tried = true // it failed elsewhere: a file put back settles it
 			case !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)):
 				lastTried, tried = data, true
 				reload()

@@ -41,7 +41,7 @@ func watch(t *testing.T, path, probe, running string) *watched {
 	go func() {
 		defer close(done)
 		watchConfig(ctx, fw, path, testDebounce,
-			func() []byte { w.reads.Add(1); return *w.running.Load() },
+			func() []byte { w.reads.Add(1); return *w.running.Load() }, nil,
 			func() {
 				w.reloads.Add(1)
 				if b, err := os.ReadFile(path); err == nil {
@@ -280,7 +280,7 @@ func TestEditRightAfterOpenWatchIsSeen(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchConfig(ctx, fw, path, testDebounce, func() []byte { return []byte(before) },
+		watchConfig(ctx, fw, path, testDebounce, func() []byte { return []byte(before) }, nil,
 			func() {
 				select {
 				case reloaded <- struct{}{}:
