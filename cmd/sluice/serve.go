@@ -44,14 +44,14 @@ type options struct {
 
 // app is one running sluice: its listeners, servers and control plane.
 type app struct {
-	opts  options
+	opts options
 	// lastTry is the file content the last reload read, from any
 	// trigger, and the running config's it left (watchConfig skips
 	// content tried already).
 	lastTry atomic.Pointer[reloadTry]
-	log   zerolog.Logger
-	proxy *proxy.Proxy
-	ctrl  *proxy.Controller
+	log     zerolog.Logger
+	proxy   *proxy.Proxy
+	ctrl    *proxy.Controller
 	// metrics is the process's own Prometheus registry and series.
 	metrics *metrics.Metrics
 	// access is the running access log (nil when off); reloadMu guards it.
