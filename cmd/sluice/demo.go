@@ -81,16 +81,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, `sluice demo: proxy on http://%[1]s over 3 demo upstreams (%[2]s, %[3]s, %[4]s)
+	banner := func() {
+		fmt.Fprintf(stdout, `sluice demo: proxy on http://%[1]s over 3 demo upstreams (%[2]s, %[3]s, %[4]s)
 try:
   curl -s http://%[1]s/              # round robin over demo-1..3
   curl -s http://%[1]s/api/hello     # weighted 3:1 over demo-1 and demo-2
 `, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"])
-	if *admin != "" { // -admin "" turns the admin API off, as admin.listen: ""
-		fmt.Fprintf(stdout, "  curl -s http://%s/admin/pools   # admin API: pools, backends, health\n", *admin)
+		if *admin != "" { // -admin "" turns the admin API off, as admin.listen: ""
+			fmt.Fprintf(stdout, "  curl -s http://%s/admin/pools   # admin API: pools, backends, health\n", *admin)
+		}
+		fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 	}
-	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
-	return serve(ctx, cfg, options{stderr: stderr, worker: -1})
+	code := serve(ctx, cfg, options{stderr: stderr, worker: -1, serving: banner})
+	if code != 0 && ctx.Err() == nil {
+		fmt.Fprintln(stderr, "sluice demo: -listen ADDR and -admin ADDR choose other addresses")
+	}
+	return code
 }
 
 // demoUpstream answers every request with who it is and what it received.

@@ -102,3 +102,28 @@ func TestDemoServesAnyListenFlags(t *testing.T) {
 		})
 	}
 }
+
+// Found by review. What was wrong: the demo printed its "try: curl ..."
+// banner before binding, so a taken port got the banner and then the
+// error, about a file the user never wrote. The banner now comes once the
+// listeners are up, and a failure says which flags choose other addresses.
+func TestDemoPortTakenNoBanner(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"demo", "-listen", taken.Addr().String(), "-admin", freePort(t)}, &stdout, &stderr)
+	if code != 1 {
+		t.Errorf("exit %d with the port taken, want 1", code)
+	}
+	if strings.Contains(stdout.String(), "try:") {
+		t.Errorf("banner printed though nothing was served:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "-listen ADDR") {
+		t.Errorf("stderr does not say how to choose another address:\n%s", stderr.String())
+	}
+}

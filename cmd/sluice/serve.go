@@ -35,6 +35,10 @@ type options struct {
 	// ready, when set, is called once serve catches its signals (a
 	// worker tells its supervisor, which holds signals until then).
 	ready func()
+	// serving, when set, is called once the listeners are up (sluice
+	// demo then prints what to try: before, its banner came even when
+	// the port was taken, found by review).
+	serving func()
 	// worker is the process's worker index under -workers, -1 for a
 	// single sluice: each log line names it, as the workers share one
 	// stderr (found by a walkthrough: two identical lines, no telling
@@ -234,6 +238,9 @@ func serve(ctx context.Context, cfg *config.Config, opts options) int {
 	a.log.Info().Str("listen", a.front.addr).Str("admin", cfg.Admin.Listen).Str("version", version).
 		Int("routes", len(cfg.Routes)).Int("pools", len(cfg.Pools)).Msg("sluice started")
 	a.reloadMu.Unlock()
+	if opts.serving != nil {
+		opts.serving()
+	}
 	defer func() {
 		a.reloadMu.Lock()
 		a.setWatch(ctx, false)
