@@ -35,6 +35,11 @@ pools:
 		{"version, body short of its length", "POST / HTTP/2.0\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 505, "HTTP version not supported"},
 		{"CONNECT, body short of its length", "CONNECT x:443 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 405, "CONNECT is not supported"},
 		{"CONNECT, a large body sent whole", "CONNECT x:443 HTTP/1.1\r\nHost: x\r\nContent-Length: " + fmt.Sprint(len(big)) + "\r\n\r\n" + big, 405, "CONNECT is not supported"},
+		// Found by review in session 22: a chunked CONNECT waited for its
+		// chunks (408 after client_read for the head alone; fasthttp's
+		// 400 when tunnel bytes followed).
+		{"CONNECT chunked, head alone", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nTransfer-Encoding: chunked\r\n\r\n", 405, "CONNECT is not supported"},
+		{"CONNECT chunked, then tunnel bytes", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nTransfer-Encoding: chunked\r\n\r\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 405, "CONNECT is not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
