@@ -458,9 +458,15 @@ func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
 }
 
 // countFields is the number of fields named name in the raw header block.
+// A line folded onto the one above (obs-fold) is part of that field's
+// value, not a field (found by review: " X-Foo: b" under X-A counted as
+// an X-Foo, and let a trailer X-Foo through as a header).
 func countFields(raw, name []byte) int {
 	n := 0
 	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			continue
+		}
 		if f, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(f), name) {
 			n++
 		}

@@ -418,7 +418,11 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 				} else {
 					err = readFinal(resp, fr, maxBody, te)
 				}
-				suspect, err = true, checkStatus(resp, err)
+				// A bare-LF head is not trusted again; a head that only
+				// had Trailer is, unless fr read past the answer (bytes
+				// taken from r that no later read would see), or as below.
+				toClose := !cl && !te && !resp.SkipBody && !bodyless(code)
+				suspect, err = bare || fr.Buffered() > 0 || cl && te || toClose, checkStatus(resp, err)
 			case cl && !te && loan != nil && code >= 200 && !resp.SkipBody:
 				suspect, err = false, readLentBody(resp, r, head, maxBody, loan)
 			default:

@@ -537,16 +537,20 @@ func serverSettingsChanged(a, b *config.Config) bool {
 		a.Limits.MaxBodyBytes != b.Limits.MaxBodyBytes || a.Limits.MaxClientConns != b.Limits.MaxClientConns
 }
 
-// reloadTry is one reload's file content and the running config's
+// reloadTry is one reload's file content, or notFile when the path was
+// no config file (config.ErrNotConfigFile), and the running config's
 // content after it.
-type reloadTry struct{ data, left []byte }
+type reloadTry struct {
+	data, left []byte
+	notFile    bool
+}
 
-// lastTried is what the last reload read and left (nil before any).
-func (a *app) lastTried() (data, left []byte) {
+// lastTried is what the last reload read and left (zero before any).
+func (a *app) lastTried() reloadTry {
 	if t := a.lastTry.Load(); t != nil {
-		return t.data, t.left
+		return *t
 	}
-	return nil, nil
+	return reloadTry{}
 }
 
 // reload re-reads the config file and applies it all or nothing: what can
@@ -557,6 +561,7 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	if a.opts.configPath == "" {
 		// sluice demo: its config is built in (found by review: the
 		// answer was "config: open : no such file or directory").
+		a.log.Warn().Str("trigger", trigger).Msg("no config file to reload: sluice demo serves a config built in")
 		return fmt.Errorf("%w: no config file to reload (sluice demo serves a config built in)", admin.ErrUnavailable)
 	}
 	// DNS pools new to the file are resolved first, without the reload
@@ -575,9 +580,12 @@ func (a *app) reload(ctx context.Context, trigger string) error {
 	old := a.cfg.Load()
 	data, err := config.ReadFile(a.opts.configPath)
 	var cfg *config.Config
-	if err == nil {
+	switch {
+	case err == nil:
 		cfg, err = parseConfig(a.opts.configPath, data, a.opts.override)
 		defer func() { a.lastTry.Store(&reloadTry{data: data, left: a.cfg.Load().Source}) }()
+	case errors.Is(err, config.ErrNotConfigFile):
+		a.lastTry.Store(&reloadTry{notFile: true, left: old.Source})
 	}
 	var st *staged
 	if err == nil {

@@ -50,7 +50,7 @@ import (
 // admin API just tried are not tried again (found by review: an edit
 // rejected on SIGHUP was rejected again by the watcher, two failures).
 // w is the watch openWatch set up on path; watchConfig closes it.
-func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, lastTry func() (data, left []byte), reload, settled func(), log zerolog.Logger) {
+func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, lastTry func() reloadTry, reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
 	name := filepath.Base(path)
 	// The directories openWatch watched, as it found them (a link
@@ -88,22 +88,27 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 		case <-timer.C:
 			pending = false
 			dirs, linked = rewatch(w, dirs, linked, path, log)
+			var other reloadTry
+			if lastTry != nil {
+				other = lastTry()
+			}
 			data, err := config.ReadFile(path)
 			if errors.Is(err, config.ErrNotConfigFile) {
 				// It will not come right by waiting: the reload says why
-				// (log, /admin/config) and keeps the running config.
+				// (log, /admin/config) and keeps the running config;
+				// once, whoever tried it (found by review: a SIGHUP's
+				// refusal was made again here).
+				if !(other.notFile && bytes.Equal(current(), other.left)) {
+					reload()
+				}
 				tried = true
-				reload()
 				continue
 			}
 			if err != nil {
 				continue // mid-replace; the event that ends it starts a new burst
 			}
 			running := current()
-			var otherTried, otherLeft []byte
-			if lastTry != nil {
-				otherTried, otherLeft = lastTry()
-			}
+			otherTried, otherLeft := other.data, other.left
 			switch {
 			case bytes.Equal(data, running):
 				if tried {
