@@ -300,19 +300,33 @@ var (
 // chunks: taken for a field, "\n" left the read waiting for an end that
 // had come, until timeouts.response (found by review: 504, counted
 // against the backend).
+//
+// A line longer than r's buffer is read in pieces, up to maxTrailer in
+// all: a head rewritten by takeFixed is read through a 4 KiB buffer, and
+// one trailer line over that got 502 (found by review).
 func skipTrailer(r *bufio.Reader) error {
 	for n := 0; ; {
 		line, err := r.ReadSlice('\n')
+		long := false
+		var before byte // the last byte of the piece before line
+		for errors.Is(err, bufio.ErrBufferFull) {
+			if n += len(line); n > maxTrailer {
+				return errTrailerTooLong
+			}
+			long, before = true, line[len(line)-1]
+			line, err = r.ReadSlice('\n')
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return fmt.Errorf("reading the trailer: %w", err)
 		}
-		if string(line) == "\r\n" {
+		if !long && string(line) == "\r\n" {
 			return nil
 		}
-		if len(line) < 2 || line[len(line)-2] != '\r' {
+		crlf := len(line) >= 2 && line[len(line)-2] == '\r' || long && len(line) == 1 && before == '\r'
+		if !crlf {
 			return errTrailerBareLF
 		}
 		if n += len(line); n > maxTrailer {

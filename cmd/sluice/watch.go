@@ -101,6 +101,10 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 				if !(other.notFile && bytes.Equal(current(), other.left)) {
 					reload()
 				}
+				// A reload ran since the content tried last: content put
+				// back is tried again (found by review: it was skipped,
+				// and the error left said "a FIFO").
+				lastTried, leftRunning = nil, nil
 				tried = true
 				continue
 			}
