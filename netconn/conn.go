@@ -172,8 +172,11 @@ type Conn struct {
 	await bool
 	// requestDone is set by AwaitNextRequest: the server has a request's
 	// answer, so the next Read begins another request even when nothing
-	// was written in between (see Read).
-	requestDone bool
+	// was written in between (see Read). pipelinedRead says a Read came
+	// so, the answer still unwritten in the server's buffer, and no turn
+	// began since: an EOF then cuts a request, not the connection.
+	requestDone   bool
+	pipelinedRead bool
 	// readTimedOut is set once a Read returned for its deadline
 	// (ReadTimedOut); answeredEarly by writeStep for sysWrite
 	// (ErrAnsweredEarly).
@@ -525,6 +528,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	if c.requestDone {
 		c.requestDone = false
+		c.pipelinedRead = c.pipelinedRead || !c.wrote.Load()
 		if c.timeouts.on && !c.wrote.Load() {
 			// The next request came pipelined behind the last, with
 			// whose body it arrived: the server holds the last answer
@@ -545,6 +549,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			// held one): the server reads a pipelined request's body
 			// there while the answer's tail still waits in its buffer.
 			c.turns++
+			c.pipelinedRead = false
 		}
 		c.giveBack()
 		// A turn that starts in the middle of an answer (the last write
@@ -596,6 +601,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, err := c.sysRead(p)
 		if n == 0 && !c.ended && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
 			c.ended, c.sawEOF = true, err == io.EOF
+		}
+		if n == 0 && err == io.EOF && c.pipelinedRead {
+			// A pipelined request cut where a chunk size would begin:
+			// fasthttp's chunk reader returns this EOF as it is, which
+			// its server takes for a clean close and drops the answers
+			// it holds (found by review: the request before it was
+			// served, its answer lost). As an unexpected EOF, the server
+			// answers 400 and flushes what it holds first.
+			err = io.ErrUnexpectedEOF
 		}
 		if n > 0 && !c.received {
 			c.received = true

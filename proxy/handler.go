@@ -640,6 +640,26 @@ func badResponse(resp *fasthttp.Response, found headerSet) string {
 	return ""
 }
 
+// validHostField reports whether h may be a Host field's value: a
+// uri-host and an optional port (RFC 3986 §3.2.2: unreserved,
+// percent-encoded and sub-delims characters, an IP literal's brackets and
+// colons), or empty.
+func validHostField(h []byte) bool {
+	for _, c := range h {
+		if !hostFieldByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostFieldByte = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]") {
+		t[c] = true
+	}
+	return t
+}()
+
 // rejected returns the status and body for a request that must not be
 // forwarded (0 when it may be), beyond what fasthttp's parser refuses.
 func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
@@ -671,6 +691,12 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 	case bytes.IndexByte(h.Host(), '@') >= 0:
 		// fasthttp would turn user:pass@ into an Authorization header.
 		return fasthttp.StatusBadRequest, "400 userinfo in Host\n"
+	case !validHostField(h.Host()):
+		// fasthttp checks Host only where it builds the URI from it (an
+		// origin-form target); an absolute-form target's host replaces
+		// it, and "Host: a b" went on unseen (RFC 9112 §3.2 asks for a
+		// 400 whatever the target's form; found by review).
+		return fasthttp.StatusBadRequest, "400 invalid Host\n"
 	case len(h.Host()) > maxHostLen:
 		// Longer than any DNS name (253) with a port: routing would not
 		// fold its case (normalizeHost's buffer; found by review).
