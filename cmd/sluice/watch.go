@@ -45,10 +45,11 @@ import (
 // then be applied again).
 // A file put back to the running config after a try that failed calls
 // settled (the failed try's error no longer describes the file).
-// lastTry, when not nil, gives the bytes the last reload from any
-// trigger tried and the running config it left: bytes a SIGHUP or the
-// admin API just tried are not tried again (found by review: an edit
-// rejected on SIGHUP was rejected again by the watcher, two failures).
+// lastTry gives what the last reload from any trigger (the watcher's
+// own, SIGHUP, the admin API) tried and the running config it left: that
+// is what "tried last" means above (found by review: an edit rejected on
+// SIGHUP was rejected again by the watcher, two failures); nil: no
+// memory, every change is tried.
 // w is the watch openWatch set up on path; watchConfig closes it.
 func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce time.Duration, current func() []byte, lastTry func() reloadTry, reload, settled func(), log zerolog.Logger) {
 	defer w.Close()
@@ -57,7 +58,6 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 	// swapped since is seen by the first round's rewatch).
 	dirs := w.WatchList()
 	_, linked, _ := watchDirs(path)
-	var lastTried, leftRunning []byte
 	tried := false // a reload ran since the file last read as the running config
 	// The first round runs at once, as if the file had just changed: an
 	// edit made after the running config was read and before the watch
@@ -101,10 +101,6 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 				if !(other.notFile && bytes.Equal(current(), other.left)) {
 					reload()
 				}
-				// A reload ran since the content tried last: content put
-				// back is tried again (found by review: it was skipped,
-				// and the error left said "a FIFO").
-				lastTried, leftRunning = nil, nil
 				tried = true
 				continue
 			}
@@ -112,19 +108,18 @@ func watchConfig(ctx context.Context, w *fsnotify.Watcher, path string, debounce
 				continue // mid-replace; the event that ends it starts a new burst
 			}
 			running := current()
-			otherTried, otherLeft := other.data, other.left
+			tried = tried || !bytes.Equal(data, running)
 			switch {
 			case bytes.Equal(data, running):
 				if tried {
 					tried = false
 					settled()
 				}
-			case otherTried != nil && bytes.Equal(data, otherTried) && bytes.Equal(running, otherLeft):
-				tried = true // it failed elsewhere: a file put back settles it
-			case !(bytes.Equal(data, lastTried) && bytes.Equal(running, leftRunning)):
-				lastTried, tried = data, true
+			case other.data != nil && bytes.Equal(data, other.data) && bytes.Equal(running, other.left):
+				// Tried last, here or elsewhere, and nothing applied
+				// since: it would fail again. A file put back settles it.
+			default:
 				reload()
-				leftRunning = current()
 			}
 		}
 	}

@@ -21,6 +21,7 @@ type watched struct {
 	running atomic.Pointer[[]byte] // what current returns
 	reads   atomic.Int32           // calls to current: the debounce fired
 	reloads atomic.Int32
+	last    atomic.Pointer[reloadTry] // what the last reload tried, as app.reload keeps it
 }
 
 // watch starts watchConfig on path, with running as the running config;
@@ -41,10 +42,17 @@ func watch(t *testing.T, path, probe, running string) *watched {
 	go func() {
 		defer close(done)
 		watchConfig(ctx, fw, path, testDebounce,
-			func() []byte { w.reads.Add(1); return *w.running.Load() }, nil,
+			func() []byte { w.reads.Add(1); return *w.running.Load() },
+			func() reloadTry {
+				if l := w.last.Load(); l != nil {
+					return *l
+				}
+				return reloadTry{}
+			},
 			func() {
 				w.reloads.Add(1)
 				if b, err := os.ReadFile(path); err == nil {
+					defer func() { w.last.Store(&reloadTry{data: b, left: *w.running.Load()}) }()
 					w.setRunning(string(b))
 				}
 			}, func() {}, zerolog.Nop())
