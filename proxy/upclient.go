@@ -415,6 +415,13 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			if encodings > 1 {
 				ce = repeatedContentEncoding(head)
 			}
+			// The framing leaves the connection unusable with both fields
+			// (see lengthFields), or with neither: such a body ends at the
+			// connection's close, which fasthttp marks, except when it
+			// says "Connection: Upgrade" (as Apache's with mod_http2 do),
+			// and the closed connection went back to the idle ones (found
+			// by review).
+			spent := cl && te || !cl && !te && !resp.SkipBody && !bodyless(code)
 			switch {
 			case bare || trailer:
 				fixed := takeFixed(r, head, bare)
@@ -434,19 +441,12 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 				}
 				// A bare-LF head is not trusted again; a head that only
 				// had Trailer is, unless fr read past the answer (bytes
-				// taken from r that no later read would see), or as below.
-				toClose := !cl && !te && !resp.SkipBody && !bodyless(code)
-				suspect, err = bare || fr.Buffered() > 0 || cl && te || toClose, checkStatus(resp, err)
+				// taken from r that no later read would see).
+				suspect, err = bare || fr.Buffered() > 0 || spent, checkStatus(resp, err)
 			case cl && !te && loan != nil && code >= 200 && !resp.SkipBody:
 				suspect, err = false, readLentBody(resp, r, head, maxBody, loan)
 			default:
-				// A body with neither field ends at the connection's close,
-				// which is not to be used again: fasthttp marks the answer
-				// so, except when it says "Connection: Upgrade" (as
-				// Apache's with mod_http2 do), and the closed connection
-				// went back to the idle ones (found by review).
-				toClose := !cl && !te && !resp.SkipBody && !bodyless(code)
-				suspect, err = cl && te || toClose, checkStatus(resp, readFinal(resp, r, maxBody, te))
+				suspect, err = spent, checkStatus(resp, readFinal(resp, r, maxBody, te))
 			}
 			if ce != nil && err == nil {
 				resp.Header.SetContentEncodingBytes(ce)
