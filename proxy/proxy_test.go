@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,14 +449,25 @@ timeouts: { response: 300ms }
 }
 
 // freeAddr returns a loopback address nothing listens on.
+// freeAddr is a loopback address that refuses connections for the rest
+// of the test: a socket bound to it that never listens holds the port, so
+// no other call, here or in a parallel test, gets it too (a listener
+// closed at once let two calls return the same port, and the config was
+// refused as a duplicate backend: a flake in a clean-clone run).
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestRetryOnRefused(t *testing.T) {
