@@ -3,8 +3,10 @@
 # scenario's load from bench/run.sh's setup (proxy on CPU 1, wrk and the
 # upstreams on CPU 0), counts the system calls made on the proxy's core
 # (perf stat; root or perf_event_paranoid <= -1), the loopback TCP segments
-# (/proc/net/snmp, all of them) and the proxy's user and system CPU time,
-# each per request. README, Performance, shows what it found.
+# (/proc/net/snmp, all of them), page faults and context switches on the
+# proxy's core, and the proxy's user and system CPU time, each per request,
+# and the upstream connections it has open. README, Performance, shows what
+# it found.
 #
 #   bench/syscalls.sh [--scenario a|b|c|d] [--targets sluice,nginx,haproxy] [--seconds 5]
 #                     [--forwarded-headers]
@@ -61,7 +63,9 @@ start_upstreams "$D"
 
 CALLS="read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait getsockopt setsockopt futex nanosleep sched_yield"
 EVENTS=$(for c in $CALLS; do printf 'syscalls:sys_enter_%s,' "$c"; done)
-EVENTS=${EVENTS%,}
+# Software events beside them: a page fault or a context switch per
+# request would be kernel time that no system call count shows.
+EVENTS="${EVENTS%,},page-faults,context-switches"
 
 # snmp_out_segs: TCP segments sent by the whole host so far.
 snmp_out_segs() { awk '/^Tcp:/ && $2 ~ /^[0-9]/ { print $12 }' /proc/net/snmp; }
@@ -88,6 +92,12 @@ for t in "${TARGET_LIST[@]}"; do
   read -r u0 s0 <<<"$(user_sys_ticks "${pids[@]}")"
   g0=$(snmp_out_segs)
   perf stat -x, -C "$PROXY_CPU" -e "$EVENTS" -- sleep "$SECS" 2>"$D/$t.perf.csv"
+  # Upstream connections open at the end of the window (more sockets in
+  # turn is more kernel memory touched per request).
+  upconns='?'
+  if command -v ss >/dev/null; then
+    upconns=$(ss -Htn state established "( dport = :$UP1_PORT or dport = :$UP2_PORT )" | wc -l)
+  fi
   g1=$(snmp_out_segs)
   read -r u1 s1 <<<"$(user_sys_ticks "${pids[@]}")"
   t1=$(date +%s.%N)
@@ -101,7 +111,7 @@ for t in "${TARGET_LIST[@]}"; do
     'BEGIN { printf "%d", n * s / (b - a) }')
   [ "$reqs" -gt 0 ] || { warn "$t: no requests counted"; continue; }
   hz=$(getconf CLK_TCK)
-  printf '%s: %s requests in %s s\n' "$t" "$reqs" "$SECS"
+  printf '%s: %s requests in %s s, %s upstream connections open\n' "$t" "$reqs" "$SECS" "$upconns"
   awk -F, -v n="$reqs" '$1 + 0 > 0 { c = $3; sub("syscalls:sys_enter_", "", c); printf "  %-12s %6.2f\n", c, $1 / n }' "$D/$t.perf.csv"
   awk -v n="$reqs" -v g="$((g1 - g0))" -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" -v secs="$SECS" -v a="$t0" -v b="$t1" \
     'BEGIN { r = n * (b - a) / secs;
