@@ -2,6 +2,7 @@ package health
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -111,14 +112,22 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 		// The rest of the head is read too, not its body: a head cut off
 		// by a close is an incomplete answer, which the data plane
 		// answers with 502 (found by review: it passed the probe).
-		if err := skipHead(p.br); err != nil {
+		if err := skipHead(p.br); errors.Is(err, errBadField) {
+			return false, err.Error()
+		} else if err != nil {
 			return false, ioReason("read", err)
 		}
 		// An interim answer (103 Early Hints, 100) comes before the final
 		// one, as HTTP clients skip it: counted as the status, it marked
 		// a working backend down (found by review).
-		if code < 100 || code > 199 || code == 101 || interim == maxInterimAnswers {
+		if code < 100 || code > 199 || code == 101 {
 			break
+		}
+		if interim == maxInterimAnswers {
+			// Never final, whatever expect_status holds (found by
+			// fuzzing: the answer after the bound was taken as final, and
+			// a 100 passed an expect_status of 100-599).
+			return false, "bad response: too many interim answers"
 		}
 	}
 	for _, r := range p.expect {
@@ -129,8 +138,10 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 	return false, "status " + strconv.Itoa(code)
 }
 
-// maxInterimAnswers bounds the interim answers a probe reads past.
-const maxInterimAnswers = 8
+// maxInterimAnswers bounds the interim answers a probe reads past, as
+// the data plane bounds them (proxy's maxInterim): a backend the data
+// plane serves is not failed for its 1xx answers.
+const maxInterimAnswers = 100
 
 // skipLine reads past the rest of a line longer than br's buffer.
 func skipLine(br *bufio.Reader) error {
@@ -142,22 +153,54 @@ func skipLine(br *bufio.Reader) error {
 	}
 }
 
-// skipHead reads past the fields of a head, through its empty line.
+// errBadField is a head line that is not a field line (RFC 9112 §5: a
+// token, then a colon): the data plane refuses such a head with 502, so
+// the probe fails it too (found by fuzzing: "X" alone passed).
+var errBadField = errors.New("bad response: malformed header line")
+
+// skipHead reads past the fields of a head, through its empty line, and
+// checks each field's name.
 func skipHead(br *bufio.Reader) error {
-	for start := true; ; {
+	start, inName, nameLen := true, false, 0
+	for {
 		line, err := br.ReadSlice('\n')
-		switch {
-		case errors.Is(err, bufio.ErrBufferFull):
-			start = false // a long field line: read on to its end
-			continue
-		case err != nil:
+		long := errors.Is(err, bufio.ErrBufferFull) // read on to the line's end
+		if err != nil && !long {
 			return err
 		}
-		if start && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
-			return nil
+		if start {
+			if !long && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+				return nil
+			}
+			// A line folded onto the field above it (obs-fold) has no
+			// name of its own; the data plane takes it as part of that
+			// field's value.
+			inName, nameLen = line[0] != ' ' && line[0] != '\t', 0
 		}
-		start = true
+		if inName {
+			name, _, found := bytes.Cut(line, []byte{':'})
+			nameLen += len(name)
+			if !isToken(name) || found && nameLen == 0 || !found && !long {
+				return errBadField
+			}
+			inName = !found
+		}
+		start = !long
 	}
+}
+
+// isToken reports whether every byte of b is a token character (RFC 9110
+// §5.6.2); an empty b is one.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // parseStatusLine returns the code of an HTTP/1.x status line such as
