@@ -562,3 +562,33 @@ func serveHead(c net.Conn, answer []byte, size int, keepOpen bool) {
 		_, _ = io.Copy(io.Discard, c) // until the probe hangs up
 	}
 }
+
+// TestSkipHeadFieldLines pins where skipHead draws the line between a
+// field line and not one: where the data plane's parser (fasthttp's)
+// takes a head, the probe must take it too, or a backend that serves
+// requests would be marked down.
+func TestSkipHeadFieldLines(t *testing.T) {
+	long := strings.Repeat("n", 3000)
+	for _, tc := range []struct {
+		fields string
+		bad    bool
+	}{
+		{"X: a\r\n\r\n", false},
+		{"X : a\r\n\r\n", false}, // fasthttp takes a space before the colon
+		{"X:\r\n\r\n", false},
+		{"X: a\r\n b\r\n\r\n", false}, // obs-fold
+		{long + ": v\r\n\r\n", false}, // a name longer than the buffer
+		{"X-" + long + "\r\n\r\n", true},
+		{"X\r\n\r\n", true},
+		{": a\r\n\r\n", true},
+		{"X\t: a\r\n\r\n", true},
+		{"X/Y: a\r\n\r\n", true},
+		{"\"X\": a\r\n\r\n", true},
+		{"X\x7f: a\r\n\r\n", true},
+	} {
+		err := skipHead(bufio.NewReaderSize(strings.NewReader(tc.fields), 1024))
+		if got := errors.Is(err, errBadField); got != tc.bad || !tc.bad && err != nil {
+			t.Errorf("skipHead(%.40q) = %v, want bad %v", tc.fields, err, tc.bad)
+		}
+	}
+}

@@ -178,7 +178,10 @@ func skipHead(br *bufio.Reader) error {
 			inName, nameLen = line[0] != ' ' && line[0] != '\t', 0
 		}
 		if inName {
+			// Spaces before the colon are taken, as the data plane's
+			// parser takes them (RFC 9112 §5.1 has a proxy remove them).
 			name, _, found := bytes.Cut(line, []byte{':'})
+			name = bytes.TrimRight(name, " ")
 			nameLen += len(name)
 			if !isToken(name) || found && nameLen == 0 || !found && !long {
 				return errBadField
