@@ -505,7 +505,12 @@ func checkStatus(resp *fasthttp.Response, err error) error {
 // head as fasthttp's parser does: past any empty lines, after the first
 // space of the status line and any more spaces, three digits and then a
 // space or the line's end; and whether the status line says HTTP/1.1. ok
-// is false where fasthttp finds no code (and refuses the head).
+// is false where fasthttp finds no code or no HTTP/d.d version before it
+// (and refuses the head). Without the version, a status line such as
+// "Trailer: 200 x" was read as a 200 and then dropped as a Trailer field,
+// and fasthttp took the next line for the status line: the client got
+// an answer the backend never validly sent (found by fuzzing,
+// FuzzResponseTrailerHead).
 func statusCode(head []byte) (code int, http11, ok bool) {
 	var line []byte
 	for len(line) == 0 {
@@ -519,7 +524,8 @@ func statusCode(head []byte) (code int, http11, ok bool) {
 		}
 	}
 	sp := bytes.IndexByte(line, ' ')
-	if sp < 0 {
+	if sp != len("HTTP/1.1") || !bytes.HasPrefix(line, []byte("HTTP/")) || line[6] != '.' ||
+		!isDigit(line[5]) || !isDigit(line[7]) {
 		return 0, false, false
 	}
 	digits := bytes.TrimLeft(line[sp+1:], " ")
@@ -574,10 +580,11 @@ func takeFixed(r *bufio.Reader, head []byte, bare bool) []byte {
 }
 
 // dropTrailerFields removes the Trailer fields, and the lines folded onto
-// them (obs-fold), from head, a head in CRLF lines, in place.
+// them (obs-fold), from head, a head in CRLF lines, in place. The status
+// line (the first line that is not empty) is never a field.
 func dropTrailerFields(head []byte) []byte {
 	out := head[:0]
-	dropping := false
+	dropping, status := false, true
 	for rest := head; len(rest) > 0; {
 		n := len(rest)
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -585,7 +592,10 @@ func dropTrailerFields(head []byte) []byte {
 		}
 		line := rest[:n]
 		rest = rest[n:]
-		if folded := line[0] == ' ' || line[0] == '\t'; !folded {
+		switch {
+		case status:
+			status = len(bytes.TrimRight(line, "\r\n")) == 0
+		case line[0] != ' ' && line[0] != '\t': // not folded
 			dropping = isField(line, hdrTrailer)
 		}
 		if !dropping {
