@@ -311,9 +311,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// (hash_key: header:X-Forwarded-For lost its affinity across a CDN's
 	// egress addresses; found by review).
 	key := pl.requestKey(ctx, host)
-	sc.buf, out.idMade = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
-	out.hostForwarded = s.forwarding.host
-
+	// So is the sticky cookie: removing hop-by-hop fields can reorder
+	// repeated Cookie lines, and the first one's must win (RFC 6265 §5.4;
+	// found by fuzzing).
 	stuck := -1
 	if pl.sticky != nil {
 		if v := cookieValue(req.Header.PeekAll("Cookie"), pl.sticky); len(v) > 0 {
@@ -322,6 +322,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 		}
 	}
+	sc.buf, out.idMade = prepareRequest(ctx, rawHost, found, s.forwarding, sc.buf)
+	out.hostForwarded = s.forwarding.host
 
 	var err error
 	idx, last := -1, -1
