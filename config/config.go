@@ -132,6 +132,18 @@ type DNSDiscovery struct {
 	Resolver string `yaml:"resolver"`
 }
 
+// SameLookup reports whether d and o ask the same question of the same
+// server: the interval aside, and the port with SRV, where each record
+// gives its own (found by review: a reload during a DNS outage that only
+// changed an SRV pool's ignored port asked anew, and emptied the pool).
+func (d DNSDiscovery) SameLookup(o DNSDiscovery) bool {
+	d.Interval = o.Interval
+	if d.Type == "SRV" && o.Type == "SRV" {
+		d.Port = o.Port
+	}
+	return d == o
+}
+
 // Timeouts bound every blocking step of a request.
 type Timeouts struct {
 	Connect     time.Duration `yaml:"connect"`

@@ -104,6 +104,7 @@ type probeLoop struct {
 	successes  int
 	failures   int
 	rise, fall int
+	reason     string // the last failure's, reported while unhealthy
 }
 
 // NewChecker returns a Checker with no targets.
@@ -200,7 +201,7 @@ func (c *Checker) start(k targetKey, t Target, from *probeLoop) {
 		fall:   max(t.Check.UnhealthyThreshold, 1),
 	}
 	if from != nil {
-		p.state, p.successes, p.failures = from.state, from.successes, from.failures
+		p.state, p.successes, p.failures, p.reason = from.state, from.successes, from.failures, from.reason
 	}
 	c.probes[k] = p
 	c.probesStarted++
@@ -271,8 +272,17 @@ func (c *Checker) observe(p *probeLoop, ok bool, reason string) {
 			c.transition(p, false, reason)
 		}
 	case stateUnhealthy:
-		if ok && p.successes >= p.rise {
+		switch {
+		case ok && p.successes >= p.rise:
 			c.transition(p, true, reason)
+		case !ok && reason != p.reason && c.onChange != nil:
+			// Still unhealthy, for another reason: the admin API shows
+			// the last probe's, not the first (found by review: a backend
+			// marked down for "status 503" that then stopped listening
+			// still showed "status 503"). No log line: not a transition.
+			p.reason = reason
+			t := p.target
+			c.onChange(Event{Pool: t.Pool, Addr: t.Addr, Healthy: false, Reason: reason, Source: SourceActive, Epoch: t.Epoch})
 		}
 	}
 }
@@ -285,7 +295,7 @@ func (c *Checker) transition(p *probeLoop, healthy bool, reason string) {
 		c.log.Info().Str("pool", t.Pool).Str("backend", t.Addr).Str("reason", reason).
 			Str("source", SourceActive).Msg("backend healthy")
 	} else {
-		p.state = stateUnhealthy
+		p.state, p.reason = stateUnhealthy, reason
 		c.log.Warn().Str("pool", t.Pool).Str("backend", t.Addr).Str("reason", reason).
 			Str("source", SourceActive).Msg("backend unhealthy")
 	}

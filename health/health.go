@@ -18,14 +18,16 @@ const (
 	SourcePassive = "passive" // failures seen on real traffic
 )
 
-// Event is one health transition of one backend.
+// Event is one health transition of one backend, or, for an unhealthy
+// backend, a failing probe's new reason.
 type Event struct {
 	Pool string
 	Addr string
 	// Healthy is the backend's new state.
 	Healthy bool
 	// Reason is the result that caused the transition, such as "status 503",
-	// "connect: connection refused" or "timeout".
+	// "connect: connection refused" or "timeout"; while the backend stays
+	// unhealthy, the last probe's when it differs from the one before.
 	Reason string
 	// Source is SourceActive or SourcePassive.
 	Source string

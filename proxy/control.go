@@ -235,9 +235,7 @@ func (c *Controller) ApplySeeded(ctx context.Context, cfg *config.Config, seeds 
 				// Another lookup (not only another interval, which
 				// restarts the watcher on the same name: found by
 				// review) answers anew.
-				lookup := *pc.Discovery.DNS
-				lookup.Interval = ps.dnsFrom.Interval
-				if lookup != ps.dnsFrom {
+				if !pc.Discovery.DNS.SameLookup(ps.dnsFrom) {
 					ps.answered = false
 				}
 				ps.dnsFrom = *pc.Discovery.DNS
@@ -517,11 +515,17 @@ func (c *Controller) handleEvents(now time.Time) {
 			if e.Epoch != m.probeEpoch {
 				continue // from probes since stopped (see probeEpoch)
 			}
-			if m.healthy != e.Healthy {
+			switch {
+			case m.healthy != e.Healthy:
 				m.healthy, m.healthReason, changed = e.Healthy, e.Reason, true
 				if e.Healthy {
-					m.since = now
+					// health_reason is why probes fail, only while they
+					// do (found by review: "status 200" stayed there).
+					m.since, m.healthReason = now, ""
 				}
+			case !e.Healthy:
+				// A failing probe's new reason: nothing to republish.
+				m.healthReason = e.Reason
 			}
 		case health.SourcePassive:
 			if c.eject(m, e.Pool, e.Addr, now) {

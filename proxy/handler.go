@@ -761,6 +761,10 @@ func checkTarget(t []byte) (int, string) {
 		// "http://:80/x" too: RFC 9110 §4.2.1, an http URI with an
 		// empty host is invalid (found by review).
 		return fasthttp.StatusBadRequest, "400 no host in request target\n"
+	case !validHostField(authority):
+		// It replaces the Host header, and is held to the same bytes
+		// (found by review: http://a"b/x went upstream as Host: a"b).
+		return fasthttp.StatusBadRequest, "400 invalid host in request target\n"
 	case len(path) > 1 && path[0] == '/' && path[1] == '/':
 		// It goes upstream in origin form, "//...", which a backend may
 		// read as an authority, as above (found by review).

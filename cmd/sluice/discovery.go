@@ -80,18 +80,11 @@ func (d *discoverers) needSeeds(cfg *config.Config) map[string]config.DNSDiscove
 		if pc.Discovery == nil || pc.Discovery.DNS == nil {
 			continue
 		}
-		if w := d.watchers[pool]; w == nil || !sameLookup(w.cfg, *pc.Discovery.DNS) {
+		if w := d.watchers[pool]; w == nil || !w.cfg.SameLookup(*pc.Discovery.DNS) {
 			need[pool] = *pc.Discovery.DNS
 		}
 	}
 	return need
-}
-
-// sameLookup reports whether a and b ask the same question of the same
-// server, whatever their intervals.
-func sameLookup(a, b config.DNSDiscovery) bool {
-	a.Interval = b.Interval
-	return a == b
 }
 
 // resolve looks the pools in need up, once and at the same time, within
