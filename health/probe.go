@@ -196,10 +196,7 @@ func skipHead(br *bufio.Reader) error {
 // §5.6.2); an empty b is one.
 func isToken(b []byte) bool {
 	for _, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
+		if !config.TokenChar(c) {
 			return false
 		}
 	}
