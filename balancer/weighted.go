@@ -118,8 +118,12 @@ func (w *weightedSet) drawPair(key uint64) (uint32, uint32) {
 	if j = w.draw(r); j != i {
 		return i, j
 	}
+	// Fresh bits: r is what landed on i twice, so its high bits depend on
+	// i's column of the alias table, and a step taken from them favoured
+	// some of the others over the rest (found by review: equal light
+	// weights beside a heavy one split 44/56).
 	n := uint64(len(w.members))
-	step, _ := bits.Mul64(r, n-1)
+	step, _ := bits.Mul64(mix64(r), n-1)
 	j = uint32((uint64(i) + 1 + step) % n)
 	return i, j
 }
