@@ -12,8 +12,9 @@ import (
 )
 
 // maxNodes bounds the work of decoding one document, so alias tricks
-// ("billion laughs") cannot make the decoder run away.
-const maxNodes = 200_000
+// ("billion laughs") cannot make the decoder run away. Keys count (see
+// overNodes): a backend in flow style, {address: x}, is three nodes.
+const maxNodes = 300_000
 
 // defaulter is implemented by structs that fill in their defaults before
 // their YAML is decoded over them, so an explicit zero stays zero.
@@ -74,6 +75,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	}
 	if _, seen := d.lines[path]; !seen {
 		d.lines[path] = d.line(n.Line)
+	}
+	if n.Tag != "" && !strings.HasPrefix(n.ShortTag(), "!!") {
+		// A tag of the user's own (!env X) was dropped, and the text
+		// after it taken as the value: a sticky secret of "X" (found
+		// by review).
+		d.fail(n.Line, path, "unknown tag %s: sluice does not expand tags", n.Tag)
+		return
 	}
 	if isNull(n) {
 		return // an empty value keeps the default

@@ -76,7 +76,7 @@ func TestSyntaxLineUnknownAnchor(t *testing.T) {
 }
 
 // TestNodeLimitErrorFlood: a file under MaxFileBytes (4 MiB) with
-// more backends than maxNodes allows (100,000 in flow style, 66,666 with a
+// more backends than maxNodes allows (100,000 in flow style, 60,000 with a
 // weight each) is refused with "document too large", which is right; but
 // the sequence was allocated whole and the items past the limit are left
 // empty, so validation then reports every one of them as
@@ -87,7 +87,7 @@ func TestSyntaxLineUnknownAnchor(t *testing.T) {
 func TestNodeLimitErrorFlood(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("routes: [{pool: web}]\npools:\n  web:\n    backends:\n")
-	const n = maxNodes/2 + 300 // flow items cost 2 nodes: mapping and address
+	const n = maxNodes/3 + 300 // flow items cost 3 nodes: mapping, key and address
 	for i := range n {
 		fmt.Fprintf(&b, "      - {address: 10.%d.%d.%d:80}\n", i>>16&255, i>>8&255, i&255)
 	}
