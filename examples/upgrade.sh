@@ -20,7 +20,13 @@ admin_of() {
     inadmin && /^[^ #\r]/ { exit }
     inadmin && /^ +listen:/ { v = $0; sub("^ +" lead, "", v); sub(stop, "", v); print v; exit }
   ' "/etc/sluice/$1.yaml")
-  echo "${addr:-127.0.0.1:9901}"
+  addr=${addr:-127.0.0.1:9901}
+  # An address with no host (":9902", every interface) is reached on
+  # loopback; curl refuses "http://:9902/" (found by review).
+  case $addr in
+    :*) addr=127.0.0.1$addr ;;
+  esac
+  echo "$addr"
 }
 
 # Without it, the connections queued on the old listener when it closes are

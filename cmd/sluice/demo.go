@@ -86,9 +86,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 try:
   curl -s http://%[1]s/              # round robin over demo-1..3
   curl -s http://%[1]s/api/hello     # weighted 3:1 over demo-1 and demo-2
-`, *listen, vars["${UP1}"], vars["${UP2}"], vars["${UP3}"])
+`, reachable(*listen), vars["${UP1}"], vars["${UP2}"], vars["${UP3}"])
 		if *admin != "" { // -admin "" turns the admin API off, as admin.listen: ""
-			fmt.Fprintf(stdout, "  curl -s http://%s/admin/pools   # admin API: pools, backends, health\n", *admin)
+			fmt.Fprintf(stdout, "  curl -s http://%s/admin/pools   # admin API: pools, backends, health\n", reachable(*admin))
 		}
 		fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 	}
@@ -112,4 +112,22 @@ func demoUpstream(name, addr string) fasthttp.RequestHandler {
 			name, addr, ctx.Method(), ctx.RequestURI(), ctx.Host(),
 			ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("X-Request-Id"))
 	}
+}
+
+// reachable is listen address addr as a client on this host dials it:
+// an address on every interface (":8080", "0.0.0.0:8080", "[::]:8080")
+// on loopback. curl refuses "http://:8080/" (found by review: the demo's
+// banner printed it for -listen :8080).
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
 }

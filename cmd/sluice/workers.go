@@ -402,7 +402,10 @@ func workerReady() func() {
 // pinWorker binds every thread of this worker process to one CPU: the
 // i-th of the CPUs the process may use (a taskset or cgroup cpuset is
 // respected). Threads the runtime starts later inherit it from the thread
-// that starts them. With more workers than CPUs nothing is pinned.
+// that starts them. With more workers than CPUs they wrap around, as
+// nginx's worker_cpu_affinity auto does (found by review: the workers
+// past the CPU count were left unpinned, floating over CPUs the others
+// were pinned to).
 func pinWorker(i int) error {
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
@@ -414,11 +417,11 @@ func pinWorker(i int) error {
 			cpus = append(cpus, c)
 		}
 	}
-	if i >= len(cpus) {
+	if len(cpus) == 0 {
 		return nil
 	}
 	var one unix.CPUSet
-	one.Set(cpus[i])
+	one.Set(cpus[i%len(cpus)])
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
