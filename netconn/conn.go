@@ -1495,8 +1495,26 @@ func (c *Conn) LingerOnClose() {
 	}
 }
 
-// Close closes the connection, after draining it if LingerOnClose asked
-// for that.
+// DrainOnClose asks Close to drain the connection as LingerOnClose does,
+// without bounding the answer's write, when the peer has sent bytes not
+// yet read: for an answer that closes the connection (Connection: close,
+// an HTTP/1.0 request), a plain close with such bytes unread is a reset,
+// which throws away the part of the answer still in the socket (found by
+// review: a POST followed by a stray CRLF got 16 KiB of a 64 KiB answer;
+// RFC 9112 §9.6 asks for a close in stages, and nginx's lingering close
+// delivers it whole). Call it from the goroutine that reads, once the
+// answer is decided. One recv(MSG_PEEK) per call.
+func (c *Conn) DrainOnClose() {
+	if !c.received || c.linger.Load() || !c.waiting() || c.linger.Swap(true) {
+		return
+	}
+	if c.lingers != nil {
+		c.lingers.add()
+	}
+}
+
+// Close closes the connection, after draining it if LingerOnClose or
+// DrainOnClose asked for that.
 func (c *Conn) Close() error {
 	if c.ln != nil && c.closed.CompareAndSwap(false, true) {
 		defer c.ln.open.Add(-1)

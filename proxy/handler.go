@@ -134,6 +134,11 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 			// which tells the client so (netconn.Listener.Drain).
 			ctx.SetConnectionClose()
 		}
+		if ctx.Request.Header.ConnectionClose() || ctx.Response.ConnectionClose() {
+			// The answer closes the connection: bytes the client sent
+			// past the request would turn the close into a reset.
+			c.DrainOnClose()
+		}
 		// An answer that keeps the connection open waits for the next
 		// request inside its write (fasthttp closes after the others),
 		// unless a body over keptBodyLimit is to be let go after the
