@@ -122,9 +122,9 @@ func TestSplicedBodyCutOrStalled(t *testing.T) {
 
 // TestAbortedSplicedAnswersCloseTheirPipes: clients that go away before
 // their spliced answer is written leave no pipe open for long: a pipe
-// still holding a body is closed when given back, or when the collector
-// takes the connection it was lent to; the pool's own close when the
-// collector drops them.
+// still holding a body is closed when given back, or when its write
+// fails (TestAbortedSplicedAnswersClosePipes, without the collector);
+// the pool's own close when the collector drops them.
 func TestAbortedSplicedAnswersCloseTheirPipes(t *testing.T) {
 	b := patternBackend(t)
 	px := startProxy(t, poolYAML("round_robin", []*testBackend{b}, nil))
