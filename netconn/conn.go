@@ -655,8 +655,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 				}
 				// This read brought the turn's request head whole and
 				// nothing after it, no body, no pipelined request: its
-				// first CRLFCRLF, which ended it well, is its end.
-				c.headOnly = first && c.head.state == headOff && n >= 4 &&
+				// first CRLFCRLF, which ended it well, is its end. The
+				// watch must have seen the head begin and end: a read that
+				// began with a body's tail and ended with the next head was
+				// taken for one, and a long answer then waited for a
+				// request already read (found by review: served at
+				// timeouts.idle, then 408).
+				c.headOnly = first && c.head.ended && n >= 4 &&
 					bytes.Index(p[:n], crlfCRLF) == n-4
 			}
 			return n, err

@@ -47,6 +47,10 @@ type headWatch struct {
 	// POST's 408 text away (found by review).
 	headMethod bool
 	began      bool
+	// ended says the watch saw the turn's request line and then the
+	// blank line that ends its head well; headOff alone also follows a
+	// read that began with no request line (a body's tail).
+	ended bool
 }
 
 // headWatch states.
@@ -137,7 +141,7 @@ func (w *headWatch) scan(b []byte) int {
 			// and the line before end in CRLF, or when it is a CRLF right
 			// after the request line (an empty block).
 			if cr && (w.prevCR || w.afterRequestLine) {
-				w.state = headOff
+				w.state, w.ended = headOff, true
 				return len(b)
 			}
 			w.state = headBare
