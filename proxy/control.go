@@ -581,7 +581,7 @@ func (c *Controller) eject(m *member, pool, addr string, now time.Time) bool {
 	until, ok := ps.ejector.EjectAmong(addr, now, max(size, 1), ejected)
 	if !ok {
 		m.up.outlier.Reset()
-		c.log.Warn().Str("pool", pool).Str("backend", addr).Msg("outlier not ejected: max_ejection_percent reached")
+		c.proxy.failures.ejectionRefused(now, pool, addr)
 		return false
 	}
 	m.ejectedUntil = until

@@ -75,6 +75,19 @@ func (f *failureLog) noBackend(now time.Time, pool string, client net.Addr) {
 }
 
 // send adds the client and the count of lines left out to e and writes it.
+// ejectionRefused logs an ejection max_ejection_percent refused. It
+// comes once per consecutive_failures failures of a backend that keeps
+// failing while others are out, so it shares the failure lines' budget
+// (found by review: 299 lines for 300 requests to two failing backends).
+func (f *failureLog) ejectionRefused(now time.Time, pool, backend string) {
+	ok, skipped := f.allow(now)
+	if !ok {
+		return
+	}
+	send(f.log.Warn().Str("pool", pool).Str("backend", backend), nil, skipped,
+		"outlier not ejected: max_ejection_percent reached")
+}
+
 func send(e *zerolog.Event, client net.Addr, skipped int64, msg string) {
 	if client != nil {
 		e = e.Str("client", client.String())
