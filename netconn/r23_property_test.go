@@ -492,7 +492,6 @@ type r23Client struct {
 	err    error
 	want   []r23Want
 	after  string
-	eofAt  time.Time
 	mu     sync.Mutex
 	sent   time.Time
 }
@@ -687,7 +686,7 @@ func r23RunCase(t *testing.T, s *r23Server, seed int64) error {
 		}
 		switch {
 		case i == p.stallIn:
-			ok = cl.send(rng, r.raw[:p.stallAt])
+			cl.send(rng, r.raw[:p.stallAt]) // the stall ends the stream either way
 			time.Sleep(r23Stall)
 			ok = false
 		case r.expect && r.wait:
