@@ -1815,6 +1815,7 @@ type Listener struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	draining  atomic.Bool
+	hushing   atomic.Bool // HushSilent was called
 	open      atomic.Int64
 }
 
@@ -1849,11 +1850,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 					l.conns = make(map[*Conn]struct{})
 				}
 				l.conns[cc] = struct{}{}
-				if l.draining.Load() {
-					// Accepted as Drain went over the connections, after
-					// its pass: hushed here, as Drain would have (Drain
-					// sets draining before it takes mu; found by review:
-					// its first read waited for client_read).
+				if l.hushing.Load() {
+					// Accepted as HushSilent went over the connections,
+					// after its pass: hushed here, as it would have
+					// (HushSilent sets hushing before it takes mu; found
+					// by review: its first read waited for client_read).
 					cc.hushed.Store(true)
 					cc.interruptAwait()
 				}
@@ -1909,29 +1910,41 @@ func (l *Listener) WaitLingering(ctx context.Context) error {
 //
 // Connections waiting for their client's next request inside the write
 // of an answer (AwaitNextRequest) stop waiting, so that the server sees
-// them idle and closes them; so do those waiting for a first request of
-// which no byte came (their read fails as closed, which the server takes
-// quietly). Only connections of a Listener with an IdleTimeout are known
-// to Drain.
+// them idle and closes them. Those waiting for a first request of which
+// no byte came are left to HushSilent. Only connections of a Listener
+// with an IdleTimeout are known to Drain.
 func (l *Listener) Drain() error {
 	l.draining.Store(true)
 	l.mu.Lock()
 	for c := range l.conns {
-		switch {
-		case c.awaiting.Load():
-			c.interruptAwait()
-		case !c.spoke.Load():
-			// Nothing sent yet (a browser's preconnect, a balancer's
-			// spare): fasthttp would wait 5 s from its opening before it
-			// counted it idle, and a stop waited for it (found by
-			// review). Its read ends now, as closed; one whose first
-			// bytes come meanwhile reads on.
-			c.hushed.Store(true)
+		if c.awaiting.Load() {
 			c.interruptAwait()
 		}
 	}
 	l.mu.Unlock()
 	return l.Close()
+}
+
+// HushSilent ends the wait of the connections l accepted that have sent
+// nothing yet (a browser's preconnect, a balancer's spare), and of those
+// it accepts from now on: their read fails as closed, which the server
+// takes quietly; one whose first bytes come meanwhile reads on. fasthttp
+// would wait 5 s from a connection's opening before it counted it idle,
+// and a stop waited for it (found by review). A graceful stop calls it
+// after Drain and a short settle, not with Drain: a client that
+// connected just before the stop and writes its first request a moment
+// later lost that request (found by review: unexpected EOF for a POST
+// written 100 µs after the stop began).
+func (l *Listener) HushSilent() {
+	l.hushing.Store(true)
+	l.mu.Lock()
+	for c := range l.conns {
+		if !c.spoke.Load() {
+			c.hushed.Store(true)
+			c.interruptAwait()
+		}
+	}
+	l.mu.Unlock()
 }
 
 // Draining reports whether the listener that accepted c is draining

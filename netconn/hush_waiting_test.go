@@ -49,6 +49,7 @@ func TestHushedConnWithRequestWaiting(t *testing.T) {
 	if err := nl.Drain(); err != nil {
 		t.Fatal(err)
 	}
+	nl.HushSilent()
 	buf := make([]byte, 256)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != req {

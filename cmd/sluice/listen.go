@@ -182,6 +182,10 @@ func (s *server) stop(ctx context.Context) error {
 	if nl != nil && s.drains {
 		_ = nl.Drain()
 		settle(ctx, nl.Open)
+		// Connections that have sent nothing close once the settle is
+		// over: one opened just before the stop may be about to send
+		// its first request, as a keep-alive one its next.
+		nl.HushSilent()
 	}
 	err := s.srv.ShutdownWithContext(ctx)
 	// A Serve that had not yet taken the listener when the shutdown came
