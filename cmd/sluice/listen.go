@@ -173,8 +173,10 @@ func (r *refusals) total() uint64 {
 // ends. A server whose handler honours draining first has each request
 // that still comes answered with "Connection: close"
 // (netconn.Listener.Drain), so busy keep-alive connections end after an
-// answer, and waits for that (settle). Then fasthttp's shutdown closes
-// the idle connections and waits for the requests in flight, and stop
+// answer, and waits for that (settle). Then the connections that have
+// sent nothing yet are closed (netconn.Listener.HushSilent), fasthttp's
+// shutdown closes the idle connections and waits for the requests in
+// flight, and stop
 // waits for the serving goroutine and for the connections whose close
 // lingers after an error answer (fasthttp has stopped counting those).
 func (s *server) stop(ctx context.Context) error {
