@@ -25,6 +25,14 @@ type inMemoryRig struct {
 
 func newInMemoryRig(tb testing.TB, backends int, m *metrics.Metrics) *inMemoryRig {
 	tb.Helper()
+	return newInMemoryRigPool(tb, "    algorithm: round_robin\n", false, backends, m)
+}
+
+// newInMemoryRigPool is newInMemoryRig with the pool's lines before its
+// backends given (algorithm, hash_key, sticky, slow_start), and weights
+// 1 to 3 when weighted.
+func newInMemoryRigPool(tb testing.TB, poolLines string, weighted bool, backends int, m *metrics.Metrics) *inMemoryRig {
+	tb.Helper()
 	upLn := fasthttputil.NewInmemoryListener()
 	body := make([]byte, 1024)
 	upstream := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
@@ -33,10 +41,14 @@ func newInMemoryRig(tb testing.TB, backends int, m *metrics.Metrics) *inMemoryRi
 	}}
 	go func() { _ = upstream.Serve(upLn) }()
 
-	yml := "routes:\n  - match: { path_prefix: / }\n    pool: p\npools:\n  p:\n    algorithm: round_robin\n    backends:\n"
+	yml := "routes:\n  - match: { path_prefix: / }\n    pool: p\npools:\n  p:\n" + poolLines + "    backends:\n"
 	for i := range backends {
 		// Distinct addresses, all dialled to the same in-memory upstream.
-		yml += fmt.Sprintf("      - { address: 10.0.0.%d:80 }\n", i+1)
+		weight := 1
+		if weighted {
+			weight += i % 3
+		}
+		yml += fmt.Sprintf("      - { address: 10.0.0.%d:80, weight: %d }\n", i+1, weight)
 	}
 	cfg, err := config.Parse("bench.yaml", []byte(yml))
 	if err != nil {
