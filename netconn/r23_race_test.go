@@ -24,23 +24,27 @@ func r23Blocked(op func() error) <-chan error {
 // re-armed), and not long after (no hang). Server Conns (a Listener's,
 // with and without client timeouts) and client Conns (New).
 func TestDeadlinesFromAnotherGoroutine(t *testing.T) {
-	rng := rand.New(rand.NewSource(r23Seed(t)))
 	kinds := []string{"server read", "server read timeouts", "client read", "server write", "client write"}
+	r23RunKinds(t, r23Seed(t), 6, kinds, r23DeadlineCase)
+}
+
+// r23RunKinds runs one case of each kind at a time, rounds times, with
+// seeds drawn from seed, and reports every failure the cases return.
+func r23RunKinds(t *testing.T, seed int64, rounds int, kinds []string, run func(*testing.T, string, int64) string) {
+	rng := rand.New(rand.NewSource(seed))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []string
-	for round := 0; round < 6; round++ {
+	for range rounds {
 		for _, kind := range kinds {
 			seed := rng.Int63()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if msg := r23DeadlineCase(t, kind, seed); msg != "" {
+			wg.Go(func() {
+				if msg := run(t, kind, seed); msg != "" {
 					mu.Lock()
 					errs = append(errs, msg)
 					mu.Unlock()
 				}
-			}()
+			})
 		}
 		wg.Wait()
 	}
@@ -138,29 +142,8 @@ func r23DeadlineCase(t *testing.T, kind string, seed int64) string {
 // client's request write that waits for the response (NewClient), and a
 // lingering close's drain; nothing hangs, nothing races.
 func TestCloseRacesBlockedOps(t *testing.T) {
-	rng := rand.New(rand.NewSource(r23Seed(t) + 1))
 	kinds := []string{"read", "write", "await", "client wait", "linger read"}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []string
-	for round := 0; round < 8; round++ {
-		for _, kind := range kinds {
-			seed := rng.Int63()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if msg := r23CloseCase(t, kind, seed); msg != "" {
-					mu.Lock()
-					errs = append(errs, msg)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	for _, e := range errs {
-		t.Error(e)
-	}
+	r23RunKinds(t, r23Seed(t)+1, 8, kinds, r23CloseCase)
 }
 
 func r23CloseCase(t *testing.T, kind string, seed int64) string {
