@@ -538,19 +538,7 @@ func TestConcurrentLargeBodiesMemory(t *testing.T) {
 			for _, c := range conns {
 				c.Close()
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				runtime.GC()
-				s1, f1 := r23Serving(), r23Fds()
-				open := px.proxy.pipes.open.Load() + px.proxy.bigPipes.open.Load()
-				if s1 <= s0 && f1 <= f0 && open == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("5 s after the clients closed: %d serving goroutines (%d before), %d descriptors (%d before), %d pipes open", s1, s0, f1, f0, open)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			r23WaitBack(t, px, s0, f0, "the clients closed")
 		})
 	}
 }
@@ -613,21 +601,29 @@ func TestAbortsLeaveNothing(t *testing.T) {
 		t.Errorf("a stalled upload: %v, %v; want 408", resp, err)
 	}
 	c.Close()
+	r23WaitBack(t, px, s0, f0, "the aborts")
+	cl := testClient(t)
+	if code, _, body := get(t, cl, "http://"+px.addr+"/dl/100000", nil); code != 200 || body != string(big[:100000]) {
+		t.Fatalf("after the aborts: %d, %d bytes", code, len(body))
+	}
+}
+
+// r23WaitBack waits up to 5 s, collecting garbage (an aborted answer's
+// connection may still hold a lent buffer), until the serving goroutines
+// and descriptors are back to s0 and f0 and no pipe is open.
+func r23WaitBack(t *testing.T, px *testProxy, s0, f0 int, after string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		runtime.GC()
 		s1, f1 := r23Serving(), r23Fds()
 		open := px.proxy.pipes.open.Load() + px.proxy.bigPipes.open.Load()
 		if s1 <= s0 && f1 <= f0 && open == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("5 s after the aborts: %d serving goroutines (%d before), %d descriptors (%d before), %d pipes open", s1, s0, f1, f0, open)
+			t.Fatalf("5 s after %s: %d serving goroutines (%d before), %d descriptors (%d before), %d pipes open", after, s1, s0, f1, f0, open)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	cl := testClient(t)
-	if code, _, body := get(t, cl, "http://"+px.addr+"/dl/100000", nil); code != 200 || body != string(big[:100000]) {
-		t.Fatalf("after the aborts: %d, %d bytes", code, len(body))
 	}
 }
