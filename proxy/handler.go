@@ -261,6 +261,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	}
 	if code != 0 {
 		writeError(ctx, code, msg)
+		if code == fasthttp.StatusMethodNotAllowed {
+			// RFC 9110 §15.5.6: a 405 names the methods that are taken.
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, allowedMethods)
+		}
 		// The rest of the connection cannot be trusted to be framed as
 		// the next hop would frame it; a body may be left unread
 		// (HeadReceived).
@@ -650,15 +654,19 @@ func badResponse(resp *fasthttp.Response, found headerSet) string {
 // validHostField reports whether h may be a Host field's value: a
 // uri-host and an optional port (RFC 3986 §3.2.2: unreserved,
 // percent-encoded and sub-delims characters, an IP literal's brackets and
-// colons), or empty.
+// colons), or empty. A name with an empty label ("api..example.com",
+// "example.com..") is not a DNS name and would be routed as the no-host
+// route; it is refused, as nginx refuses it.
 func validHostField(h []byte) bool {
 	for _, c := range h {
 		if !hostFieldByte[c] {
 			return false
 		}
 	}
-	return true
+	return !bytes.Contains(h, strDotDot)
 }
+
+var strDotDot = []byte("..")
 
 var hostFieldByte = func() (t [256]bool) {
 	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]") {
@@ -724,6 +732,10 @@ func rejected(ctx *fasthttp.RequestCtx, found headerSet) (int, string) {
 func bareLFEnd(raw []byte) bool {
 	return len(raw) > 0 && !bytes.HasSuffix(raw, strCRLFCRLF)
 }
+
+// allowedMethods is the Allow field of the 405 for CONNECT: the methods
+// of RFC 9110 and PATCH (any other method is forwarded too).
+const allowedMethods = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 
 // maxHostLen bounds a Host header (and fits normalizeHost's buffer).
 const maxHostLen = 255
