@@ -34,7 +34,7 @@ die()  { printf '%s bench: ERROR: %s\n' "$(date +%T)" "$*" >&2; exit 1; }
 # and left out; the caller checks `command -v` before using the tool.
 ensure_packages() {
   local want=() cmd pkg
-  for pair in wrk:wrk nginx:nginx haproxy:haproxy caddy:caddy curl:curl taskset:util-linux ss:iproute2; do
+  for pair in wrk:wrk nginx:nginx haproxy:haproxy caddy:caddy curl:curl taskset:util-linux ss:iproute2 pgrep:procps; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
   done

@@ -92,7 +92,10 @@ if [ "${#FREE[@]}" -ge 5 ]; then
   # Free cores: the last four run the upstreams, the rest wrk.
   UP_CPUS=$(IFS=,; echo "${FREE[*]: -4}")
   WRK_CPUS=$(IFS=,; echo "${FREE[*]:0:${#FREE[@]}-4}")
-  WRK_THREADS=$(( ${#FREE[@]} - 4 ))
+  # wrk gives each thread connections/threads, rounded down: a power of
+  # two divides 64 and 256 (11 threads opened 55 and 253; found by review).
+  WRK_THREADS=1
+  while [ $((WRK_THREADS * 2)) -le $(( ${#FREE[@]} - 4 )) ]; do WRK_THREADS=$((WRK_THREADS * 2)); done
   PLACEMENT="proxy on cores 0..N-1 ($IDLE_SIBLINGS hyperthread siblings of cores 0-$((MAXN - 1)) left idle), wrk on CPUs $WRK_CPUS, upstreams on $UP_CPUS"
   echo "$PLACEMENT" >&2
 elif [ "$NCPU" -gt "$MAXN" ]; then
