@@ -440,7 +440,7 @@ func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
 			if n := countFields(raw, name); n > 0 {
 				// Found by review: refused as a repeat even when the
 				// trailer section was empty (Trailer only announces).
-				if len(h.PeekAll(string(name))) > n {
+				if len(h.PeekAll(string(name))) > peekedFields(raw, name, n) {
 					return scratch, false
 				}
 				continue
@@ -455,6 +455,38 @@ func dropTrailers(h trailerHeader, raw, scratch []byte) ([]byte, bool) {
 		}
 	}
 	return scratch, true
+}
+
+// peekedFields is how many of the n head fields named name fasthttp's
+// PeekAll returns: all of them, but an empty User-Agent, which fasthttp
+// keeps in storage of its own and leaves out (found by review: behind
+// "User-Agent:" a trailer's User-Agent counted as the head's one, and
+// went upstream as a header).
+func peekedFields(raw, name []byte, n int) int {
+	if !tokenIs(name, "User-Agent") {
+		return n
+	}
+	shown := 0
+	empty := false // the field being read so far has an empty value
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			if empty && len(bytes.TrimSpace(line)) > 0 {
+				empty = false
+				shown++
+			}
+			continue
+		}
+		empty = false
+		if f, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(f), name) {
+			if len(bytes.TrimSpace(v)) > 0 {
+				shown++
+			} else {
+				empty = true
+			}
+		}
+	}
+	return shown
 }
 
 // countFields is the number of fields named name in the raw header block.

@@ -389,8 +389,13 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		loan.plainHead = false
 	}
 	passed := 0
+	sawBare := false
 	for n := 0; ; n++ {
+		if !skipEmptyLines(r) {
+			return true, errBadStatus
+		}
 		end, bare := headEnd(r)
+		sawBare = sawBare || bare
 		if end == 0 {
 			// No whole head in sight (a read error, or one longer than r's
 			// buffer): fasthttp meets the same.
@@ -400,8 +405,12 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 		code, http11, ok := statusCode(head)
 		switch {
 		case !ok:
-			// fasthttp refuses a status line this cannot read.
-			return true, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
+			// No "HTTP/d.d ddd" status line: refused here rather than
+			// left to fasthttp's parser, which would read it past every
+			// check below (found by review: with two empty lines before
+			// the status line, the head seen here was those lines alone,
+			// and fasthttp read the answer unchecked).
+			return true, errBadStatus
 		case code < 100 || code > 599:
 			return true, errBadStatus
 		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
@@ -448,6 +457,9 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			default:
 				suspect, err = spent, checkStatus(resp, readFinal(resp, r, maxBody, te))
 			}
+			// A bare-LF interim head makes the connection as suspect as a
+			// final one (found by review: it was reused).
+			suspect = suspect || sawBare
 			if ce != nil && err == nil {
 				resp.Header.SetContentEncodingBytes(ce)
 			}
@@ -692,6 +704,37 @@ func isField(line, name []byte) bool {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// maxLeadingEmpty bounds the empty lines skipped before a status line.
+const maxLeadingEmpty = 1 << 10
+
+// skipEmptyLines drops the empty lines (CRLF or bare LF) at the start of
+// r, as fasthttp's parser skips them before a status line, so that the
+// head headEnd finds is the status line's. It stops at a read error,
+// which headEnd meets again, and reports false past maxLeadingEmpty
+// bytes of them.
+func skipEmptyLines(r *bufio.Reader) bool {
+	for skipped := 0; skipped <= maxLeadingEmpty; {
+		b, err := r.Peek(1)
+		if err != nil {
+			return true
+		}
+		switch b[0] {
+		case '\n':
+			_, _ = r.Discard(1)
+			skipped++
+		case '\r':
+			if b, err = r.Peek(2); err != nil || b[1] != '\n' {
+				return true
+			}
+			_, _ = r.Discard(2)
+			skipped += 2
+		default:
+			return true
+		}
+	}
+	return false
+}
 
 // headEnd finds the response head at the start of r: its length through
 // its empty line, and whether a bare LF ends that line or the one before
