@@ -188,6 +188,9 @@ func (s *server) stop(ctx context.Context) error {
 		// over: one opened just before the stop may be about to send
 		// its first request, as a keep-alive one its next.
 		nl.HushSilent()
+	} else if nl != nil {
+		// A server that does not drain (the admin's) closes them at once.
+		nl.HushSilent()
 	}
 	err := s.srv.ShutdownWithContext(ctx)
 	// A Serve that had not yet taken the listener when the shutdown came

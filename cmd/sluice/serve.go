@@ -358,9 +358,25 @@ func (a *app) warnPublicAdmin(addr string) {
 
 // startAdmin serves the admin API on ln, through package netconn too: its
 // error answers (a request too large) linger on close as the proxy's do.
+//
+// Its connections apply the admin's client timeouts themselves, as the
+// proxy's do, so that the listener keeps track of them: a stop closes
+// those that have sent nothing (HushSilent). fasthttp takes a connection
+// that has sent nothing for idle only 5 s after it opened, so one such
+// connection held every stop for up to 5 s, or shutdown_timeout (found
+// by review).
 func (a *app) startAdmin(ln net.Listener) *server {
-	return startServer(a.newAdminServer(), a.wrapListener(ln), a.log, "admin")
+	nl := a.wrapListener(ln)
+	nl.ReadTimeout, nl.WriteTimeout, nl.IdleTimeout = adminReadTimeout, adminWriteTimeout, adminIdleTimeout
+	return startServer(a.newAdminServer(), nl, a.log, "admin")
 }
+
+// The admin listener's client timeouts.
+const (
+	adminReadTimeout  = 10 * time.Second
+	adminWriteTimeout = 10 * time.Second
+	adminIdleTimeout  = time.Minute
+)
 
 func (a *app) newAdminServer() *fasthttp.Server {
 	return &fasthttp.Server{
@@ -381,10 +397,7 @@ func (a *app) newAdminServer() *fasthttp.Server {
 		ErrorHandler:    admin.ErrorHandler,
 		ExpectHandler:   proxy.ExpectHandler(fasthttp.DefaultMaxRequestBodySize, admin.ErrorHandler),
 		Logger:          proxy.Logger{Log: a.log},
-		ReadTimeout:     10 * time.Second,
-		WriteTimeout:    10 * time.Second,
-		IdleTimeout:     time.Minute,
-		CloseOnShutdown: true,
+		CloseOnShutdown: true, // (client timeouts: startAdmin)
 	}
 }
 
