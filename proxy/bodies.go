@@ -77,6 +77,9 @@ type bodyLoan struct {
 	// plainHead says the response's head was read by readPlainHead, its
 	// hop-by-hop fields left out: the handler has none to look for.
 	plainHead bool
+	// manyFields says a head the response read had more than
+	// maxKeptFields fields (see manyFields).
+	manyFields bool
 }
 
 // hold makes b the loan's buffer; one an earlier attempt's response

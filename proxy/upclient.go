@@ -386,7 +386,7 @@ const (
 // loan is not nil.
 func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints earlyHinter, loan *bodyLoan) (suspect bool, err error) {
 	if loan != nil {
-		loan.plainHead = false
+		loan.plainHead, loan.manyFields = false, false
 	}
 	passed := 0
 	sawBare := false
@@ -402,6 +402,9 @@ func readResponse(resp *fasthttp.Response, r *bufio.Reader, maxBody int, hints e
 			return true, checkStatus(resp, resp.ReadLimitBody(r, maxBody))
 		}
 		head, _ := r.Peek(end)
+		if loan != nil && manyFields(head[bytes.IndexByte(head, '\n')+1:]) { // past the status line
+			loan.manyFields = true
+		}
 		code, http11, ok := statusCode(head)
 		switch {
 		case !ok:
