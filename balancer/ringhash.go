@@ -70,12 +70,16 @@ func newRingHash(targets []Target, _ Options) Picker {
 	return r
 }
 
-// vnodes is how many points a target gets at the given scale.
+// vnodes is how many points a target gets at the given scale: its share
+// rounded to nearest (truncated, a backend at a quarter of the average
+// weight in a ring scaled to about 2^17 points lost 2.7% of its share;
+// found by review), and at least 1.
 func vnodes(t Target, scale uint) uint64 {
 	if t.Weight == 0 || t.Backend == nil {
 		return 0
 	}
-	return max(1, uint64(t.Weight)*ringPointsPerWeight>>scale)
+	half := uint64(1) << scale >> 1 // 0 at scale 0
+	return max(1, (uint64(t.Weight)*ringPointsPerWeight+half)>>scale)
 }
 
 // ringPointHash places the v-th virtual node of the backend whose address

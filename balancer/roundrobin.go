@@ -16,8 +16,10 @@ const (
 	maxRoundRobinWork = 1 << 24
 	// strideCyclePerTarget sizes the stride cycle: long enough that
 	// rounding the weights into it moves a share by well under 1%, short
-	// enough to build in a few milliseconds.
-	strideCyclePerTarget = 128
+	// enough to build in a few milliseconds. (At 128 a backend at a
+	// quarter of the average weight had about 32 turns, and rounding
+	// alone could cost it 1.5%: 2.3% short in all, found by review.)
+	strideCyclePerTarget = 256
 )
 
 // roundRobin is smooth weighted round robin made lock-free: the whole

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -28,6 +30,17 @@ func ParsePercent(s string) (Percent, error) {
 		return 0, fmt.Errorf("want a percentage from 0%% to 100%%, got %q", s)
 	}
 	return Percent(f), nil
+}
+
+// CmpShare compares the share part/whole with p: -1, 0 or +1 as it is
+// below, at or above it. p counts to a millionth of a percent, in
+// integers, so that a share exactly at a percentage written in the file
+// compares equal: in float64, 8.8 × 375 is 3300.0000000000005, and 33 of
+// 375 backends healthy counted as below a panic_threshold of 8.8% (found
+// by review). whole must be below 2^36 or so (int64).
+func (p Percent) CmpShare(part, whole int) int {
+	micro := int64(math.Round(float64(p) * 1e6))
+	return cmp.Compare(int64(part)*100_000_000, micro*int64(whole))
 }
 
 // StatusRange is an inclusive range of HTTP status codes, written 200-399

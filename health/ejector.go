@@ -75,7 +75,7 @@ func (e *Ejector) EjectAmong(addr string, now time.Time, poolSize, ejected int) 
 		return ent.until, false
 	}
 	first := ejected == 0 && e.cfg.MaxEjectionPercent > 0 && poolSize > 0
-	if !first && float64(ejected+1)*100 > float64(e.cfg.MaxEjectionPercent)*float64(poolSize) {
+	if !first && e.cfg.MaxEjectionPercent.CmpShare(ejected+1, poolSize) > 0 {
 		return time.Time{}, false
 	}
 	if ent == nil {

@@ -68,5 +68,5 @@ func SlowStartWeight(weight uint32, since, now time.Time, window time.Duration) 
 // ignore health and spread traffic over all of them rather than overload the
 // few that are left. A threshold of 0 turns panic mode off.
 func Panic(healthy, total int, threshold config.Percent) bool {
-	return threshold > 0 && float64(healthy)*100 < float64(threshold)*float64(total)
+	return threshold > 0 && threshold.CmpShare(healthy, total) < 0
 }
