@@ -96,13 +96,13 @@ func New(version string) *Metrics {
 
 	m.requests = f.counterVec("requests_total",
 		"Requests answered, by route, pool, backend and status class (1xx to 5xx). "+
-			"backend is empty when no backend was picked; route and pool are empty when no route matched.",
+			"backend is empty when no backend was picked; route and pool are empty when no route matched or the request was refused before routing (400, 405, 505).",
 		"route", "pool", "backend", "code")
 	m.reqDuration = f.histogramVec("request_duration_seconds",
 		"Time from reading the request to having the response ready for the client, by route.",
 		"route")
 	m.upDuration = f.histogramVec("upstream_duration_seconds",
-		"Time from sending the request upstream to having the upstream response, by backend.",
+		"Time from the start of the attempt (connecting included; the first attempt's from the request's arrival) to having the upstream response, by backend, for the answers passed on.",
 		"pool", "backend")
 	m.inFlight = f.gauge("requests_in_flight", "Requests being served now.")
 	m.downConns = f.gauge("downstream_connections", "Open client connections.")
