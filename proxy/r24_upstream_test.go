@@ -31,19 +31,19 @@ type r24UpMode int32
 
 const (
 	r24UpOK               r24UpMode = iota
-	r24UpResetHead                       // part of a head, then RST
-	r24UpResetBody                       // head and part of the body, then RST
-	r24UpCloseAfterHead                  // head (Content-Length: 100), then FIN
-	r24UpHalfClose                       // shut the sending side, read on
-	r24UpSlowHead                        // nothing, read on until closed
-	r24UpSlowBody                        // head and part of the body, then nothing
-	r24UpIdleClose                       // answer; close (FIN) after 60 ms idle
-	r24UpIdleReset                       // answer; reset after 60 ms idle
-	r24UpAnswerReset                     // answer, then reset at once
-	r24UpSlowMidHead                     // part of a head, then nothing
-	r24UpSlowAfterInterim                // a 100 Continue, then nothing
-	r24UpSecondReset                     // answer a connection's first request; read the next, then RST
-	r24UpBigBody                         // base of the modes below: + cut (0 RST, 1 FIN, 2 stall) + 3*size
+	r24UpResetHead                  // part of a head, then RST
+	r24UpResetBody                  // head and part of the body, then RST
+	r24UpCloseAfterHead             // head (Content-Length: 100), then FIN
+	r24UpHalfClose                  // shut the sending side, read on
+	r24UpSlowHead                   // nothing, read on until closed
+	r24UpSlowBody                   // head and part of the body, then nothing
+	r24UpIdleClose                  // answer; close (FIN) after 60 ms idle
+	r24UpIdleReset                  // answer; reset after 60 ms idle
+	r24UpAnswerReset                // answer, then reset at once
+	r24UpSlowMidHead                // part of a head, then nothing
+	r24UpSlowAfterInterim           // a 100 Continue, then nothing
+	r24UpSecondReset                // answer a connection's first request; read the next, then RST
+	r24UpBigBody                    // base of the modes below: + cut (0 RST, 1 FIN, 2 stall) + 3*size
 )
 
 // r24UpBigSizes are the announced lengths of the big-body modes: a
