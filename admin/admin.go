@@ -372,8 +372,11 @@ func redact(v any) {
 	}
 }
 
-// crossSite returns why a request that may change state must be refused
-// because a web page on another site sent it, or "" to let it through.
+// crossSite returns why a request must be refused because a web page on
+// another site, or one rebound to the admin address, sent it, or "" to
+// let it through. A read (GET, HEAD, OPTIONS) is refused only when a
+// browser sent it (Origin or Sec-Fetch-Site) under a DNS name: a rebound
+// page reads same-origin.
 //
 // The rule: any method but GET, HEAD and OPTIONS (so POST /admin/reload,
 // POST .../drain and .../undrain, PUT .../weight) is refused with 403 when
@@ -396,6 +399,17 @@ func redact(v any) {
 func crossSite(ctx *fasthttp.RequestCtx, method string) string {
 	switch method {
 	case "GET", "HEAD", "OPTIONS":
+		// A read from a browser (Sec-Fetch-Site or Origin set) must
+		// name the admin API by IP or localhost too: a page rebound to
+		// the admin address reads same-origin, and could send the
+		// config, pools and metrics anywhere (found by review).
+		h := &ctx.Request.Header
+		if len(h.Peek("Sec-Fetch-Site")) == 0 && len(h.Peek("Origin")) == 0 {
+			return ""
+		}
+		if name := (&url.URL{Host: string(ctx.Host())}).Hostname(); !strings.EqualFold(name, "localhost") && net.ParseIP(name) == nil {
+			return "browser request refused: address the admin API by IP or localhost, not " + strconv.Quote(name)
+		}
 		return ""
 	}
 	switch string(ctx.Request.Header.Peek("Sec-Fetch-Site")) {

@@ -80,10 +80,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		// A tag of the user's own (!env X) was dropped, and the text
 		// after it taken as the value: a sticky secret of "X" (found
 		// by review).
-		d.fail(n.Line, path, "unknown tag %s: sluice does not expand tags", n.Tag)
+		// The tag is not quoted: an unquoted secret starting with "!"
+		// would be shown in the error, and kept in last_reload_error
+		// (found by review).
+		d.fail(n.Line, path, "a YAML tag (!...) is not allowed: sluice does not expand tags; quote a value that starts with !")
 		return
 	}
 	if isNull(n) {
+		if n.Anchor != "" {
+			// "secret: &S3cret" is an anchor on an empty value: taken
+			// as empty, it turned the sticky secret off without a word
+			// (found by review).
+			d.fail(n.Line, path, "an anchor (&...) on an empty value; quote a value that starts with &")
+		}
 		return // an empty value keeps the default
 	}
 	if v.Kind() == reflect.Pointer {

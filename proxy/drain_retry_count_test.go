@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,7 +100,10 @@ func TestRetriesExhaustedCountedAfterDrain(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the request never reached the gated backend")
 	}
-	apply(t, px, yml(other.addr()))
+	// The new pool's one backend takes no new requests (weight 0): since
+	// session 24 a retry after a reload picks from the new pool, and a
+	// backend there that takes requests would answer this one.
+	apply(t, px, strings.Replace(yml(other.addr()), other.addr()+" }]", other.addr()+", weight: 0 }]", 1))
 	row := `route="/",pool="p",backend="` + addr + `",code="5xx"`
 	open()
 

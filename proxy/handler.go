@@ -179,8 +179,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case r == nil:
 		s.noRoute.Inc(status)
-	case out.target >= 0:
-		r.requests[out.target].Inc(status)
+	case out.counter != nil:
+		out.counter.Inc(status)
 	default:
 		r.noBackend.Inc(status)
 	}
@@ -220,9 +220,9 @@ func answerBodyLen(resp *fasthttp.Response) int {
 // outcome is what forward did, for metrics and the access log.
 type outcome struct {
 	route *route
-	// target is the index in route.pool.targets of the backend that
-	// answered (or failed last); -1 when none was tried.
-	target   int
+	// counter counts the request for the route and the backend that
+	// answered (or failed last); nil when none was tried.
+	counter  *metrics.RequestCounters
 	upstream *upstream
 	upTime   time.Duration
 	// end is when the last upstream exchange finished (zero if none).
@@ -253,15 +253,16 @@ type outcome struct {
 // forward routes the request, picks a backend and proxies to it, retrying
 // where that is safe; the response (or error) is left in ctx.Response.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now time.Time) outcome {
-	out := outcome{target: -1}
+	var out outcome
 	raw := ctx.Request.Header.RawHeaders()
 	found := scanRequest(raw)
 	code, msg := rejected(ctx, found)
+	trailers := hasTrailerNames(&ctx.Request.Header, found)
 	if code == 0 && (tooManyNames(&ctx.Request.Header, found) ||
-		found&hTransferEncoding != 0 && tooManyTrailers(&ctx.Request.Header)) {
+		trailers && tooManyTrailers(&ctx.Request.Header)) {
 		code, msg = fasthttp.StatusBadRequest, "400 more than 32 names in Connection or Trailer\n"
 	}
-	if code == 0 && found&hTransferEncoding != 0 {
+	if code == 0 && trailers {
 		var ok bool
 		if sc.buf, ok = dropTrailers(&ctx.Request.Header, raw, sc.buf); !ok {
 			code, msg = fasthttp.StatusBadRequest, "400 a trailer field repeats a header field\n"
@@ -343,11 +344,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	out.hostForwarded = s.forwarding.host
 
 	var err error
-	idx, last := -1, -1
-	// tried holds the targets this request has been sent to: a retry
+	idx := -1
+	// counters is parallel to pl.targets: the route's request counters.
+	counters := r.requests
+	// tried holds the backends this request has been sent to: a retry
 	// goes to none of them again, as nginx's proxy_next_upstream never
-	// tries a peer twice (config caps attempts at maxAttempts).
-	var tried [maxAttempts]int
+	// tries a peer twice (config caps attempts at maxAttempts). By
+	// identity, not index: a retry after a reload picks from the new
+	// snapshot's pool.
+	var tried [maxAttempts]*balancer.Backend
 	var up *upstream
 	for attempt := 1; ; attempt++ {
 		if attempt == 1 {
@@ -360,13 +365,25 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			}
 			up = pl.targets[idx]
 		} else {
+			if cur := p.snap.Load(); cur != nil && cur.pools[pl.name] != pl {
+				// A reload (or a DNS answer) came since the request
+				// began: the retry picks from the pool as it is now,
+				// backends added since included (found by review: only
+				// the request's own snapshot's backends were taken, so
+				// a pool whose one backend was replaced answered 502,
+				// and one scaled out retried the failing backend).
+				if r2 := cur.routes.named(r.name, pl.name); r2 != nil {
+					pl, counters = r2.pool, r2.requests
+				}
+			}
 			next, nextUp := p.retryTarget(pl, tried[:attempt-1], key, now.UnixNano())
 			// The failed attempt before this is logged now that it is
 			// known whether the request goes on (found by review: it
 			// said so while no backend was left to try).
 			p.logFailure(ctx, up, attempt-1, out.failure, err, out.end, next >= 0)
 			if next < 0 {
-				idx = last // none left: the last answer stands
+				// None left: the last answer stands, counted as it was
+				// (out.counter).
 				out.clientHeld = true
 				break
 			}
@@ -376,7 +393,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			idx, up = next, nextUp
 			pl.series.Retry()
 		}
-		tried[attempt-1] = idx
+		tried[attempt-1] = up.backend
 		if backendHost {
 			req.Header.SetHost(up.backend.Addr)
 		}
@@ -417,7 +434,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// counting a retry.
 		}
 		up.backend.End()
-		out.target, out.upstream, out.upTime, out.end = idx, up, done.Sub(start), done
+		out.counter, out.upstream, out.upTime, out.end = counters[idx], up, done.Sub(start), done
 		kind := kindNone
 		if err != nil {
 			kind = errorKind(err)
@@ -460,13 +477,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			out.clientHeld = true
 			break
 		}
-		last = idx
 		key = rand.Uint64()
 	}
 
 	switch {
-	case idx < 0:
-		out.target = -1
+	case out.upstream == nil:
 		p.noBackend(ctx, pl, now)
 	case err != nil:
 		code, msg := classify(err)
@@ -556,13 +571,13 @@ const retryPicks = 4
 // order and undid weights, load and slow start, and remembering only the
 // last target let a third attempt go back to the first (found by
 // review).
-func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, *upstream) {
+func (p *Proxy) retryTarget(pl *pool, tried []*balancer.Backend, key uint64, now int64) (int, *upstream) {
 	for range retryPicks {
 		i := pl.pickRetry(key, now)
 		if i < 0 {
 			break
 		}
-		if !slices.Contains(tried, i) {
+		if !slices.Contains(tried, pl.targets[i].backend) {
 			if up := p.usable(pl, i); up != nil {
 				return i, up
 			}
@@ -581,7 +596,7 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 	best, bestUp := -1, (*upstream)(nil)
 	var bestIn, bestW, tieW uint64
 	for i := range pl.picks {
-		if slices.Contains(tried, i) {
+		if slices.Contains(tried, pl.targets[i].backend) {
 			continue
 		}
 		up := p.usable(pl, i)
@@ -604,7 +619,8 @@ func (p *Proxy) retryTarget(pl *pool, tried []int, key uint64, now int64) (int, 
 	// A pool of one retries its one backend; a request that began on a
 	// sticky session's held backend (out of the picker's set) has tried
 	// another already.
-	if pl.picks == 1 && !slices.ContainsFunc(tried, func(i int) bool { return i != 0 }) {
+	if only := pl.targets[0].backend; pl.picks == 1 &&
+		!slices.ContainsFunc(tried, func(b *balancer.Backend) bool { return b != only }) {
 		if up := p.usable(pl, 0); up != nil {
 			return 0, up
 		}
@@ -910,6 +926,15 @@ func targetHost(t []byte) []byte {
 	return rest
 }
 
+// hasTrailerNames reports whether a request has trailer names to look at:
+// a chunked one that announced some or sent trailer fields (fasthttp
+// records both in its trailer set). Looking in an empty set through the
+// trailerHeader interface cost 10 allocations per chunked request (found
+// by review).
+func hasTrailerNames(h *fasthttp.RequestHeader, found headerSet) bool {
+	return found&hTransferEncoding != 0 && len(h.Peek(fasthttp.HeaderTrailer)) > 0
+}
+
 // maxKeptFields is the most fields a request or response head may have
 // for its client connection to be kept open after the answer: HAProxy's
 // and Envoy's limit on the fields of a head (about 100), which sluice
@@ -1148,10 +1173,24 @@ func prepareRequest(ctx *fasthttp.RequestCtx, rawHost []byte, found headerSet, f
 		buf = appendRequestID(buf[:0])
 		h.AddBytesKV(hdrXRequestID, buf)
 		idMade = true
-	case len(h.PeekBytes(hdrXRequestID)) == 0:
-		buf = appendRequestID(buf[:0])
-		h.SetBytesKV(hdrXRequestID, buf)
-		idMade = true
+	default:
+		// One X-Request-Id goes upstream, the one the access log shows:
+		// the client's first, or a new one if that is empty (found by
+		// review: behind an empty line, or beside a second one, the
+		// client's other ones went upstream too, and a backend that
+		// reads the last or joins them logged an id the access log
+		// never showed).
+		ids := h.PeekAll(headerXRequestID)
+		if len(ids) == 1 && len(ids[0]) > 0 {
+			break // the usual case: one, passed on
+		}
+		if len(ids) > 0 && len(ids[0]) > 0 {
+			buf = append(buf[:0], ids[0]...)
+		} else {
+			buf, idMade = appendRequestID(buf[:0]), true
+		}
+		h.DelBytes(hdrXRequestID)
+		h.AddBytesKV(hdrXRequestID, buf)
 	}
 	// Forward the request-target exactly as received (routing used the
 	// normalised path), and keep the Host header rather than the URI's.

@@ -10,12 +10,15 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// headerXRequestID is X-Request-Id for fasthttp's string-keyed lookups.
+const headerXRequestID = "X-Request-Id"
+
 // Header names, as the canonical form fasthttp stores them in.
 var (
 	hdrXForwardedFor    = []byte("X-Forwarded-For")
 	hdrXForwardedProto  = []byte("X-Forwarded-Proto")
 	hdrXForwardedHost   = []byte("X-Forwarded-Host")
-	hdrXRequestID       = []byte("X-Request-Id")
+	hdrXRequestID       = []byte(headerXRequestID)
 	hdrSetCookie        = []byte("Set-Cookie")
 	hdrRetryAfter       = []byte("Retry-After")
 	hdrContentLength    = []byte("Content-Length")

@@ -402,6 +402,14 @@ func TestHostileBackendHeaderBytes(t *testing.T) {
 			if status == "200" && string(body) != "hello" {
 				t.Errorf("200 with body %q", body)
 			}
+			if strings.Count(tt.head, "\r\n") > maxKeptFields+2 {
+				// Over maxKeptFields fields: the answer closes its
+				// connection (since session 24), and says so.
+				if !strings.Contains(h, "\r\nConnection: close\r\n") {
+					t.Errorf("an answer of over %d fields without Connection: close: %.200q", maxKeptFields, h)
+				}
+				return
+			}
 			hbCheckGood(t, c, br, 2)
 		})
 	}

@@ -91,6 +91,34 @@ func newRouteTable(routes []*route, hosts []string) routeTable {
 	return t
 }
 
+// named finds the route of the given name that takes its requests to the
+// given pool, nil if there is none: a retry after a reload uses it (a
+// rare path: it looks at every route).
+func (t *routeTable) named(name, pool string) *route {
+	find := func(l routeList) *route {
+		for _, r := range l {
+			if r.name == name && r.pool != nil && r.pool.name == pool {
+				return r
+			}
+		}
+		return nil
+	}
+	if r := find(t.any); r != nil {
+		return r
+	}
+	for _, l := range t.exact {
+		if r := find(l); r != nil {
+			return r
+		}
+	}
+	for i := range t.wildcard {
+		if r := find(t.wildcard[i].routes); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
 // match finds the route for a lower-case host without port and a
 // normalised path.
 func (t *routeTable) match(host, path []byte) *route {

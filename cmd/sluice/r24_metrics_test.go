@@ -176,7 +176,7 @@ func r24MetScrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
 		if help[name] != 1 || typ[name] != 1 {
 			t.Errorf("family %s: %d HELP and %d TYPE lines, want 1 each", name, help[name], typ[name])
 		}
-		if strings.HasPrefix(name, "sluice_") && !model.IsValidLegacyMetricName(name) {
+		if strings.HasPrefix(name, "sluice_") && !model.LegacyValidation.IsValidMetricName(name) {
 			t.Errorf("family %s: invalid name", name)
 		}
 	}
