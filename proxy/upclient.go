@@ -829,8 +829,17 @@ func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 // "/x"): the target is set as received (or as the origin-form an
 // absolute-form one names), so that it goes out as set. Called last
 // before the head is built, as a look at the URI parses it again.
+//
+// It also sends "OPTIONS *" for an absolute-form OPTIONS target with no
+// path and no query ("OPTIONS http://example.com"), as RFC 9112 §3.2.4
+// asks of the last proxy: rebuilt, it went as "OPTIONS /", a question
+// about the resource "/" rather than the server (found by review).
 func keepEmptyQuery(req *fasthttp.Request) {
 	t := req.Header.RequestURI()
+	if len(t) > 0 && t[0] != '/' && t[0] != '*' && req.Header.IsOptions() && len(t) == len("http://")+len(targetHost(t)) {
+		req.SetRequestURI("*")
+		return
+	}
 	if len(t) < 2 || bytes.IndexByte(t, '?') != len(t)-1 {
 		return // no query, or one not empty ("/x?a?" is rebuilt as it came)
 	}
