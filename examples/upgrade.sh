@@ -11,14 +11,20 @@ admin_of() {
   local addr
   # q is a single quote, which the awk program (in single quotes) cannot
   # hold; values may be quoted either way, lines may end in CRLF.
+  # Keys may be quoted too ("admin":, 'listen':), as YAML and -check take
+  # them (found by review: read as the default otherwise).
   addr=$(awk -v q="'" '
-    BEGIN { lead = "listen:[ ]*[\"" q "]?"; stop = "[\"" q " ,}#\r].*$" }
-    /^admin:/ {
+    BEGIN {
+      k = "[\"" q "]?"
+      lead = k "listen" k ":[ ]*[\"" q "]?"; stop = "[\"" q " ,}#\r].*$"
+      admin = "^" k "admin" k ":"; inner = "^ +" k "listen" k ":"
+    }
+    $0 ~ admin {
       if (match($0, lead "[^\"" q " ,}#\r]+")) { v = substr($0, RSTART, RLENGTH); sub(lead, "", v); print v; exit }
       inadmin = 1; next
     }
     inadmin && /^[^ #\r]/ { exit }
-    inadmin && /^ +listen:/ { v = $0; sub("^ +" lead, "", v); sub(stop, "", v); print v; exit }
+    inadmin && $0 ~ inner { v = $0; sub("^ +" lead, "", v); sub(stop, "", v); print v; exit }
   ' "/etc/sluice/$1.yaml")
   addr=${addr:-127.0.0.1:9901}
   # An address with no host (":9902", every interface) is reached on
@@ -36,7 +42,15 @@ if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 0)" != 1 ]; t
 fi
 
 if systemctl is-active --quiet sluice@blue; then old=blue new=green; else old=green new=blue; fi
-sluice -check -config "/etc/sluice/$new.yaml"
+# The wait below polls the new instance's /readyz: with the old one's
+# admin address it would find the old instance ready and stop it at once
+# (found by review).
+if [ "$(admin_of "$new")" = "$(admin_of "$old")" ]; then
+  echo "sluice upgrade: /etc/sluice/$old.yaml and $new.yaml have the same admin.listen ($(admin_of "$new")); give each its own" >&2
+  exit 1
+fi
+# The unit checks the config itself (ExecStartPre, as its own user: a check
+# run here as root would create the access log root's).
 systemctl start "sluice@$new"
 for _ in $(seq 1 100); do
   curl -fsS "http://$(admin_of "$new")/readyz" >/dev/null 2>&1 && break

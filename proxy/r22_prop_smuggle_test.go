@@ -314,11 +314,15 @@ func r22psSplitAbsolute(t string) (auth, rest string) {
 }
 
 // r22psUpstreamTarget is the target a backend gets for t (origin form,
-// README: an absolute-form target goes upstream in origin form) and the
+// README: an absolute-form target goes upstream in origin form; an
+// OPTIONS one with no path and no query as "*", RFC 9112 §3.2.4) and the
 // host the absolute form names ("" for none).
-func r22psUpstreamTarget(t string) (target, host string) {
+func r22psUpstreamTarget(method, t string) (target, host string) {
 	if len(t) > 7 && strings.EqualFold(t[:7], "http://") {
 		auth, rest := r22psSplitAbsolute(t)
+		if method == "OPTIONS" && rest == "" {
+			return "*", auth
+		}
 		if !strings.HasPrefix(rest, "/") {
 			rest = "/" + rest
 		}
@@ -376,7 +380,7 @@ func r22psFieldSet(fields []r22psField) []string {
 // want, the client's request as the oracle reads it.
 func r22psCompare(got, want r22psReq) []string {
 	var bad []string
-	wt, wantHost := r22psUpstreamTarget(want.target)
+	wt, wantHost := r22psUpstreamTarget(want.method, want.target)
 	if got.method != want.method || got.target != wt {
 		bad = append(bad, fmt.Sprintf("request line %s %s, want %s %s", got.method, got.target, want.method, wt))
 	}

@@ -43,6 +43,11 @@ func TestUpgradeScriptFindsAdmin(t *testing.T) {
 		{"block, single quotes", "listen: 127.0.0.1:8080\nadmin:\n  listen: '127.0.0.1:9911'\n", "127.0.0.1:9911"},
 		{"block, CRLF", "listen: 127.0.0.1:8080\r\nadmin:\r\n  listen: 127.0.0.1:9911\r\n", "127.0.0.1:9911"},
 		{"IPv6, single quotes", "admin: { listen: '[::1]:9913' }\n", "[::1]:9913"},
+		// Quoted keys, which YAML and -check take, were read as the
+		// default (found by review in session 24).
+		{"quoted keys, block", "listen: 127.0.0.1:8080\n\"admin\":\n  \"listen\": 127.0.0.1:9908\n", "127.0.0.1:9908"},
+		{"quoted inner key", "admin:\n  'listen': '127.0.0.1:9910'\n", "127.0.0.1:9910"},
+		{"quoted keys, flow", "admin: {\"listen\": 127.0.0.1:9909}\n", "127.0.0.1:9909"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
