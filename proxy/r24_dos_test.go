@@ -652,7 +652,13 @@ func TestDosStalledBackends(t *testing.T) {
 				return
 			}
 			// A stall ends when the proxy closes the connection.
-			stall := func() { _, _ = io.Copy(io.Discard, c) }
+			// Each of these sends part of an answer (or nothing) and then
+			// stalls: the client must get 504 at timeouts.response.
+			if part, ok := r24DosPartialAnswers[path]; ok {
+				_, _ = io.WriteString(c, part)
+				_, _ = io.Copy(io.Discard, c)
+				return
+			}
 			switch path {
 			case "/trickle":
 				head := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: " + strings.Repeat("x", 1000) + "\r\n\r\nok"
@@ -666,33 +672,6 @@ func TestDosStalledBackends(t *testing.T) {
 					case <-time.After(30 * time.Millisecond):
 					}
 				}
-				return
-			case "/lent":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n%s", strings.Repeat("l", 10000))
-				stall()
-				return
-			case "/spliced":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n%s", strings.Repeat("s", 40000))
-				stall()
-				return
-			case "/bigspliced":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n%s", strings.Repeat("s", 500000))
-				stall()
-				return
-			case "/long":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 4000000\r\n\r\n%s", strings.Repeat("s", 2000000))
-				stall()
-				return
-			case "/chunked":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-				stall()
-				return
-			case "/close":
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\n\r\nsome of it")
-				stall()
-				return
-			case "/nothing":
-				stall()
 				return
 			default:
 				if !r24DosAnswer(c, 2) {
@@ -916,4 +895,15 @@ func TestDosPipelinedSplicedNeverRead(t *testing.T) {
 	}
 	pipesClosed(t, px)
 	r24DosSettle(t, base, 4, 16<<20, 8*time.Second)
+}
+
+// r24DosPartialAnswers are the stalled backend's part answers by path.
+var r24DosPartialAnswers = map[string]string{
+	"/lent":       "HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n" + strings.Repeat("l", 10000),
+	"/spliced":    "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n" + strings.Repeat("s", 40000),
+	"/bigspliced": "HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + strings.Repeat("s", 500000),
+	"/long":       "HTTP/1.1 200 OK\r\nContent-Length: 4000000\r\n\r\n" + strings.Repeat("s", 2000000),
+	"/chunked":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+	"/close":      "HTTP/1.1 200 OK\r\n\r\nsome of it",
+	"/nothing":    "",
 }
