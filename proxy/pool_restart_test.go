@@ -44,8 +44,8 @@ func poolBurst(addr string, clients, n int) map[int]int {
 // max_conns_per_backend 2 with both connections idle; the backend is
 // killed (its connections closed) and refuses for a while, then comes
 // back on the same port. While it is down every request fails (502) after
-// its two attempts, each counted as kind="connect" (and the two dead idle
-// connections as kind="idle"); once it is back, as many clients as the
+// its two attempts, each counted as kind="connect" (and the dead idle
+// connections, one or two, as kind="idle"); once it is back, as many clients as the
 // limit get 200 every time: the failed dials left no slot and no count of
 // open connections behind. sluice_upstream_connections then agrees with
 // the backend.
@@ -63,6 +63,13 @@ timeouts: { upstream_idle: 30s }
 	if codes := poolBurst(px.addr, 2, 10); codes[200] != 20 {
 		t.Fatalf("warm-up statuses %v, want 20 × 200", codes)
 	}
+	// The warm-up's two clients open two connections only if their
+	// requests overlapped; under load they may not (a clean-clone CI run
+	// had one: kind="idle" 1, want 2).
+	idleAtKill := px.proxy.Current().pools["p"].targets[0].client.ConnsCount()
+	if idleAtKill < 1 || idleAtKill > 2 {
+		t.Fatalf("%d upstream connections after the warm-up, want 1 or 2", idleAtKill)
+	}
 	f.kill()
 	down := poolBurst(px.addr, 2, 15)
 	if down[502] != 30 {
@@ -76,8 +83,8 @@ timeouts: { upstream_idle: 30s }
 	if v := reviewSum(errs, `kind="connect"`); v != 60 {
 		t.Errorf(`sluice_upstream_errors_total{kind="connect"} = %v, want 60 (two refused attempts per failed request)`, v)
 	}
-	if v := reviewSum(errs, `kind="idle"`); v != 2 {
-		t.Errorf(`sluice_upstream_errors_total{kind="idle"} = %v, want 2 (the killed backend's two idle connections)`, v)
+	if v := reviewSum(errs, `kind="idle"`); v != float64(idleAtKill) {
+		t.Errorf(`sluice_upstream_errors_total{kind="idle"} = %v, want %d (the killed backend's idle connections)`, v, idleAtKill)
 	}
 	if v := reviewSum(gatherCounts(t, m, "sluice_retries_total")); v != 30 {
 		t.Errorf("sluice_retries_total = %v, want 30", v)
