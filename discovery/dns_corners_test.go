@@ -89,15 +89,18 @@ type rawDNS struct {
 func startRawDNS(t *testing.T, answer func(req *dns.Msg, tcp bool) []byte) *rawDNS {
 	t.Helper()
 	r := &rawDNS{answer: answer}
+	// The TCP port is taken first and the UDP one beside it: under the
+	// whole suite's load an ephemeral UDP port's TCP twin was taken 11
+	// times in a row (a clean-clone CI run); UDP ports are rarely in use.
 	for try := 0; ; try++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		pc, err := net.ListenPacket("udp", l.Addr().String())
 		if err != nil {
-			pc.Close()
-			if try == 10 {
+			l.Close()
+			if try == 50 {
 				t.Fatal(err)
 			}
 			continue
