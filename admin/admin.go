@@ -407,10 +407,7 @@ func crossSite(ctx *fasthttp.RequestCtx, method string) string {
 		if len(h.Peek("Sec-Fetch-Site")) == 0 && len(h.Peek("Origin")) == 0 {
 			return ""
 		}
-		if name := (&url.URL{Host: string(ctx.Host())}).Hostname(); !strings.EqualFold(name, "localhost") && net.ParseIP(name) == nil {
-			return "browser request refused: address the admin API by IP or localhost, not " + strconv.Quote(name)
-		}
-		return ""
+		return byName((&url.URL{Host: string(ctx.Host())}).Hostname())
 	}
 	switch string(ctx.Request.Header.Peek("Sec-Fetch-Site")) {
 	case "cross-site", "same-site":
@@ -424,10 +421,16 @@ func crossSite(ctx *fasthttp.RequestCtx, method string) string {
 	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, string(ctx.Host())) {
 		return "cross-origin request refused: Origin " + strconv.Quote(string(origin)) + " is not this host"
 	}
-	if name := u.Hostname(); !strings.EqualFold(name, "localhost") && net.ParseIP(name) == nil {
-		return "browser request refused: address the admin API by IP or localhost, not " + strconv.Quote(name)
+	return byName(u.Hostname())
+}
+
+// byName refuses a browser's request that names the admin API by a DNS
+// name, which DNS rebinding needs; an IP literal or localhost is taken.
+func byName(name string) string {
+	if strings.EqualFold(name, "localhost") || net.ParseIP(name) != nil {
+		return ""
 	}
-	return ""
+	return "browser request refused: address the admin API by IP or localhost, not " + strconv.Quote(name)
 }
 
 func allow(ctx *fasthttp.RequestCtx, method, want string) bool {
