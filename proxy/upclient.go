@@ -807,13 +807,13 @@ func crlfLines(dst, head []byte) []byte {
 // write buffer (see README, Performance, for what that saved).
 func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 	if rw, ok := conn.(requestWriter); ok && sendsBodyApart(req) {
-		keepEmptyQuery(req)
+		setUpstreamTarget(req)
 		body := req.Body()
 		b.head = appendRequestHead(b.head[:0], req, len(body))
 		_, err := rw.WriteRequest(b.head, body)
 		return err
 	}
-	keepEmptyQuery(req)
+	setUpstreamTarget(req)
 	b.w.Reset(conn)
 	err := req.Write(b.w)
 	if err == nil {
@@ -823,7 +823,9 @@ func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 	return err
 }
 
-// keepEmptyQuery keeps the "?" of a request-target with an empty query
+// setUpstreamTarget sets the request-target the upstream gets where the
+// one rebuilt from the parsed URI would be wrong. It keeps the "?" of a
+// request-target with an empty query
 // ("/x?"), which the target rebuilt from the parsed URI loses, though RFC
 // 3986 §6.2.3 does not make the two the same (found by review: sent as
 // "/x"): the target is set as received (or as the origin-form an
@@ -834,7 +836,7 @@ func (b *upBuffers) writeRequest(conn net.Conn, req *fasthttp.Request) error {
 // path and no query ("OPTIONS http://example.com"), as RFC 9112 §3.2.4
 // asks of the last proxy: rebuilt, it went as "OPTIONS /", a question
 // about the resource "/" rather than the server (found by review).
-func keepEmptyQuery(req *fasthttp.Request) {
+func setUpstreamTarget(req *fasthttp.Request) {
 	t := req.Header.RequestURI()
 	if len(t) > 0 && t[0] != '/' && t[0] != '*' && req.Header.IsOptions() && len(t) == len("http://")+len(targetHost(t)) {
 		req.SetRequestURI("*")
