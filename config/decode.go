@@ -1,12 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +41,69 @@ type decoder struct {
 	// that validation's complaints (a duplicate) are about, not at the
 	// anchor it copies (found by review). Value errors stay at the anchor.
 	aliasLine int
+	// src is the document's text; lineStarts, built from it when first
+	// needed, is where each of its lines begins (see bareTag).
+	src        []byte
+	lineStarts []int
+}
+
+// bareTag reports whether n is written with YAML's non-specific tag "!"
+// (or "!<!>"), which yaml.v3 drops without a trace in the node: "secret: !"
+// read as empty turned the sticky secret off, "secret: ! x" read as "x",
+// while "!x" was refused (found by review). A plain value cannot begin
+// with "!", so a "!" where the node begins, after its anchor if any, is a
+// tag; explicit ones are marked tagged and checked by the caller.
+func (d *decoder) bareTag(n *yaml.Node) bool {
+	if n.Style&yaml.TaggedStyle != 0 || n.Line < 1 || n.Column < 1 {
+		return false
+	}
+	if d.lineStarts == nil {
+		d.lineStarts = yamlLineStarts(d.src)
+	}
+	if n.Line > len(d.lineStarts) {
+		return false
+	}
+	at := d.lineStarts[n.Line-1]
+	// yaml.v3 counts columns in characters.
+	for col := 1; col < n.Column && at < len(d.src); col++ {
+		_, size := utf8.DecodeRune(d.src[at:])
+		at += size
+	}
+	rest := d.src[at:]
+	if len(rest) > 0 && rest[0] == '&' {
+		// The anchor first (&name !): its name runs to a blank.
+		i := bytes.IndexAny(rest, " \t\r\n")
+		if i < 0 {
+			return false
+		}
+		rest = bytes.TrimLeft(rest[i:], " \t")
+	}
+	return len(rest) > 0 && rest[0] == '!'
+}
+
+// yamlLineStarts is the offset of each line of src as yaml.v3 counts
+// lines: after "\r\n", "\n", "\r", NEL, LS or PS, past a byte order mark.
+func yamlLineStarts(src []byte) []int {
+	start := 0
+	if bytes.HasPrefix(src, []byte("\ufeff")) {
+		start = len("\ufeff")
+	}
+	starts := []int{start}
+	for i := start; i < len(src); {
+		r, size := utf8.DecodeRune(src[i:])
+		i += size
+		switch r {
+		case '\r':
+			if i < len(src) && src[i] == '\n' {
+				i++
+			}
+		case '\n', '\u0085', '\u2028', '\u2029':
+		default:
+			continue
+		}
+		starts = append(starts, i)
+	}
+	return starts
 }
 
 // line is where a field found at line l is placed (see aliasLine).
@@ -76,7 +141,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	if _, seen := d.lines[path]; !seen {
 		d.lines[path] = d.line(n.Line)
 	}
-	if n.Tag != "" && !strings.HasPrefix(n.ShortTag(), "!!") {
+	if n.Tag != "" && !strings.HasPrefix(n.ShortTag(), "!!") || d.bareTag(n) {
 		// A tag of the user's own (!env X) was dropped, and the text
 		// after it taken as the value: a sticky secret of "X" (found
 		// by review).

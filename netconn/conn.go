@@ -1020,15 +1020,20 @@ func (c *Conn) watchForAnswer() {
 // body of the one whose 100 Continue went out): the deadlines of the last
 // turn are dropped, and the new ones are set when a read or write first
 // waits. A timer armed for an old deadline stays; if it fires first, the
-// operation it stops finds no deadline passed and goes on (rearm).
+// operation it stops finds no deadline passed and goes on (rearm). A body
+// after 100 Continue keeps its head's read deadline: client_read bounds
+// the whole request (found by review: the body got a client_read of its
+// own, so a trickled request had twice as long).
 func (c *Conn) startTurn(body bool) {
-	c.readPhase = phaseIdle
+	c.writeSet = false
+	c.write.want.Store(none)
 	if body {
 		c.readPhase = phaseRequest
+		return
 	}
-	c.readSet, c.writeSet = false, false
+	c.readPhase = phaseIdle
+	c.readSet = false
 	c.read.want.Store(none)
-	c.write.want.Store(none)
 }
 
 // readTimeout is the client timeout of the read phase.

@@ -172,13 +172,19 @@ func TestDrainCornerAdminWeightAndReload(t *testing.T) {
 
 // TestDrainCornerDrainTimeoutInFlight: a removed backend whose request runs
 // past drain_timeout: the request is not cut, the client gets the whole
-// answer.
+// answer, and the backend is listed as leaving until that request ends,
+// as its draining series say (it vanished from /admin/pools at
+// drain_timeout before session 25, found by review).
 func TestDrainCornerDrainTimeoutInFlight(t *testing.T) {
 	started := make(chan struct{}, 1)
+	release := make(chan struct{})
 	a := startBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			started <- struct{}{}
-			time.Sleep(1500 * time.Millisecond)
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
 		}
 		w.Write([]byte("done-a"))
 	})
@@ -197,6 +203,11 @@ func TestDrainCornerDrainTimeoutInFlight(t *testing.T) {
 	}()
 	<-started
 	apply(t, px, fmt.Sprintf("%sroutes: [{pool: web}]\npools:\n  web:\n    backends: [{address: %s}]\n", extra, b.addr()))
+	time.Sleep(900 * time.Millisecond) // three drain_timeouts
+	if l := leavingOf(t, px, a.addr()); len(l) != 1 || l[0].InFlight != 1 || l[0].State != StateDraining {
+		t.Errorf("past drain_timeout with a request in flight, leaving rows: %+v, want one draining with in_flight 1", l)
+	}
+	close(release)
 	waitFor(t, "a freed", 3*time.Second, func() bool { return len(leavingOf(t, px, a.addr())) == 0 })
 	got := <-res
 	if got.code != 200 || got.body != "done-a" {

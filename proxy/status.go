@@ -45,8 +45,8 @@ type BackendStatus struct {
 
 // Status reports every pool and backend, sorted by name and address;
 // backends still draining after they left are listed too, those of a pool
-// that a reload removed under the pool's name (with no algorithm) until
-// they have drained.
+// that a reload removed under the pool's name (with no algorithm), until
+// their last request in flight has ended (past drain_timeout too).
 func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 	var out []PoolStatus
 	err := c.do(ctx, func() error {
@@ -55,7 +55,11 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 		}
 		snap := c.proxy.Current()
 		names := c.cfg.PoolNames()
-		for _, d := range c.draining {
+		// Drains past drain_timeout with requests still in flight are
+		// leaving too, as their draining series say (found by review:
+		// they vanished from the list first).
+		leaving := slices.Concat(c.draining, c.overdue)
+		for _, d := range leaving {
 			if name := d.up.backend.Pool; c.cfg.Pools[name] == nil && !slices.Contains(names, name) {
 				names = append(names, name)
 			}
@@ -80,7 +84,7 @@ func (c *Controller) Status(ctx context.Context) ([]PoolStatus, error) {
 					ps.Backends = append(ps.Backends, m.status(k.addr, secret))
 				}
 			}
-			for _, d := range c.draining {
+			for _, d := range leaving {
 				if d.up.backend.Pool == name {
 					ps.Backends = append(ps.Backends, BackendStatus{
 						Address: d.up.backend.Addr, ID: stickyID(d.up.backend.ID, secret), State: StateDraining,
