@@ -102,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ready func()
 	if *workerIndex >= 0 {
 		ready = workerReady()
-		override = workerOverrides(*workerIndex)
+		override = workerOverrides(*workerIndex, *workers)
 		if err := pinWorker(*workerIndex); err != nil {
 			fmt.Fprintln(stderr, "worker: cannot pin to a CPU:", err)
 		}

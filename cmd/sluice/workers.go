@@ -19,32 +19,49 @@ import (
 	"sluice/config"
 )
 
-// workerOverrides adapts a config for worker i of a -workers run: the proxy
-// listener is shared through SO_REUSEPORT, and each worker gets its own
-// admin port (the configured one plus i). They are applied to every load,
-// reloads included.
-func workerOverrides(i int) func(*config.Config) error {
+// workerOverrides adapts a config for worker i of a -workers run of n: the
+// proxy listener is shared through SO_REUSEPORT, and each worker gets its
+// own admin port (the configured one plus i). They are applied to every
+// load, reloads included. A config that leaves any worker without its
+// port is refused by all of them, so that a reload is taken by all or by
+// none (found by review: worker 0 took one that worker 1 refused, and the
+// two served different pools).
+func workerOverrides(i, n int) func(*config.Config) error {
 	return func(c *config.Config) error {
-		c.ListenReusePort = true
-		if c.Admin.Listen == "" {
-			return nil
+		for j := range n {
+			if j != i {
+				probe := *c
+				if err := adminFor(&probe, j); err != nil {
+					return err
+				}
+			}
 		}
-		host, port, err := net.SplitHostPort(c.Admin.Listen)
-		if err != nil {
-			return err
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p+i > 65535 {
-			return fmt.Errorf("admin.listen: %s leaves no port for worker %d", c.Admin.Listen, i)
-		}
-		c.Admin.Listen = net.JoinHostPort(host, strconv.Itoa(p+i))
-		if config.SameSocket(c.Listen, c.Admin.Listen) {
-			// Worker i's admin API would take the proxy's port (found
-			// by review: every check passed, then a worker failed to bind).
-			return fmt.Errorf("admin.listen: worker %d's admin API would listen on %s, the proxy's listen (worker i takes admin.listen's port + i)", i, c.Admin.Listen)
-		}
+		return adminFor(c, i)
+	}
+}
+
+// adminFor sets c's admin.listen to worker i's, and its proxy listener to
+// be shared, or says why worker i cannot have it.
+func adminFor(c *config.Config, i int) error {
+	c.ListenReusePort = true
+	if c.Admin.Listen == "" {
 		return nil
 	}
+	host, port, err := net.SplitHostPort(c.Admin.Listen)
+	if err != nil {
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p+i > 65535 {
+		return fmt.Errorf("admin.listen: %s leaves no port for worker %d", c.Admin.Listen, i)
+	}
+	c.Admin.Listen = net.JoinHostPort(host, strconv.Itoa(p+i))
+	if config.SameSocket(c.Listen, c.Admin.Listen) {
+		// Worker i's admin API would take the proxy's port (found
+		// by review: every check passed, then a worker failed to bind).
+		return fmt.Errorf("admin.listen: worker %d's admin API would listen on %s, the proxy's listen (worker i takes admin.listen's port + i)", i, c.Admin.Listen)
+	}
+	return nil
 }
 
 // checkWorkers applies each of n workers' overrides to a copy of cfg,
@@ -53,7 +70,7 @@ func workerOverrides(i int) func(*config.Config) error {
 func checkWorkers(path string, cfg *config.Config, n int) error {
 	for i := range n {
 		c := *cfg
-		if err := workerOverrides(i)(&c); err != nil {
+		if err := adminFor(&c, i); err != nil {
 			return overrideError(path, cfg, err)
 		}
 	}
