@@ -332,11 +332,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 	// So is the sticky cookie: removing hop-by-hop fields can reorder
 	// repeated Cookie lines, and the first one's must win (RFC 6265 §5.4;
 	// found by fuzzing).
+	// The session's backend is kept as well as its index: a retry may
+	// pick from a newer snapshot, where indexes differ (found by review:
+	// a retry on another backend that took the session's index there
+	// sent no new cookie).
 	stuck := -1
+	var stuckBackend *balancer.Backend
 	if pl.sticky != nil {
 		if v := cookieValue(req.Header.PeekAll("Cookie"), pl.sticky); len(v) > 0 {
 			if i, ok := pl.stickyIndex[string(v)]; ok {
-				stuck = i
+				stuck, stuckBackend = i, pl.targets[i].backend
 			}
 		}
 	}
@@ -531,9 +536,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 			// sent (found by review: sessions flipped on every request).
 			clash := len(resp.Header.PeekCookie(pl.stickyName)) > 0
 			if clash {
-				resp.Header.DelCookie(pl.stickyName)
+				sc.buf = dropCookieInOrder(&resp.Header, pl.stickyName, sc.buf)
 			}
-			if stuck != idx || clash {
+			if up.backend != stuckBackend || clash {
 				resp.Header.AddBytesKV(hdrSetCookie, pl.stickyCookies[idx])
 			}
 		}
@@ -548,6 +553,29 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *Snapshot, sc *scratch, now 
 		req.Header.SetProtocolBytes(strHTTP10)
 	}
 	return out
+}
+
+// dropCookieInOrder removes h's Set-Cookie lines of cookie name and keeps
+// the others in their order, which decides the value a browser keeps of a
+// cookie set twice: fasthttp's DelCookie moves the last line into the
+// place of the one it removes (found by review: "sid=a", then "sid=b"
+// reached the client the other way round). buf is scratch; it is
+// returned for reuse.
+func dropCookieInOrder(h *fasthttp.ResponseHeader, name string, buf []byte) []byte {
+	buf = buf[:0]
+	for k, v := range h.Cookies() {
+		if string(k) != name {
+			// Values hold no line breaks (checked as the head is read).
+			buf = append(append(buf, v...), '\n')
+		}
+	}
+	h.DelAllCookies()
+	for rest := buf; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		h.AddBytesKV(hdrSetCookie, rest[:i])
+		rest = rest[i+1:]
+	}
+	return buf
 }
 
 // maxAttempts is the most attempts a request makes (config's bound on
