@@ -176,8 +176,14 @@ func (c *upClient) do(req *fasthttp.Request, resp *fasthttp.Response, hints earl
 			// closed, or sent bytes unasked: refused, in effect.
 			err = errNewConnClosed
 		}
+		// A kept-alive connection that broke before any byte of an
+		// answer: by a reset, or by a close the write saw as the peer
+		// ending the exchange early with nothing to read (found by
+		// review: a FIN in the middle of an upload got 502 where a
+		// reset got the one more try).
 		if err != nil && reused && !errors.Is(err, netconn.ErrIdleClosed) && !errors.Is(err, netconn.ErrUnsolicited) &&
-			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) && !responseBegun(s.conn) {
+			(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, netconn.ErrAnsweredEarly)) &&
+			!responseBegun(s.conn) {
 			err = staleConnError{err}
 		}
 		c.discard(i)
