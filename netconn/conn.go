@@ -1343,6 +1343,15 @@ func (c *Conn) AwaitNextRequest(keep bool) {
 	}
 }
 
+// SkipYield tells a server Conn that the read that begins the next turn
+// goes to the socket at once, without the yield first (see the package
+// doc): after a long answer the client is seldom quick enough for the
+// yield to find its next request there. Call it from the goroutine that
+// writes, before the server writes the answer.
+func (c *Conn) SkipYield() {
+	c.waited = c.yield
+}
+
 // canAwait says the connection can wait for the next request inside the
 // write that ends an answer (AwaitNextRequest).
 func (c *Conn) canAwait() bool {

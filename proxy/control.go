@@ -364,7 +364,7 @@ func (c *Controller) reconcile(now time.Time) error {
 			// reload that raised timeouts gave a failing backend a new
 			// streak).
 			fresh.outlier = m.up.outlier
-			fresh.client.open = m.up.client.open
+			fresh.client.conns = m.up.client.conns
 			fresh.series = m.up.series
 			fresh.series.SetConnsFunc(fresh.client.ConnsCount)
 			m.up, m.settings = fresh, settings
@@ -394,7 +394,7 @@ func (c *Controller) reconcile(now time.Time) error {
 				// own would replace in sluice_upstream_connections (found
 				// by review: the busy draining connection went unseen).
 				m.up.backend = d.up.backend
-				m.up.client.open = d.up.client.open
+				m.up.client.conns = d.up.client.conns
 			}
 			if c.Metrics != nil {
 				m.up.series = c.Metrics.Backend(pool, addr)

@@ -51,11 +51,11 @@ type upClient struct {
 	// once it is 0. Beside idleS, which every request writes too.
 	inFlight atomic.Int64
 	freeS    slotStack
-	// open counts the open connections of this client and of those of
+	// conns counts the open connections of this client and of those of
 	// the same backend it replaced or that replace it (new settings),
 	// which share it: the backend's sluice_upstream_connections counts
 	// a replaced client's busy ones until they close.
-	open *atomic.Int64
+	conns *connCount
 	// sweepsStarted and sweepsEnded count closeIdle calls: while one
 	// runs it holds the idle connections, which acquire waits out for at
 	// most sweepWait (see there).
@@ -114,7 +114,7 @@ func newUpBuffers(readSize, writeSize int) *upBufferPools {
 
 func newUpClient(addr string, dial func(string) (net.Conn, error), s clientSettings, bufs *upBufferPools) *upClient {
 	c := &upClient{addr: addr, dial: dial, maxBody: s.maxResponseBody, idle: s.idle, response: s.response, bufs: bufs,
-		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait, open: new(atomic.Int64)}
+		slots: make([]upSlot, max(s.maxConns, 1)), sweepWait: maxSweepWait, conns: new(connCount)}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		c.freeS.push(c.slots, uint32(i))
 	}
@@ -1042,18 +1042,20 @@ func (c *upClient) dialIn() (uint32, bool, error) {
 // max_conns_per_backend (found by review).
 func (c *upClient) dialSlot(i uint32) (uint32, bool, error) {
 	for limit := int64(len(c.slots)); ; {
-		n := c.open.Load()
+		n := c.conns.open.Load()
 		if n >= limit {
 			c.freeS.push(c.slots, i)
 			return 0, false, fasthttp.ErrNoFreeConns
 		}
-		if c.open.CompareAndSwap(n, n+1) {
+		if c.conns.open.CompareAndSwap(n, n+1) {
 			break
 		}
 	}
+	c.conns.dialing.Add(1)
 	conn, err := c.dial(c.addr)
+	c.conns.dialing.Add(-1)
 	if err != nil {
-		c.open.Add(-1)
+		c.conns.open.Add(-1)
 		c.freeS.push(c.slots, i)
 		return 0, false, err
 	}
@@ -1066,7 +1068,7 @@ func (c *upClient) discard(i uint32) {
 	s := &c.slots[i]
 	_ = s.conn.Close()
 	s.conn = nil
-	c.open.Add(-1)
+	c.conns.open.Add(-1)
 	c.freeS.push(c.slots, i)
 }
 
@@ -1112,8 +1114,15 @@ func (c *upClient) end()            { c.inFlight.Add(-1) }
 func (c *upClient) InFlight() int64 { return c.inFlight.Load() }
 
 // ConnsCount is the number of open connections, idle or in use, of
-// this client and of those that share its count (see open).
-func (c *upClient) ConnsCount() int { return int(c.open.Load()) }
+// this client and of those that share its count (see conns).
+func (c *upClient) ConnsCount() int { return int(c.conns.open.Load() - c.conns.dialing.Load()) }
+
+// connCount counts a backend's connections (upClient.conns): open
+// counts those being dialled too, which max_conns_per_backend bounds;
+// dialing counts those alone, which the gauge of open connections
+// leaves out (found by review: connects hanging on a backend that drops
+// SYNs read as open).
+type connCount struct{ open, dialing atomic.Int64 }
 
 // slotStack is a lock-free LIFO of slot indexes (a Treiber stack). The
 // head packs the top index+1 (0: empty) with a count of changes, so a
