@@ -54,7 +54,9 @@
 //     half-close), so the write is followed by one recv(MSG_PEEK) before
 //     the wait. That look costs more than the yield's reads that find
 //     nothing after a short answer, and less after a long one: sluice's
-//     handler asks the wait for answers of 4 KiB or more (README,
+//     handler asks the wait for answers of 4 KiB or more whose body is
+//     not lent (LendToAnswer: the waiting write would hold the loan), and
+//     has the others' next read skip the yield (SkipYield; README,
 //     Performance). An answer that closes the connection, a long body the
 //     server lets go after the write, a request not read to the end, a
 //     long body written straight after a read that brought more than the

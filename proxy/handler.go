@@ -150,7 +150,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		// An answer that keeps the connection open waits for the next
 		// request inside its write (fasthttp closes after the others),
 		// unless a body over keptBodyLimit is to be let go after the
-		// write: it would be held for as long as the client idles. Only
+		// write, or its body is lent (below): either would be held for
+		// as long as the client idles. Only
 		// a long answer (a body of at least the write buffer) waits: the
 		// wait costs one recv(MSG_PEEK) for what came before it, which
 		// a short answer's yield and read, that find the next request
