@@ -412,6 +412,31 @@ func refProbe(b []byte, expect []config.StatusRange) refResult {
 
 // checkHeadReaders runs b through skipLine, skipHead and parseStatusLine
 // on a 16-byte bufio.Reader and checks what each consumed.
+// unendedBadName reports whether fields ends in a line with no LF whose
+// field name, as far as it goes (to a colon or the end), is not a token
+// once trailing spaces are left out, or is empty before its colon (a
+// folded line's start is not judged): that line is bad whatever would
+// have followed. Only for a head with no empty
+// line before that last line.
+func unendedBadName(fields []byte) bool {
+	i := bytes.LastIndexByte(fields, '\n')
+	if i >= 0 {
+		ended := bytes.Split(fields[:i], []byte("\n"))
+		for _, l := range ended {
+			if len(bytes.TrimSuffix(l, []byte("\r"))) == 0 {
+				return false // the head ended before the last line
+			}
+		}
+	}
+	tail := fields[i+1:]
+	if len(tail) == 0 || tail[0] == ' ' || tail[0] == '\t' {
+		return false
+	}
+	name, _, colon := bytes.Cut(tail, []byte{':'})
+	name = bytes.TrimRight(name, " ")
+	return !isToken(name) || colon && len(name) == 0
+}
+
 func checkHeadReaders(t *testing.T, b []byte) {
 	t.Helper()
 	lines, ends, _ := refLines(b)
@@ -446,6 +471,11 @@ func checkHeadReaders(t *testing.T, b []byte) {
 			}
 		case worst == lineEither && errors.Is(err, errBadField):
 			// RFC leeway: refusing is right too.
+		case errors.Is(err, errBadField) && unendedBadName(fields):
+			// A line the answer never ended, whose name already holds a
+			// byte no name may: refused before its end (the reader's
+			// buffer filled), as rightly as at it (found by fuzzing:
+			// the check wanted the end of the stream).
 		default:
 			restAfter(t, "skipHead", fields, br, err, func() (int, bool) {
 				for i, l := range lines[1:] {
