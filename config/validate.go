@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,6 +115,14 @@ func (c *Config) validate() Errors {
 			// written plain, as yaml.v3 writes it back: /admin/config
 			// showed the pool's fields as pools (found by review).
 			v.fail("pools."+name, "<< is YAML's merge key; choose another name")
+			continue
+		}
+		if slices.ContainsFunc(strings.Split(name, "/"), func(seg string) bool { return seg == "." || seg == ".." }) {
+			// The admin API names a pool in its path: a dot segment
+			// there is resolved away, or refused when percent-encoded,
+			// so such a pool could not be drained or weighted (found by
+			// review).
+			v.fail("pools."+name, "a pool name may not have a . or .. segment (between slashes): the admin API could not name it")
 			continue
 		}
 		v.pool("pools."+name, c.Pools[name])
