@@ -88,10 +88,12 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 	if _, err := conn.Write(p.req); err != nil {
 		return false, ioReason("write", err)
 	}
-	p.br.Reset(conn)
+	in := countingReader{r: conn}
+	p.br.Reset(&in)
 	defer p.br.Reset(nil)
 	var code int
 	for interim := 0; ; interim++ {
+		headStart := in.n - p.br.Buffered()
 		line, err := p.br.ReadSlice('\n')
 		long := errors.Is(err, bufio.ErrBufferFull)
 		if err != nil && !long {
@@ -101,6 +103,7 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 		if code, ok = parseStatusLine(line); !ok {
 			return false, "bad response: malformed status line"
 		}
+		http11 := bytes.HasPrefix(line, []byte("HTTP/1.1 "))
 		if long {
 			// A long reason phrase: the code is in the line's start, and
 			// the data plane takes such a line within its 16 KiB head
@@ -112,15 +115,20 @@ func (p *prober) probe(ctx context.Context) (ok bool, reason string) {
 		// The rest of the head is read too, not its body: a head cut off
 		// by a close is an incomplete answer, which the data plane
 		// answers with 502 (found by review: it passed the probe).
-		if err := skipHead(p.br); errors.Is(err, errBadField) {
+		var facts headFacts
+		if err := readFields(p.br, &facts); errors.Is(err, errBadField) {
 			return false, err.Error()
 		} else if err != nil {
 			return false, ioReason("read", err)
 		}
+		final := code < 100 || code > 199 || code == 101
+		if bad := facts.refusal(in.n-p.br.Buffered()-headStart, final, http11); bad != "" {
+			return false, bad
+		}
 		// An interim answer (103 Early Hints, 100) comes before the final
 		// one, as HTTP clients skip it: counted as the status, it marked
 		// a working backend down (found by review).
-		if code < 100 || code > 199 || code == 101 {
+		if final {
 			break
 		}
 		if interim == maxInterimAnswers {
@@ -158,9 +166,98 @@ func skipLine(br *bufio.Reader) error {
 // the probe fails it too (found by fuzzing: "X" alone passed).
 var errBadField = errors.New("bad response: malformed header line")
 
+// maxHeadBytes is the longest head the data plane reads (proxy's
+// upstream read buffer): a longer one gets 502 there.
+const maxHeadBytes = 16 << 10
+
+// maxConnectionNames is the most names the data plane takes in a
+// response's Connection fields (proxy's maxHopNames).
+const maxConnectionNames = 32
+
+// headFacts is what the data plane's checks of a response head need to
+// know of it, gathered as the probe reads past its fields: the probe
+// fails a head the data plane answers with 502, or a backend whose every
+// answer gets 502 stayed in rotation (found by review: a head over 16 KiB,
+// as large cookies make, two Content-Lengths that differ, a
+// Transfer-Encoding other than chunked or in an HTTP/1.0 answer, more than
+// 32 Connection names).
+type headFacts struct {
+	length           []byte // the first Content-Length's value
+	lengthConflict   bool
+	transferEncoding bool
+	otherEncoding    bool // a Transfer-Encoding other than "chunked"
+	connectionNames  int
+	lengthSeen       bool
+}
+
+// field notes one complete field line.
+func (f *headFacts) field(line []byte) {
+	name, value, ok := bytes.Cut(line, []byte{':'})
+	if !ok {
+		return
+	}
+	name = bytes.TrimRight(name, " ")
+	value = bytes.Trim(value, " \t\r\n")
+	switch {
+	case bytes.EqualFold(name, []byte("Content-Length")):
+		if f.lengthSeen && !bytes.Equal(value, f.length) {
+			f.lengthConflict = true
+		}
+		if !f.lengthSeen {
+			f.length, f.lengthSeen = append([]byte(nil), value...), true
+		}
+	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		f.transferEncoding = true
+		f.otherEncoding = f.otherEncoding || !bytes.EqualFold(value, []byte("chunked"))
+	case bytes.EqualFold(name, []byte("Connection")):
+		for v := range bytes.SplitSeq(value, []byte{','}) {
+			if len(bytes.TrimSpace(v)) > 0 {
+				f.connectionNames++
+			}
+		}
+	}
+}
+
+// refusal is why the data plane would refuse a head of size bytes with
+// these facts ("" if it would not); final says it is the final answer's,
+// http11 that its version is HTTP/1.1.
+func (f *headFacts) refusal(size int, final, http11 bool) string {
+	switch {
+	case size > maxHeadBytes:
+		return "bad response: head over 16 KiB"
+	case !final:
+		return ""
+	case f.transferEncoding && !http11:
+		return "bad response: Transfer-Encoding in an answer that is not HTTP/1.1"
+	case f.otherEncoding:
+		return "bad response: a Transfer-Encoding other than chunked"
+	case f.lengthConflict:
+		return "bad response: Content-Lengths that differ"
+	case f.connectionNames > maxConnectionNames:
+		return "bad response: more than 32 Connection names"
+	}
+	return ""
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
 // skipHead reads past the fields of a head, through its empty line, and
 // checks each field's name.
-func skipHead(br *bufio.Reader) error {
+func skipHead(br *bufio.Reader) error { return readFields(br, nil) }
+
+// readFields is skipHead that also gathers facts, when not nil, from
+// each complete field line.
+func readFields(br *bufio.Reader, facts *headFacts) error {
 	start, inName, nameLen := true, false, 0
 	for {
 		line, err := br.ReadSlice('\n')
@@ -176,6 +273,9 @@ func skipHead(br *bufio.Reader) error {
 			// name of its own; the data plane takes it as part of that
 			// field's value.
 			inName, nameLen = line[0] != ' ' && line[0] != '\t', 0
+			if facts != nil && inName && !long {
+				facts.field(line)
+			}
 		}
 		if inName {
 			// Spaces before the colon are taken, as the data plane's

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -65,12 +66,21 @@ func TestProbeHeadBounds(t *testing.T) {
 			t.Errorf("probe = %v %q, want false \"timeout\"", ok, reason)
 		}
 	})
-	t.Run("large complete head", func(t *testing.T) {
-		head := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Big: "+strings.Repeat("b", 3000)+"\r\n", 70) +
-			"Content-Length: 0\r\nConnection: close\r\n\r\n"
-		p := newProber(Target{Pool: "p", Addr: rawBackend(t, head), Check: hc})
-		if ok, reason := p.probe(context.Background()); !ok {
-			t.Errorf("probe of a complete %d-byte head = false %q, want a pass", len(head), reason)
-		}
-	})
+	// The data plane reads a head of up to 16 KiB and answers 502 past
+	// it: the probe draws the same line (before session 25 a 200 KiB
+	// head passed it, and the backend stayed in rotation).
+	for _, tc := range []struct {
+		size int
+		pass bool
+	}{{16 << 10, true}, {16<<10 + 1, false}, {210 << 10, false}} {
+		t.Run(fmt.Sprintf("complete head of %d bytes", tc.size), func(t *testing.T) {
+			const start, end = "HTTP/1.1 200 OK\r\nX-Big: ", "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+			head := start + strings.Repeat("b", tc.size-len(start)-len(end)) + end
+			p := newProber(Target{Pool: "p", Addr: rawBackend(t, head), Check: hc})
+			ok, reason := p.probe(context.Background())
+			if ok != tc.pass || !ok && reason != "bad response: head over 16 KiB" {
+				t.Errorf("probe of a complete %d-byte head = %v %q, want pass %v", len(head), ok, reason, tc.pass)
+			}
+		})
+	}
 }
