@@ -932,7 +932,16 @@ func (c *Controller) buildPool(name string, pc *config.Pool, members []*member, 
 			}
 		}
 	}
-	opts := balancer.Options{EWMAWindow: pc.EWMAWindow, MaglevTableSize: pc.MaglevTableSize}
+	// Only the options the algorithm reads: a reload of another's left
+	// the picker built anew, and round robin restarted its rotation
+	// (found by review).
+	var opts balancer.Options
+	switch algorithm {
+	case "ewma":
+		opts.EWMAWindow = pc.EWMAWindow
+	case "maglev":
+		opts.MaglevTableSize = pc.MaglevTableSize
+	}
 	if old := c.publishedPool(name); old != nil && old.algorithm == algorithm && old.options == opts && slices.Equal(old.built, targets) {
 		// The same targets at the same weights: the picker goes on, so
 		// round robin keeps its rotation (and a hash its table) across
