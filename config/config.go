@@ -431,24 +431,32 @@ func (c *Config) deriveDefaults() {
 // the line syntaxErrorLine makes of it, or, for the errors yaml.v3 gives
 // no line, the line unplacedLine finds in data.
 func syntaxError(name string, data []byte, err error) FieldError {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	reported, msg := splitYAMLError(err)
 	line := 0
+	if reported == 0 {
+		line = unplacedLine(data, msg)
+	}
+	if line == 0 {
+		line = shiftedErrorLine(data, msg)
+	}
+	if line == 0 {
+		line = syntaxErrorLine(reported, msg)
+	}
+	return FieldError{File: name, Line: line, Msg: "invalid YAML: " + withoutAnchorName(msg)}
+}
+
+// splitYAMLError splits yaml.v3's "yaml: line 3: msg" into the line as
+// reported (0 when none) and the message.
+func splitYAMLError(err error) (line int, msg string) {
+	msg = strings.TrimPrefix(err.Error(), "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, tail, ok := strings.Cut(rest, ": "); ok {
 			if _, scanErr := fmt.Sscanf(num, "%d", &line); scanErr == nil {
-				msg = tail
+				return line, tail
 			}
 		}
 	}
-	if line == 0 {
-		if l := unplacedLine(data, msg); l > 0 {
-			return FieldError{File: name, Line: l, Msg: "invalid YAML: " + withoutAnchorName(msg)}
-		}
-	}
-	if l := shiftedErrorLine(data, msg); l > 0 {
-		return FieldError{File: name, Line: l, Msg: "invalid YAML: " + withoutAnchorName(msg)}
-	}
-	return FieldError{File: name, Line: syntaxErrorLine(line, msg), Msg: "invalid YAML: " + withoutAnchorName(msg)}
+	return 0, msg
 }
 
 // shiftedErrorLine places a syntax error in a quoted scalar by parsing
@@ -477,19 +485,11 @@ func shiftedErrorLine(data []byte, msg string) int {
 		if err == nil {
 			continue
 		}
-		rest, ok := strings.CutPrefix(err.Error(), "yaml: line ")
-		if !ok {
+		line, tail := splitYAMLError(err)
+		if line < 1 || tail != msg {
 			return 0
 		}
-		num, tail, ok := strings.Cut(rest, ": ")
-		line := 0
-		if _, scanErr := fmt.Sscanf(num, "%d", &line); !ok || scanErr != nil || tail != msg || line < 1 {
-			return 0
-		}
-		if l := syntaxErrorLine(line, msg) - 1; l > 0 {
-			return l
-		}
-		return 0
+		return max(syntaxErrorLine(line, msg)-1, 0)
 	}
 }
 
