@@ -45,6 +45,11 @@ type decoder struct {
 	// needed, is where each of its lines begins (see bareTag).
 	src        []byte
 	lineStarts []int
+	// at is the last place bareTag found (line, column, offset): nodes
+	// come in document order, so the next on that line is found from
+	// there, not from the line's start (a long flow line of many nodes
+	// would take time quadratic in its length).
+	atLine, atCol, atOff int
 }
 
 // bareTag reports whether n is written with YAML's non-specific tag "!"
@@ -63,12 +68,16 @@ func (d *decoder) bareTag(n *yaml.Node) bool {
 	if n.Line > len(d.lineStarts) {
 		return false
 	}
-	at := d.lineStarts[n.Line-1]
+	at, col := d.lineStarts[n.Line-1], 1
+	if d.atLine == n.Line && d.atCol <= n.Column {
+		at, col = d.atOff, d.atCol
+	}
 	// yaml.v3 counts columns in characters.
-	for col := 1; col < n.Column && at < len(d.src); col++ {
+	for ; col < n.Column && at < len(d.src); col++ {
 		_, size := utf8.DecodeRune(d.src[at:])
 		at += size
 	}
+	d.atLine, d.atCol, d.atOff = n.Line, col, at
 	rest := d.src[at:]
 	if len(rest) > 0 && rest[0] == '&' {
 		// The anchor first (&name !): its name runs to a blank.
